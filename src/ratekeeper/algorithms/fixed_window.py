@@ -1,0 +1,40 @@
+"""Fixed window: one counter per clock-aligned window.
+
+Exact within each aligned window; a burst at the end of one window and the start
+of the next can pass ``2 * limit`` in any span of one window length. Cheapest,
+and what some providers document ("resets at the top of the minute").
+
+State: ``(window_index, count)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Evaluation
+
+__all__ = ["FixedWindow"]
+
+
+class FixedWindow:
+    name = "fixed_window"
+    in_place = False
+    state_depends_on_limit = False
+
+    def evaluate(
+        self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int
+    ) -> Evaluation:
+        index = now // window
+        count = state[1] if state is not None and state[0] == index else 0
+        room = limit - count if count < limit else 0
+        if cost <= room:
+            count += cost
+            return True, room, (index + 1) * window if count else now, 0, (index, count)
+        retry = (index + 1) * window - now if cost <= limit else window
+        return False, room, now + retry, retry, state
+
+    def consume(self, state: Any, now: int, cost: int) -> Any:
+        raise NotImplementedError("fixed_window builds a new state in evaluate")
+
+    def expires_at(self, state: Any, limit: int, window: int) -> int:
+        return int((state[0] + 1) * window)

@@ -1,0 +1,163 @@
+"""What a rate limiting decision says, assembled once for sync and async faces.
+
+A :class:`Decision` is built from the store's raw results. Its per-rate
+:class:`RateStatus` objects are only made when someone reads ``statuses``
+(headers for several policies, dashboards), so the common path of "allowed?
+and the tightest rate's numbers" allocates one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .stores.base import Charge, ChargeResult
+
+__all__ = ["Decision", "RateStatus", "build_decision"]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class RateStatus:
+    """One rate's part of a decision.
+
+    ``reset_at`` is when the rate has its whole quota back, or, for a rate that
+    denied the request, when the request could pass (``now + retry_after``).
+    """
+
+    limit: int
+    remaining: int
+    reset_at: float
+    retry_after: float
+    window: float
+    allowed: bool
+    key: str
+    name: str = ""
+    shadow: bool = False
+
+
+class Decision:
+    """The answer to "may this pass?", with the numbers headers need.
+
+    ``limit``, ``remaining`` and ``reset_at`` describe the tightest rate: the
+    one that denied the request (the one needing the longest wait), else the
+    one with the least remaining. ``retry_after`` is 0.0 when allowed.
+    """
+
+    __slots__ = (
+        "_charges",
+        "_names",
+        "_results",
+        "_statuses",
+        "allowed",
+        "limit",
+        "remaining",
+        "reset_at",
+        "retry_after",
+    )
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_at: float
+    retry_after: float
+
+    def __init__(
+        self,
+        allowed: bool,
+        limit: int,
+        remaining: int,
+        reset_at: float,
+        retry_after: float,
+        charges: Sequence[Charge] = (),
+        results: Sequence[ChargeResult] = (),
+        names: Sequence[str] = (),
+    ) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+        self._charges = charges
+        self._results = results
+        self._names = names
+        self._statuses: tuple[RateStatus, ...] | None = None
+
+    @property
+    def statuses(self) -> tuple[RateStatus, ...]:
+        """One status per rate checked, in the order they were charged."""
+        if self._statuses is None:
+            names = self._names
+            self._statuses = tuple(
+                RateStatus(
+                    limit=spec.limit,
+                    remaining=remaining,
+                    reset_at=reset / _NS,
+                    retry_after=retry / _NS,
+                    window=spec.window_ns / _NS,
+                    allowed=allowed,
+                    key=key,
+                    name=names[index] if index < len(names) else "",
+                    shadow=shadow,
+                )
+                for index, ((spec, key, _cost, shadow), (allowed, remaining, reset, retry)) in (
+                    enumerate(zip(self._charges, self._results, strict=True))
+                )
+            )
+        return self._statuses
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(allowed={self.allowed}, limit={self.limit}, remaining={self.remaining}, "
+            f"reset_at={self.reset_at:.3f}, retry_after={self.retry_after:.3f})"
+        )
+
+
+def build_decision(
+    admitted: bool,
+    charges: Sequence[Charge],
+    results: Sequence[ChargeResult],
+    clock: Callable[[], int],
+    names: Sequence[str] = (),
+) -> Decision:
+    """Pick the tightest enforced rate and wrap the results in a :class:`Decision`.
+
+    With no enforced rate at all (everything unlimited or shadow) the decision is
+    allowed with ``limit`` and ``remaining`` 0 and ``reset_at`` now.
+    """
+    best = -1
+    if admitted:
+        best_remaining = best_reset = 0
+        for index, result in enumerate(results):
+            if charges[index][3]:
+                continue
+            remaining, reset = result[1], result[2]
+            if best < 0 or remaining < best_remaining or (
+                remaining == best_remaining and reset > best_reset
+            ):
+                best, best_remaining, best_reset = index, remaining, reset
+        if best < 0:
+            return Decision(True, 0, 0, clock() / _NS, 0.0, charges, results, names)
+        spec = charges[best][0]
+        return Decision(
+            True, spec.limit, best_remaining, best_reset / _NS, 0.0, charges, results, names
+        )
+    best_retry = -1
+    for index, result in enumerate(results):
+        if not result[0] and not charges[index][3] and result[3] > best_retry:
+            best, best_retry = index, result[3]
+    result = results[best]
+    return Decision(
+        False,
+        charges[best][0].limit,
+        result[1],
+        result[2] / _NS,
+        best_retry / _NS,
+        charges,
+        results,
+        names,
+    )

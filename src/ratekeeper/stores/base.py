@@ -1,0 +1,78 @@
+"""The Store protocol: where counters live, and the one atomic step on them.
+
+A decision is a batch of charges applied in one atomic step (all-or-nothing):
+every charge is evaluated; if any enforced charge is denied nothing is
+consumed; otherwise every charge that had room is consumed. A *shadow* charge
+(a dry-run limit) is decided and reported but never denies; when the request
+is admitted it is consumed only if it had room, exactly as it would be if it
+were enforced, so its counts show what enforcing it would do.
+
+Charges and results are plain tuples, built once per decision, to keep the hot
+path free of objects::
+
+    charge = (spec, key, cost, shadow)
+    result = (allowed, remaining, reset_at_ns, retry_after_ns)
+
+``remaining`` is what is left after the decision (after consumption when the
+batch was admitted). ``apply`` returns ``(admitted, results)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from ..algorithms import Algorithm
+from ..rates import Rate
+
+__all__ = ["Charge", "ChargeResult", "LimitSpec", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    """One rate under one algorithm, ready for the stores.
+
+    ``slot`` names the counter family: every key limited by the same algorithm
+    over the same window (and, for state that depends on it, the same limit)
+    shares the slot, so a plan that changes a sliding window's limit from 60 to
+    300 per minute keeps the key's count.
+    """
+
+    algorithm: Algorithm
+    limit: int
+    window_ns: int
+    capacity: int
+    slot: str = field(default="")
+
+    @classmethod
+    def of(cls, algorithm: Algorithm, rate: Rate) -> LimitSpec:
+        slot = f"{algorithm.name}:{rate.window_ns}"
+        if algorithm.state_depends_on_limit:
+            slot = f"{slot}:{rate.limit}:{rate.capacity}"
+        return cls(algorithm, rate.limit, rate.window_ns, rate.capacity, slot)
+
+
+Charge = tuple[LimitSpec, str, int, bool]
+ChargeResult = tuple[bool, int, int, int]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Counters for many keys, changed only through ``apply``."""
+
+    def apply(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        """Decide every charge and consume all or none (nothing when ``consume`` is false)."""
+        ...
+
+    async def apply_async(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        """``apply`` for asyncio callers."""
+        ...
+
+    def now_ns(self) -> int:
+        """The store's clock, in integer nanoseconds since the epoch."""
+        ...

@@ -1,0 +1,95 @@
+"""Concurrency leases: "at most N requests of this key in flight".
+
+A lease is taken when a request starts and released when its response has been
+sent. Each lease carries an expiry so that a holder that died (a crashed worker,
+a lost connection never noticed) cannot hold a slot for ever: its lease simply
+stops counting after ``ttl``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["LeaseGrant", "LeaseTable"]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """The answer to a lease request.
+
+    ``lease_id`` is ``None`` when the cap was reached; ``in_use`` counts the
+    live leases after this request (including the new one when granted).
+    """
+
+    lease_id: str | None
+    limit: int
+    in_use: int
+
+    @property
+    def acquired(self) -> bool:
+        return self.lease_id is not None
+
+
+class LeaseTable:
+    """Live leases per key: ``{key: {lease_id: expires_at_ns}}``."""
+
+    def __init__(self, now: Callable[[], int], lock: threading.Lock) -> None:
+        self._now = now
+        self._lock = lock
+        self._leases: dict[str, dict[str, int]] = {}
+
+    def acquire(self, key: str, limit: int, ttl: float) -> LeaseGrant:
+        """Take one of ``limit`` slots of ``key`` for at most ``ttl`` seconds."""
+        if limit < 1:
+            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
+        if ttl <= 0:
+            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        now = self._now()
+        with self._lock:
+            held = self._live(key, now)
+            if len(held) >= limit:
+                return LeaseGrant(None, limit, len(held))
+            lease_id = secrets.token_hex(8)
+            if held is _EMPTY:
+                held = self._leases[key] = {}
+            held[lease_id] = now + round(ttl * _NS)
+            return LeaseGrant(lease_id, limit, len(held))
+
+    def release(self, key: str, lease_id: str) -> bool:
+        """Give a slot back; ``False`` when the lease had expired or was unknown."""
+        with self._lock:
+            held = self._leases.get(key)
+            if held is None or held.pop(lease_id, None) is None:
+                return False
+            if not held:
+                del self._leases[key]
+            return True
+
+    def in_use(self, key: str) -> int:
+        """Live leases of ``key`` now."""
+        with self._lock:
+            return len(self._live(key, self._now()))
+
+    def _live(self, key: str, now: int) -> dict[str, int]:
+        held = self._leases.get(key)
+        if held is None:
+            return _EMPTY
+        expired = [lease for lease, expires in held.items() if expires <= now]
+        for lease in expired:
+            del held[lease]
+        if not held:
+            del self._leases[key]
+            return _EMPTY
+        return held
+
+    def clear(self) -> None:
+        with self._lock:
+            self._leases.clear()
+
+
+_EMPTY: dict[str, int] = {}

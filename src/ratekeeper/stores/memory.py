@@ -1,0 +1,227 @@
+"""The in-process store: counters in dictionaries, bounded, for one process.
+
+Thread-safe (one lock around each decision, held for microseconds) and usable
+from asyncio directly: no decision ever waits on I/O, so the async face simply
+calls the sync one.
+
+Memory is bounded in two ways. State that has expired (its window is over) is
+dropped: a few of the least recently used keys are checked on each insert, and
+a full sweep runs when the store is full. When ``max_keys`` live keys are
+tracked and a new one arrives, the least recently used key of the same counter
+family is evicted even though its window is not over: that resets its count,
+so it is counted in ``stats().evictions`` (a number an operator should watch).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Charge, ChargeResult, LimitSpec
+from .leases import LeaseTable
+from .lockouts import LockoutTable
+
+__all__ = ["MemoryStats", "MemoryStore"]
+
+_NS = 1_000_000_000
+#: expired keys checked at the LRU end of a table on each insert
+_TRIM_PER_INSERT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    """What the memory store holds and what the bound has cost."""
+
+    keys: int
+    max_keys: int
+    evictions: int
+    expired: int
+
+
+class _Table:
+    """The keys of one counter family (one algorithm, window and limit)."""
+
+    __slots__ = ("algorithm", "data", "limit", "window")
+
+    def __init__(self, spec: LimitSpec) -> None:
+        self.algorithm = spec.algorithm
+        self.limit = spec.limit
+        self.window = spec.window_ns
+        self.data: OrderedDict[str, Any] = OrderedDict()
+
+
+class MemoryStore:
+    """Counters in process memory.
+
+    ``clock`` returns epoch seconds (``time.time`` by default); tests pass a
+    fake one. ``max_keys`` bounds the number of tracked (key, window) pairs.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        max_keys: int = 1_000_000,
+        sweep_interval: float = 1.0,
+    ) -> None:
+        if max_keys < 1:
+            raise ValueError(f"max_keys must be at least 1, got {max_keys}")
+        self._now: Callable[[], int]
+        if clock is None:
+            self._now = time.time_ns
+        else:
+            self._now = lambda: round(clock() * _NS)
+        self.max_keys = max_keys
+        self._sweep_interval_ns = round(sweep_interval * _NS)
+        self._next_sweep = 0
+        self._tables: dict[str, _Table] = {}
+        self._size = 0
+        self._evictions = 0
+        self._expired = 0
+        self._lock = threading.Lock()
+        self.leases = LeaseTable(self._now, self._lock)
+        self.lockouts = LockoutTable(self._now, self._lock)
+
+    def now_ns(self) -> int:
+        return self._now()
+
+    def apply(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        now = self._now()
+        tables = self._tables
+        with self._lock:
+            evaluations = []
+            admitted = True
+            for spec, key, cost, shadow in charges:
+                table = tables.get(spec.slot)
+                if table is None:
+                    table = tables[spec.slot] = _Table(spec)
+                data = table.data
+                state = data.get(key)
+                if state is not None:
+                    data.move_to_end(key)
+                evaluation = spec.algorithm.evaluate(
+                    state, now, cost, spec.limit, spec.window_ns, spec.capacity
+                )
+                evaluations.append(evaluation)
+                if not evaluation[0] and not shadow:
+                    admitted = False
+            if admitted and consume:
+                results = []
+                for (spec, key, cost, _shadow), evaluation in zip(
+                    charges, evaluations, strict=True
+                ):
+                    allowed, room, reset, retry, next_state = evaluation
+                    if allowed and cost:
+                        self._store(spec, key, now, cost, next_state)
+                        results.append((True, room - cost, reset, 0))
+                    elif allowed:
+                        results.append((True, room, reset, 0))
+                    else:
+                        results.append((False, room, reset, retry))
+                return True, results
+            return admitted, [
+                self._unconsumed(charge, evaluation, now)
+                for charge, evaluation in zip(charges, evaluations, strict=True)
+            ]
+
+    async def apply_async(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        return self.apply(charges, consume)
+
+    def _unconsumed(self, charge: Charge, evaluation: Any, now: int) -> ChargeResult:
+        """A charge's result when the batch was denied: nothing was taken from it."""
+        allowed, room, reset, retry, _ = evaluation
+        if not allowed:
+            return False, room, reset, retry
+        spec, key = charge[0], charge[1]
+        state = self._tables[spec.slot].data.get(key)
+        untouched = spec.algorithm.evaluate(
+            state, now, 0, spec.limit, spec.window_ns, spec.capacity
+        )
+        return True, room, untouched[2], 0
+
+    def _store(self, spec: LimitSpec, key: str, now: int, cost: int, next_state: Any) -> None:
+        table = self._tables[spec.slot]
+        data = table.data
+        if spec.algorithm.in_place:
+            state = data.get(key)
+            if state is None:
+                self._make_room(table, now)
+                data[key] = spec.algorithm.consume(None, now, cost)
+                self._size += 1
+            else:
+                spec.algorithm.consume(state, now, cost)
+            return
+        if key not in data:
+            self._make_room(table, now)
+            self._size += 1
+        data[key] = next_state
+
+    def _make_room(self, table: _Table, now: int) -> None:
+        """Before an insert: drop expired keys, and evict if the bound forces it."""
+        self._trim(table, now, _TRIM_PER_INSERT)
+        if self._size < self.max_keys:
+            return
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_interval_ns
+            for each in self._tables.values():
+                self._trim(each, now, None)
+            if self._size < self.max_keys:
+                return
+        victim = table if table.data else max(self._tables.values(), key=lambda t: len(t.data))
+        victim.data.popitem(last=False)
+        self._size -= 1
+        self._evictions += 1
+
+    def _trim(self, table: _Table, now: int, limit: int | None) -> None:
+        """Drop expired keys from the least recently used end of ``table``.
+
+        With ``limit`` it looks at that many keys only (cheap, on every
+        insert); without, it checks the whole table.
+        """
+        data = table.data
+        expires_at = table.algorithm.expires_at
+        if limit is not None:
+            for _ in range(limit):
+                if not data:
+                    return
+                key, state = next(iter(data.items()))
+                if expires_at(state, table.limit, table.window) > now:
+                    return
+                del data[key]
+                self._size -= 1
+                self._expired += 1
+            return
+        dead = [
+            key
+            for key, state in data.items()
+            if expires_at(state, table.limit, table.window) <= now
+        ]
+        for key in dead:
+            del data[key]
+        self._size -= len(dead)
+        self._expired += len(dead)
+
+    def stats(self) -> MemoryStats:
+        """How many keys are tracked, and how many were evicted or expired."""
+        with self._lock:
+            return MemoryStats(self._size, self.max_keys, self._evictions, self._expired)
+
+    def clear(self) -> None:
+        """Forget every counter, lease and lockout."""
+        with self._lock:
+            self._tables.clear()
+            self._size = 0
+        self.leases.clear()
+        self.lockouts.clear()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(keys={self._size}, max_keys={self.max_keys})"
+

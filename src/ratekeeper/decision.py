@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .stores.base import Charge, ChargeResult
 
 __all__ = ["Decision", "RateStatus", "build_decision"]
+
+D = TypeVar("D", bound="Decision")
 
 _NS = 1_000_000_000
 
@@ -123,7 +126,8 @@ def build_decision(
     results: Sequence[ChargeResult],
     clock: Callable[[], int],
     names: Sequence[str] = (),
-) -> Decision:
+    factory: Callable[..., D] = Decision,  # type: ignore[assignment]
+) -> D:
     """Pick the tightest enforced rate and wrap the results in a :class:`Decision`.
 
     With no enforced rate at all (everything unlimited or shadow) the decision is
@@ -136,14 +140,16 @@ def build_decision(
             if charges[index][3]:
                 continue
             remaining, reset = result[1], result[2]
-            if best < 0 or remaining < best_remaining or (
-                remaining == best_remaining and reset > best_reset
+            if (
+                best < 0
+                or remaining < best_remaining
+                or (remaining == best_remaining and reset > best_reset)
             ):
                 best, best_remaining, best_reset = index, remaining, reset
         if best < 0:
-            return Decision(True, 0, 0, clock() / _NS, 0.0, charges, results, names)
+            return factory(True, 0, 0, clock() / _NS, 0.0, charges, results, names)
         spec = charges[best][0]
-        return Decision(
+        return factory(
             True, spec.limit, best_remaining, best_reset / _NS, 0.0, charges, results, names
         )
     best_retry = -1
@@ -151,7 +157,7 @@ def build_decision(
         if not result[0] and not charges[index][3] and result[3] > best_retry:
             best, best_retry = index, result[3]
     result = results[best]
-    return Decision(
+    return factory(
         False,
         charges[best][0].limit,
         result[1],

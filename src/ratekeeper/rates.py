@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 __all__ = ["NS_PER_SECOND", "Rate", "parse_rates"]
 
@@ -108,7 +109,7 @@ def parse_rates(text: str) -> tuple[Rate, ...]:
             raise ValueError(f"'unlimited' cannot be combined with other rates in {text!r}")
         rates.append(_parse_one(item, text))
     rates.sort(key=lambda rate: rate.window_ns)
-    for earlier, later in zip(rates, rates[1:], strict=False):
+    for earlier, later in pairwise(rates):
         if earlier.window_ns == later.window_ns:
             raise ValueError(f"two rates share the window {later.window:g}s in {text!r}")
     return tuple(rates)

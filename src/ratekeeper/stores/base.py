@@ -25,8 +25,10 @@ from typing import Protocol, runtime_checkable
 
 from ..algorithms import Algorithm
 from ..rates import Rate
+from .leases import LeaseGrant
+from .lockouts import Block, LockoutRule
 
-__all__ = ["Charge", "ChargeResult", "LimitSpec", "Store"]
+__all__ = ["Charge", "ChargeResult", "LeaseOps", "LimitSpec", "LockoutOps", "Store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +59,41 @@ Charge = tuple[LimitSpec, str, int, bool]
 ChargeResult = tuple[bool, int, int, int]
 
 
+class LeaseOps(Protocol):
+    """Concurrency leases: take one of ``limit`` slots, give it back."""
+
+    def acquire(self, key: str, limit: int, ttl: float) -> LeaseGrant: ...
+
+    def release(self, key: str, lease_id: str) -> bool: ...
+
+    def in_use(self, key: str) -> int: ...
+
+
+class LockoutOps(Protocol):
+    """Failure counters that turn into temporary blocks."""
+
+    def record_failure(self, key: str, rule: LockoutRule) -> Block: ...
+
+    def status(self, key: str) -> Block: ...
+
+    def unblock(self, key: str) -> bool: ...
+
+    def blocks(self) -> list[Block]: ...
+
+
 @runtime_checkable
 class Store(Protocol):
-    """Counters for many keys, changed only through ``apply``."""
+    """Counters for many keys, changed only through ``apply``; leases; lockouts."""
+
+    @property
+    def leases(self) -> LeaseOps:
+        """Concurrency leases kept by this store."""
+        ...
+
+    @property
+    def lockouts(self) -> LockoutOps:
+        """Lockout counters and blocks kept by this store."""
+        ...
 
     def apply(
         self, charges: Sequence[Charge], consume: bool = True

@@ -224,4 +224,3 @@ class MemoryStore:
 
     def __repr__(self) -> str:
         return f"MemoryStore(keys={self._size}, max_keys={self.max_keys})"
-

@@ -1,0 +1,8 @@
+"""What goes on the wire: rate limit header fields and JSON error bodies."""
+
+from __future__ import annotations
+
+from .bodies import BodyTemplate
+from .headers import HeaderWriter
+
+__all__ = ["BodyTemplate", "HeaderWriter"]

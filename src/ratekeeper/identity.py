@@ -1,0 +1,138 @@
+"""Who is calling: the API key presented and the client's real IP address.
+
+``X-Forwarded-For`` and ``Forwarded`` are believed only when the connection
+comes from a configured trusted proxy, and then only as far back as the chain
+of trusted proxies goes: the client is the right-most address that is not a
+trusted proxy. Anything malformed in those headers ends the walk: garbage is
+never taken for an address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+
+__all__ = ["ClientIpResolver", "api_key_from", "lower_headers"]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_MAX_HOPS = 32  # a longer chain is not a real proxy chain; stop reading it
+_MAX_HEADER = 8192
+
+
+def lower_headers(headers: Mapping[str, str], wanted: frozenset[str]) -> dict[str, str]:
+    """The ``wanted`` headers (lower-case names) of a request, lower-cased once.
+
+    Repeated headers (rare in the mappings callers pass) keep the first value.
+    """
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in wanted and lowered not in found:
+            found[lowered] = value
+    return found
+
+
+def api_key_from(headers: dict[str, str], names: tuple[str, ...], bearer: bool) -> str | None:
+    """The API key in the first configured header, else in ``Authorization: Bearer``."""
+    for name in names:
+        value = headers.get(name)
+        if value:
+            value = value.strip()
+            if value:
+                return value
+    if bearer:
+        value = headers.get("authorization")
+        if value and value[:7].lower() == "bearer ":
+            token = value[7:].strip()
+            return token or None
+    return None
+
+
+class ClientIpResolver:
+    """The client address of a request, given the peer and its forwarding headers."""
+
+    __slots__ = ("_networks", "_trusted_cache")
+
+    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+        self._networks: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(network, strict=False) for network in trusted_proxies
+        )
+        self._trusted_cache: dict[str, bool] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._networks)
+
+    def is_trusted(self, address: str) -> bool:
+        """Whether ``address`` (a canonical IP string) is a trusted proxy."""
+        cached = self._trusted_cache.get(address)
+        if cached is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                cached = False
+            else:
+                cached = any(ip in network for network in self._networks)
+            if len(self._trusted_cache) >= 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[address] = cached
+        return cached
+
+    def resolve(self, peer: str, headers: dict[str, str]) -> str:
+        """The client IP: ``peer`` unless a trusted proxy forwarded the request."""
+        if not self._networks or not self.is_trusted(peer):
+            return peer
+        chain = headers.get("x-forwarded-for")
+        hops = _xff_hops(chain) if chain else None
+        if hops is None:
+            forwarded = headers.get("forwarded")
+            hops = _forwarded_hops(forwarded) if forwarded else None
+        if not hops:
+            return peer
+        client = peer
+        for hop in reversed(hops):
+            address = _canonical_ip(hop)
+            if address is None:
+                return client  # garbage: trust nothing to its left
+            client = address
+            if not self.is_trusted(address):
+                return address
+        return client
+
+
+def _xff_hops(value: str) -> list[str] | None:
+    if len(value) > _MAX_HEADER:
+        return None
+    hops = [hop.strip() for hop in value.split(",")]
+    return hops[-_MAX_HOPS:]
+
+
+def _forwarded_hops(value: str) -> list[str] | None:
+    """The ``for=`` addresses of an RFC 7239 ``Forwarded`` header, in order."""
+    if len(value) > _MAX_HEADER:
+        return None
+    hops: list[str] = []
+    for element in value.split(","):
+        found = ""
+        for pair in element.split(";"):
+            name, _, token = pair.strip().partition("=")
+            if name.strip().lower() == "for":
+                found = token.strip().strip('"')
+                break
+        hops.append(found)
+    return hops[-_MAX_HOPS:]
+
+
+def _canonical_ip(text: str) -> str | None:
+    """The canonical form of an address from a forwarding header, or ``None``."""
+    if text.startswith("["):  # "[2001:db8::1]:4711" (Forwarded) or "[2001:db8::1]"
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:  # "192.0.2.1:4711"
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

@@ -1,0 +1,552 @@
+"""The policy-driven face: "may this HTTP request pass, and what do we answer?".
+
+>>> limiter = Limiter(load_policy("examples/scanner.yaml"), store=MemoryStore())  # doctest: +SKIP
+>>> d = limiter.check(method="POST", path="/api/scans",
+...                   headers={"X-API-Key": "demo-free"}, client_ip="203.0.113.7")  # doctest: +SKIP
+>>> d.allowed, d.plan, d.category, d.status_code                                # doctest: +SKIP
+(True, 'free', 'scans', 200)
+
+One request goes: match the route to a category; exempt stops there; identify
+the caller (API key, plan, client IP behind trusted proxies); refuse a blocked
+client (lockout or penalty); charge every limit of the category in one atomic
+store step; answer with headers and, when refused, the policy's body.
+
+Concurrency caps and login lockouts live as long as the response, so ``check``
+only reports them (``decision.concurrency``, ``decision.lockouts``); the
+middleware and gateway take the leases and call :meth:`Limiter.record_response`.
+``Limiter`` and ``AsyncLimiter`` share all of this but the store calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .decision import Decision, build_decision
+from .http.headers import retry_after_seconds
+from .identity import api_key_from, lower_headers
+from .policy import Policy, load_policy
+from .policy.compiler import (
+    CompiledCategory,
+    CompiledKey,
+    CompiledLockout,
+    CompiledPlan,
+    compile_policy,
+)
+from .policy.patterns import normalize_path
+from .stores.base import Charge, ChargeResult, Store
+from .stores.lockouts import Block
+from .stores.memory import MemoryStore
+
+__all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
+
+_NS = 1_000_000_000
+_MAX_IDENTITY = 256  # longer node ids or header values are refused, not stored
+_MAX_API_KEY = 512
+_EMPTY: dict[str, str] = {}
+
+
+class _BadRequestError(Exception):
+    """The request lacks what a limit needs to key it (a node id, a header)."""
+
+
+class PolicyDecision(Decision):
+    """A :class:`Decision` about an HTTP request, with the answer to send.
+
+    ``status_code`` is 200 when allowed, 429 over a limit or blocked, 401 for a
+    missing or unknown key, 400 when a limit's key is missing from the request.
+    ``headers`` and ``body`` are built on first use.
+    """
+
+    __slots__ = ("_body", "_headers", "_limiter", "category", "client_ip", "concurrency",
+                 "detail", "exempt", "key_id", "lockouts", "method", "path", "plan",
+                 "response", "status_code")  # fmt: skip
+
+    _limiter: _LimiterCore
+    _headers: dict[str, str] | None
+    _body: bytes | None
+    category: str | None
+    plan: str | None
+    key_id: str | None
+    client_ip: str
+    status_code: int
+    response: str | None
+    exempt: bool
+    detail: str
+    method: str
+    path: str
+    #: ``(lease key, cap, ttl seconds)`` for each concurrency cap to take
+    concurrency: tuple[tuple[str, int, float], ...]
+    #: ``(lockout, counter key)`` for each lockout the response status feeds
+    lockouts: tuple[tuple[CompiledLockout, str], ...]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response header fields per the policy (none for exempt requests)."""
+        if self._headers is None:
+            self._headers = self._limiter._headers_for(self)
+        return self._headers
+
+    @property
+    def body(self) -> bytes | None:
+        """The JSON body of a refusal; ``None`` when allowed."""
+        if self._body is None and self.status_code != 200:
+            self._body = self._limiter._body_for(self)
+        return self._body
+
+    @property
+    def content_type(self) -> str | None:
+        """The body's media type; ``None`` when allowed."""
+        if self.response is None:
+            return None
+        return self._limiter.compiled.bodies[self.response].content_type
+
+    def __repr__(self) -> str:
+        return (
+            f"PolicyDecision(status_code={self.status_code}, allowed={self.allowed}, "
+            f"category={self.category!r}, plan={self.plan!r}, limit={self.limit}, "
+            f"remaining={self.remaining}, retry_after={self.retry_after:.3f})"
+        )
+
+
+class _Prepared:
+    """What ``check`` knows before it asks the store."""
+
+    __slots__ = ("blocks", "category", "charges", "concurrency", "ip", "key_id", "lockouts",
+                 "method", "names", "path", "plan")  # fmt: skip
+
+    def __init__(
+        self,
+        category: CompiledCategory,
+        plan: CompiledPlan | None,
+        key_id: str | None,
+        ip: str,
+        method: str,
+        path: str,
+    ) -> None:
+        self.category = category
+        self.plan = plan
+        self.key_id = key_id
+        self.ip = ip
+        self.method = method
+        self.path = path
+        self.charges: list[Charge] = []
+        self.names: list[str] = []
+        self.concurrency: tuple[tuple[str, int, float], ...] = ()
+        self.blocks: list[tuple[str, str]] = []  # (counter key, response kind)
+        self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
+
+
+class _LimiterCore:
+    """Everything but the store calls; see the module docstring."""
+
+    def __init__(self, policy: Policy | str | Path, store: Store | None = None) -> None:
+        if isinstance(policy, str | Path):
+            policy = load_policy(policy)
+        self.policy = policy
+        self.compiled = compile_policy(policy)
+        self.store: Store = store if store is not None else MemoryStore()
+        self._anonymous = policy.anonymous_plan
+
+    # the request path, before the store
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        client_ip: str,
+        cost: int,
+    ) -> _Prepared | PolicyDecision:
+        if type(cost) is not int or cost < 1:
+            raise ValueError(f"cost must be a positive integer, got {cost!r}")
+        compiled = self.compiled
+        if not method.isupper():
+            method = method.upper()
+        path = normalize_path(path)
+        found = compiled.router.match(method, path)
+        if found is None:
+            return self._answer(True, 200, None, None, None, client_ip, method, path, exempt=True)
+        category, params = found
+        if category.exempt:
+            return self._answer(
+                True, 200, None, category.name, None, client_ip, method, path, exempt=True
+            )
+        lowered = lower_headers(headers, compiled.wanted_headers) if headers else _EMPTY
+        ip = client_ip
+        if compiled.ip_resolver.enabled:
+            ip = compiled.ip_resolver.resolve(client_ip, lowered)
+
+        record: CompiledKey | None = None
+        plan: CompiledPlan | None = None
+        if category.needs_identity:
+            raw = api_key_from(lowered, compiled.api_key_headers, compiled.bearer)
+            if raw is not None:
+                if len(raw) <= _MAX_API_KEY:
+                    record = compiled.keys.get(hashlib.sha256(raw.encode()).hexdigest())
+                if record is not None:
+                    plan = compiled.plans[record.plan]
+                elif compiled.unknown_as_anonymous:
+                    plan = compiled.anonymous_plan
+                else:
+                    return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
+            elif compiled.anonymous_plan is not None:
+                plan = compiled.anonymous_plan
+            elif category.require_key:
+                return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
+
+        key_id = record.id if record is not None else None
+        prepared = _Prepared(category, plan, key_id, ip, method, path)
+        try:
+            self._plan_charges(prepared, category, record, plan, lowered, params, cost)
+            self._plan_blocks(prepared, category, record, plan, lowered, params)
+        except _BadRequestError as error:
+            decision = self._refuse(400, "bad_request", category.name, plan, ip, method, path)
+            decision.detail = str(error)
+            return decision
+        return prepared
+
+    def _plan_charges(
+        self,
+        prepared: _Prepared,
+        category: CompiledCategory,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        headers: dict[str, str],
+        params: dict[str, str],
+        cost: int,
+    ) -> None:
+        charges: list[Charge] = []
+        names: list[str] = []
+        for charge in category.rate_charges:
+            chosen = record.specs.get(charge.name) if record is not None else None
+            if chosen is None and plan is not None:
+                chosen = plan.specs.get(charge.name)
+            if chosen is None:
+                if charge.default_specs is None:
+                    continue
+                specs, labels = charge.default_specs, charge.default_labels
+            else:
+                specs, labels = chosen
+            if not specs:
+                continue  # unlimited
+            key = charge.prefix + self._identity(
+                charge.by, record, plan, prepared.ip, headers, params
+            )
+            units = charge.cost * cost
+            shadow = charge.shadow
+            charges.extend([(spec, key, units, shadow) for spec in specs])
+            names.extend(labels)
+        prepared.charges = charges
+        prepared.names = names
+        leases: list[tuple[str, int, float]] = []
+        for charge in category.concurrency:
+            if record is not None and charge.name in record.caps:
+                cap = record.caps[charge.name]
+            elif plan is not None:
+                cap = plan.caps.get(charge.name)
+            else:
+                cap = self.policy.limits[charge.name].concurrency
+            if cap is not None:
+                key = charge.prefix + self._identity(
+                    charge.by, record, plan, prepared.ip, headers, params
+                )
+                leases.append((key, cap, charge.ttl))
+        prepared.concurrency = tuple(leases)
+
+    def _plan_blocks(
+        self,
+        prepared: _Prepared,
+        category: CompiledCategory,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> None:
+        compiled = self.compiled
+        lockouts = category.lockouts
+        if compiled.has_route_lockouts:
+            found = compiled.lockout_router.match(prepared.method, prepared.path)
+            if found is not None and found[0] not in lockouts:
+                lockouts = (*lockouts, found[0])
+        if lockouts:
+            pairs = tuple(
+                (lockout, lockout.prefix + self._identity(
+                    lockout.by, record, plan, prepared.ip, headers, params
+                ))
+                for lockout in lockouts
+            )  # fmt: skip
+            prepared.lockouts = pairs
+            prepared.blocks.extend((key, lockout.response) for lockout, key in pairs)
+        penalty = self.policy.penalty
+        if penalty is not None:
+            key = compiled.penalty_prefix + self._identity(
+                penalty.by, record, plan, prepared.ip, headers, params
+            )
+            prepared.blocks.append((key, penalty.response))
+
+    def _identity(
+        self,
+        by: tuple[str, ...],
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> str:
+        """The value a limit counts by, e.g. ``"k-3f2a..."`` or ``"203.0.113.7"``."""
+        if len(by) == 1:
+            return self._part(by[0], record, plan, ip, headers, params)
+        return "|".join(self._part(part, record, plan, ip, headers, params) for part in by)
+
+    def _part(
+        self,
+        part: str,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> str:
+        if part == "api_key":
+            return record.id if record is not None else "anon:" + ip
+        if part == "ip":
+            return ip
+        if part == "node":
+            value = headers.get(self.compiled.node_header) or params.get("node")
+            return _checked_value(value, self.policy.identity.node_header)
+        if part == "user":
+            if record is not None:
+                return "u:" + (record.user or record.id)
+            user_header = self.compiled.user_header
+            value = headers.get(user_header) if user_header else None
+            return "u:" + _checked_value(value, user_header) if value else "anon:" + ip
+        if part == "global":
+            return "*"
+        if part == "plan":
+            return plan.name if plan is not None else "-"
+        kind, _, name = part.partition(":")
+        if kind == "header":
+            return _checked_value(headers.get(name.lower()), name)
+        return _checked_value(params.get(name), "{" + name + "}")
+
+    # assembling answers
+
+    def _answer(
+        self,
+        allowed: bool,
+        status: int,
+        response: str | None,
+        category: str | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        method: str,
+        path: str,
+        *,
+        exempt: bool = False,
+        retry_after: float = 0.0,
+        reset_at: float = 0.0,
+    ) -> PolicyDecision:
+        decision = PolicyDecision(allowed, 0, 0, reset_at, retry_after)
+        self._fill(decision, status, response, category, plan, ip, method, path)
+        decision.exempt = exempt
+        if exempt:
+            decision._headers = {}
+        return decision
+
+    def _refuse(
+        self,
+        status: int,
+        response: str,
+        category: str | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        method: str,
+        path: str,
+    ) -> PolicyDecision:
+        decision = self._answer(False, status, response, category, plan, ip, method, path)
+        decision._headers = {}
+        return decision
+
+    def _fill(
+        self,
+        decision: PolicyDecision,
+        status: int,
+        response: str | None,
+        category: str | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        method: str,
+        path: str,
+    ) -> None:
+        decision._limiter = self
+        decision._headers = None
+        decision._body = None
+        decision.status_code = status
+        decision.response = response
+        decision.category = category
+        decision.plan = plan.name if plan is not None else None
+        decision.key_id = None
+        decision.client_ip = ip
+        decision.method = method
+        decision.path = path
+        decision.exempt = False
+        decision.detail = ""
+        decision.concurrency = ()
+        decision.lockouts = ()
+
+    def _blocked(self, prepared: _Prepared, block: Block, response: str) -> PolicyDecision:
+        now = self.store.now_ns()
+        retry = (block.until_ns - now) / _NS
+        decision = self._answer(
+            False, self.compiled.bodies[response].status, response, prepared.category.name,
+            prepared.plan, prepared.ip, prepared.method, prepared.path,
+            retry_after=retry, reset_at=block.until,
+        )  # fmt: skip
+        decision.key_id = prepared.key_id
+        decision._headers = {"Retry-After": str(retry_after_seconds(retry))}
+        return decision
+
+    def _decided(
+        self, prepared: _Prepared, admitted: bool, results: list[ChargeResult]
+    ) -> PolicyDecision:
+        decision = build_decision(
+            admitted, prepared.charges, results, self.store.now_ns, prepared.names, PolicyDecision
+        )
+        response = None if admitted else "rate_limited"
+        status = 200 if admitted else self.compiled.bodies["rate_limited"].status
+        self._fill(
+            decision, status, response, prepared.category.name, prepared.plan, prepared.ip,
+            prepared.method, prepared.path,
+        )  # fmt: skip
+        decision.key_id = prepared.key_id
+        decision.concurrency = prepared.concurrency
+        decision.lockouts = prepared.lockouts
+        if not admitted:
+            self._record_rejection(prepared)
+        return decision
+
+    def _headers_for(self, decision: PolicyDecision) -> dict[str, str]:
+        if not decision._charges:
+            return {}
+        return self.compiled.header_writer.write(decision, self.store.now_ns() / _NS)
+
+    def _body_for(self, decision: PolicyDecision) -> bytes:
+        template = self.compiled.bodies[decision.response or "rate_limited"]
+        window = 0
+        for status in decision.statuses:
+            if status.limit == decision.limit and not status.allowed:
+                window = math.ceil(status.window)
+                break
+        values: dict[str, Any] = {
+            "retry_after": retry_after_seconds(decision.retry_after) if not decision.allowed else 0,
+            "limit": decision.limit,
+            "remaining": decision.remaining,
+            "reset": math.ceil(decision.reset_at),
+            "window": window,
+            "ip": decision.client_ip,
+            "plan": decision.plan,
+            "category": decision.category,
+            "docs_url": self.policy.docs_url,
+            "method": decision.method,
+            "path": decision.path,
+            "key_id": decision.key_id,
+            "detail": decision.detail,
+            "status": decision.status_code,
+        }
+        return template.render(values)
+
+    # lockouts and penalty: in-process operations of every store today
+
+    def _check_blocks(self, prepared: _Prepared) -> PolicyDecision | None:
+        """The refusal for a blocked client, or ``None`` when nothing blocks it."""
+        lockouts = self.store.lockouts
+        for key, response in prepared.blocks:
+            block = lockouts.status(key)
+            if block.blocked:
+                return self._blocked(prepared, block, response)
+        return None
+
+    def _record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        blocks: list[Block] = []
+        for lockout, key in decision.lockouts:
+            if status_code in lockout.failure_status:
+                block = self.store.lockouts.record_failure(key, lockout.rule)
+                if block.blocked:
+                    blocks.append(block)
+        return blocks
+
+    def _record_rejection(self, prepared: _Prepared) -> None:
+        """A refusal over a limit counts towards the penalty for ignoring 429s."""
+        rule = self.compiled.penalty_rule
+        if rule is not None:
+            self.store.lockouts.record_failure(prepared.blocks[-1][0], rule)
+
+
+class Limiter(_LimiterCore):
+    """Decide HTTP requests against a policy, synchronously.
+
+    ``policy`` is a loaded :class:`~ratekeeper.policy.Policy` or a path to a
+    policy file; ``store`` defaults to a new :class:`MemoryStore`.
+    """
+
+    def check(
+        self,
+        *,
+        method: str = "GET",
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        client_ip: str = "",
+        cost: int = 1,
+    ) -> PolicyDecision:
+        """Decide one request and charge its limits (all or none)."""
+        prepared = self._prepare(method, path, headers, client_ip, cost)
+        if isinstance(prepared, PolicyDecision):
+            return prepared
+        blocked = self._check_blocks(prepared)
+        if blocked is not None:
+            return blocked
+        admitted, results = self.store.apply(prepared.charges)
+        return self._decided(prepared, admitted, results)
+
+    def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        """Feed the response status to the decision's lockouts; returns new blocks."""
+        return self._record(decision, status_code)
+
+
+class AsyncLimiter(_LimiterCore):
+    """The asyncio twin of :class:`Limiter`."""
+
+    async def check(
+        self,
+        *,
+        method: str = "GET",
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        client_ip: str = "",
+        cost: int = 1,
+    ) -> PolicyDecision:
+        """Decide one request and charge its limits (all or none)."""
+        prepared = self._prepare(method, path, headers, client_ip, cost)
+        if isinstance(prepared, PolicyDecision):
+            return prepared
+        blocked = self._check_blocks(prepared)
+        if blocked is not None:
+            return blocked
+        admitted, results = await self.store.apply_async(prepared.charges)
+        return self._decided(prepared, admitted, results)
+
+    async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        """Feed the response status to the decision's lockouts; returns new blocks."""
+        return self._record(decision, status_code)
+
+
+def _checked_value(value: str | None, what: str | None) -> str:
+    if not value:
+        raise _BadRequestError(f"missing {what}")
+    if len(value) > _MAX_IDENTITY:
+        raise _BadRequestError(f"{what} is longer than {_MAX_IDENTITY} characters")
+    return value

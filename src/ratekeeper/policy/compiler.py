@@ -1,0 +1,285 @@
+"""A validated :class:`Policy` compiled into what the request path reads.
+
+Everything that can be decided before the first request is decided here: the
+router, every plan's limit specs per limit, every key's overrides, the header
+writer, the body templates, the storage key prefixes and the labels of each
+rate. The request path then only looks things up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..algorithms import get_algorithm
+from ..http.bodies import BodyTemplate
+from ..http.headers import HeaderWriter
+from ..identity import ClientIpResolver
+from ..rates import NS_PER_SECOND, Rate
+from ..stores.base import LimitSpec
+from ..stores.lockouts import LockoutRule
+from .errors import PolicyError
+from .model import Category, KeyEntry, LimitDef, Lockout, PlanValue, Policy
+from .router import Router
+
+__all__ = [
+    "CompiledCategory",
+    "CompiledCharge",
+    "CompiledKey",
+    "CompiledLockout",
+    "CompiledPolicy",
+    "compile_policy",
+]
+
+Specs = tuple[LimitSpec, ...]
+_KEY_KINDS = frozenset({"api_key", "user", "plan"})
+_ANONYMOUS_SAFE = frozenset({"ip", "global"})
+
+
+class CompiledCharge:
+    """One limit a category charges: how to key it and at what cost."""
+
+    __slots__ = ("by", "cost", "default_labels", "default_specs", "is_concurrency", "name",
+                 "prefix", "shadow", "ttl")  # fmt: skip
+
+    def __init__(self, policy: Policy, limit: LimitDef, cost: int) -> None:
+        self.name = limit.name
+        self.by = limit.by
+        self.cost = cost
+        self.shadow = limit.shadow
+        self.is_concurrency = limit.is_concurrency
+        self.ttl = limit.lease_ttl
+        self.prefix = f"{policy.name}:{limit.name}:"
+        self.default_specs: Specs | None = None
+        self.default_labels: tuple[str, ...] = ()
+        if limit.rates is not None:
+            self.default_specs, self.default_labels = _specs(limit, limit.rates)
+
+
+class CompiledLockout:
+    """A lockout rule with the key prefix of its counters."""
+
+    __slots__ = ("by", "failure_status", "name", "prefix", "response", "rule")
+
+    def __init__(self, policy: Policy, lockout: Lockout) -> None:
+        self.name = lockout.name
+        self.by = lockout.by
+        self.failure_status = lockout.failure_status
+        self.response = lockout.response
+        self.prefix = f"{policy.name}:lockout:{lockout.name}:"
+        self.rule = LockoutRule(
+            threshold=lockout.threshold,
+            window=lockout.window,
+            block=lockout.block,
+            escalation=lockout.escalation,
+            max_block=lockout.max_block,
+        )
+
+
+class CompiledCategory:
+    """A category as the request path needs it."""
+
+    __slots__ = ("charges", "concurrency", "exempt", "lockouts", "name", "needs_identity",
+                 "rate_charges", "require_key")  # fmt: skip
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exempt = False
+        self.needs_identity = False
+        self.require_key = False
+        self.charges: tuple[CompiledCharge, ...] = ()
+        self.rate_charges: tuple[CompiledCharge, ...] = ()
+        self.concurrency: tuple[CompiledCharge, ...] = ()
+        self.lockouts: tuple[CompiledLockout, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledKey:
+    """A known key: its id, plan and per-limit overrides."""
+
+    id: str
+    plan: str
+    user: str | None
+    specs: dict[str, tuple[Specs, tuple[str, ...]]]
+    caps: dict[str, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPlan:
+    name: str
+    specs: dict[str, tuple[Specs, tuple[str, ...]]]
+    caps: dict[str, int | None]
+
+
+class CompiledPolicy:
+    """The request path's view of a policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self.plans = {
+            name: _plan(policy, plan.name, plan.limits) for name, plan in policy.plans.items()
+        }
+        self.anonymous_plan = self.plans[policy.anonymous_plan] if policy.anonymous_plan else None
+        self.unknown_as_anonymous = (
+            policy.unknown_key == "anonymous" and self.anonymous_plan is not None
+        )
+        self.keys: dict[str, CompiledKey] = {
+            entry.sha256: _key(policy, entry) for entry in policy.keys
+        }
+        identity = policy.identity
+        self.api_key_headers = tuple(name.lower() for name in identity.api_key_headers)
+        self.bearer = identity.bearer
+        self.node_header = identity.node_header.lower()
+        self.user_header = identity.user_header.lower() if identity.user_header else None
+        self.ip_resolver = ClientIpResolver(identity.trusted_proxies)
+        lockouts = {lockout.name: CompiledLockout(policy, lockout) for lockout in policy.lockouts}
+        self.categories = tuple(
+            _category(policy, category, lockouts) for category in policy.categories
+        )
+        self.router: Router[CompiledCategory] = Router(
+            (route, compiled)
+            for category, compiled in zip(policy.categories, self.categories, strict=True)
+            for route in category.routes
+        )
+        self.lockout_router: Router[CompiledLockout] = Router(
+            (route, lockouts[lockout.name])
+            for lockout in policy.lockouts
+            for route in lockout.routes
+        )
+        self.has_route_lockouts = len(self.lockout_router) > 0
+        self.penalty_rule: LockoutRule | None = None
+        self.penalty_prefix = f"{policy.name}:penalty:"
+        if policy.penalty is not None:
+            penalty = policy.penalty
+            self.penalty_rule = LockoutRule(
+                threshold=penalty.rejections,
+                window=penalty.window,
+                block=penalty.block,
+                escalation=penalty.escalation,
+                max_block=penalty.max_block,
+            )
+        self.header_writer = HeaderWriter(
+            policy.headers.style, policy.headers.report_window, policy.headers.retry_after
+        )
+        self.bodies = {
+            kind: BodyTemplate(
+                template.body, status=template.status, content_type=template.content_type
+            )
+            for kind, template in policy.responses.items()
+        }
+        wanted = {*self.api_key_headers, self.node_header, "x-forwarded-for", "forwarded"}
+        if self.bearer:
+            wanted.add("authorization")
+        if self.user_header:
+            wanted.add(self.user_header)
+        for limit in policy.limits.values():
+            for part in limit.by:
+                if part.startswith("header:"):
+                    wanted.add(part[7:].lower())
+        self.wanted_headers = frozenset(wanted)
+
+
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    """Compile ``policy``; raises :class:`PolicyError` for what validation cannot see."""
+    return CompiledPolicy(policy)
+
+
+def _specs(limit: LimitDef, rates: tuple[Rate, ...]) -> tuple[Specs, tuple[str, ...]]:
+    algorithm = get_algorithm(limit.algorithm)
+    if limit.burst is not None:
+        rates = tuple(Rate(rate.limit, rate.window_ns, limit.burst) for rate in rates)
+    specs = tuple(LimitSpec.of(algorithm, rate) for rate in rates)
+    if len(specs) == 1:
+        return specs, (limit.name,)
+    return specs, tuple(f"{limit.name}-{_window_label(spec.window_ns)}" for spec in specs)
+
+
+def _window_label(window_ns: int) -> str:
+    seconds, rest = divmod(window_ns, NS_PER_SECOND)
+    if rest:
+        return f"{window_ns}ns"
+    for size, suffix in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds // size}{suffix}"
+    return f"{seconds}s"
+
+
+def _values(
+    policy: Policy, values: dict[str, PlanValue]
+) -> tuple[dict[str, tuple[Specs, tuple[str, ...]]], dict[str, int | None]]:
+    specs: dict[str, tuple[Specs, tuple[str, ...]]] = {}
+    caps: dict[str, int | None] = {}
+    for name, value in values.items():
+        limit = policy.limits[name]
+        if limit.is_concurrency:
+            caps[name] = value if isinstance(value, int) else None
+        else:
+            specs[name] = _specs(limit, value if isinstance(value, tuple) else ())
+    return specs, caps
+
+
+def _plan(policy: Policy, name: str, values: dict[str, PlanValue]) -> CompiledPlan:
+    specs, caps = _values(policy, values)
+    for limit in policy.limits.values():
+        if limit.name in specs or limit.name in caps:
+            continue
+        if limit.is_concurrency:
+            caps[limit.name] = limit.concurrency
+        elif limit.rates is not None:
+            specs[limit.name] = _specs(limit, limit.rates)
+    return CompiledPlan(name, specs, caps)
+
+
+def _key(policy: Policy, entry: KeyEntry) -> CompiledKey:
+    specs, caps = _values(policy, entry.limits)
+    return CompiledKey(entry.id, entry.plan, entry.user, specs, caps)
+
+
+def _category(
+    policy: Policy, category: Category, lockouts: dict[str, CompiledLockout]
+) -> CompiledCategory:
+    compiled = CompiledCategory(category.name)
+    compiled.exempt = category.exempt
+    compiled.lockouts = tuple(
+        lockout
+        for lockout in lockouts.values()
+        if category.name in _lockout_categories(policy, lockout.name)
+    )
+    if category.exempt:
+        return compiled
+    charges = tuple(
+        CompiledCharge(policy, policy.limits[name], cost) for name, cost in category.charges
+    )
+    compiled.charges = charges
+    compiled.rate_charges = tuple(charge for charge in charges if not charge.is_concurrency)
+    compiled.concurrency = tuple(charge for charge in charges if charge.is_concurrency)
+    plan_dependent = any(
+        charge.default_specs is None
+        or charge.is_concurrency
+        or any(charge.name in plan.limits for plan in policy.plans.values())
+        or any(charge.name in key.limits for key in policy.keys)
+        for charge in charges
+    )
+    key_parts = any(part in _KEY_KINDS for charge in charges for part in charge.by)
+    only_anonymous_safe = all(part in _ANONYMOUS_SAFE for charge in charges for part in charge.by)
+    if category.require_key is None:
+        compiled.require_key = not only_anonymous_safe or plan_dependent
+    else:
+        compiled.require_key = category.require_key
+    compiled.needs_identity = compiled.require_key or plan_dependent or key_parts
+    if not compiled.require_key and compiled.needs_identity and policy.anonymous_plan is None:
+        for charge in charges:
+            if charge.default_specs is None and not charge.is_concurrency:
+                raise PolicyError(
+                    f"category {category.name!r} takes requests without a key, but limit "
+                    f"{charge.name!r} has no default rate and there is no anonymous_plan",
+                    file=policy.file,
+                )
+    return compiled
+
+
+def _lockout_categories(policy: Policy, name: str) -> tuple[str, ...]:
+    for lockout in policy.lockouts:
+        if lockout.name == name:
+            return lockout.categories
+    return ()

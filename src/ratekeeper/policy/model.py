@@ -1,0 +1,186 @@
+"""The validated policy: what a provider's "Rate Limits" page says, as data.
+
+These frozen dataclasses are what :func:`~ratekeeper.policy.load_policy`
+returns after validation. They are read once, by the compiler, which turns them
+into the plain lookup tables the request path uses; nothing here runs per
+request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..rates import Rate
+
+__all__ = [
+    "BY_KINDS",
+    "Category",
+    "HeaderSettings",
+    "Identity",
+    "KeyEntry",
+    "LimitDef",
+    "Lockout",
+    "Penalty",
+    "Plan",
+    "Policy",
+    "ResponseTemplate",
+    "Route",
+]
+
+#: what a limit can count by; ``header:NAME`` and ``path:PARAM`` take an argument
+BY_KINDS = ("api_key", "ip", "user", "node", "global", "plan", "header", "path")
+
+HeaderStyle = Literal["x-ratelimit", "ietf", "both", "none"]
+PlanValue = tuple[Rate, ...] | int | None  # rates; a concurrency cap; None = unlimited cap
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDef:
+    """A named limit: what it counts by, how, and its rate when no plan says.
+
+    ``rates`` is ``None`` when the limit has no default (every plan must give
+    one) and ``()`` when it is unlimited. A ``concurrency`` limit caps requests
+    in flight instead of requests per window.
+    """
+
+    name: str
+    by: tuple[str, ...]
+    algorithm: str
+    rates: tuple[Rate, ...] | None = None
+    concurrency: int | None = None
+    is_concurrency: bool = False
+    burst: int | None = None
+    shadow: bool = False
+    lease_ttl: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A tier: the rate (or cap) of each named limit for its keys."""
+
+    name: str
+    limits: dict[str, PlanValue]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """A known API key, by hash only; ``id`` names it in keys, logs and metrics."""
+
+    id: str
+    sha256: str
+    plan: str
+    name: str = ""
+    user: str | None = None
+    limits: dict[str, PlanValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``methods`` (``None`` for any) and a path pattern."""
+
+    methods: frozenset[str] | None
+    pattern: str
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """Endpoints that share limits: what they match and what they are charged.
+
+    ``charges`` pairs limit names with a cost per request. ``require_key`` is
+    ``None`` when it follows from the limits (a category limited only per
+    client IP needs no key).
+    """
+
+    name: str
+    routes: tuple[Route, ...]
+    exempt: bool = False
+    charges: tuple[tuple[str, int], ...] = ()
+    require_key: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lockout:
+    """Failed attempts (by response status) that block a client for a while."""
+
+    name: str
+    routes: tuple[Route, ...]
+    categories: tuple[str, ...]
+    failure_status: frozenset[int]
+    by: tuple[str, ...]
+    threshold: int
+    window: float
+    block: float
+    escalation: float = 1.0
+    max_block: float | None = None
+    response: str = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Penalty:
+    """Block clients that keep sending requests while limited."""
+
+    rejections: int
+    window: float
+    block: float
+    by: tuple[str, ...] = ("ip",)
+    escalation: float = 1.0
+    max_block: float | None = None
+    response: str = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Where a request's identity comes from."""
+
+    api_key_headers: tuple[str, ...] = ("X-API-Key",)
+    bearer: bool = True
+    trusted_proxies: tuple[str, ...] = ()
+    node_header: str = "X-Node-ID"
+    user_header: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderSettings:
+    """Which rate limit headers to send and which limit they describe.
+
+    ``report_window`` (seconds) makes the ``X-RateLimit-*`` trio describe the
+    limit of that window on allowed responses (flowcms reports its per-minute
+    limit); ``None`` reports the tightest one. A 429 always reports the limit
+    that denied it.
+    """
+
+    style: HeaderStyle = "x-ratelimit"
+    report_window: float | None = None
+    retry_after: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseTemplate:
+    """A status, content type and JSON body template with ``{placeholders}``."""
+
+    status: int
+    content_type: str
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A whole validated policy."""
+
+    name: str
+    file: str | None
+    description: str
+    identity: Identity
+    algorithm: str
+    anonymous_plan: str | None
+    unknown_key: Literal["reject", "anonymous"]
+    headers: HeaderSettings
+    responses: dict[str, ResponseTemplate]
+    docs_url: str
+    limits: dict[str, LimitDef]
+    plans: dict[str, Plan]
+    keys: tuple[KeyEntry, ...]
+    categories: tuple[Category, ...]
+    lockouts: tuple[Lockout, ...] = ()
+    penalty: Penalty | None = None

@@ -1,0 +1,97 @@
+"""Path patterns of policy routes, compiled once into exact strings or regexes.
+
+- ``/api/servers``        exact
+- ``/agents/{node}/metrics``  ``{name}`` matches one path segment and captures it
+- ``/files/*.pcap``       ``*`` matches within one segment
+- ``/api/**``             ``**`` (last segment only) matches the rest: ``/api``,
+  ``/api/x``, ``/api/x/y``
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["CompiledPattern", "PatternError", "compile_pattern", "normalize_path"]
+
+_PARAM_RE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class PatternError(ValueError):
+    """A route pattern that cannot be compiled."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPattern:
+    """``exact`` for a literal path, else ``regex``; ``params`` it captures."""
+
+    source: str
+    exact: str | None
+    regex: re.Pattern[str] | None
+    params: tuple[str, ...]
+
+
+def compile_pattern(pattern: str) -> CompiledPattern:
+    """Compile one path pattern; :class:`PatternError` says what is wrong."""
+    if not pattern.startswith("/"):
+        raise PatternError(f"path pattern {pattern!r} must start with '/'")
+    if pattern != "/" and pattern.endswith("/"):
+        pattern = pattern.rstrip("/")
+    segments = pattern.split("/")[1:]
+    parts: list[str] = []
+    params: list[str] = []
+    literal = True
+    for index, segment in enumerate(segments):
+        if segment == "**":
+            if index != len(segments) - 1:
+                raise PatternError(f"'**' may only end a pattern, as in '/api/**': {pattern!r}")
+            literal = False
+            parts.append("(?:/.*)?")
+            continue
+        if "**" in segment:
+            raise PatternError(f"'**' must be a whole segment in {pattern!r}")
+        param = _PARAM_RE.match(segment)
+        if param:
+            name = param[1]
+            if name in params:
+                raise PatternError(f"parameter {{{name}}} appears twice in {pattern!r}")
+            params.append(name)
+            literal = False
+            parts.append(f"/(?P<{name}>[^/]+)")
+            continue
+        if "{" in segment or "}" in segment:
+            raise PatternError(
+                f"segment {segment!r} of {pattern!r}: a parameter is a whole segment like '{{id}}'"
+            )
+        if "*" in segment:
+            literal = False
+            parts.append("/" + "[^/]*".join(re.escape(piece) for piece in segment.split("*")))
+            continue
+        parts.append("/" + re.escape(segment))
+    if literal:
+        return CompiledPattern(pattern, pattern, None, ())
+    return CompiledPattern(pattern, None, re.compile("".join(parts) + r"\Z"), tuple(params))
+
+
+def normalize_path(path: str) -> str:
+    """The path as routes see it: no query, no repeated or trailing slash, no dot segments.
+
+    A request for ``/api//scans/`` or ``/api/x/../scans`` must meet the same
+    limits as ``/api/scans``: the app behind may well route it there.
+    """
+    if "?" in path:
+        path = path.split("?", 1)[0]
+    if "//" in path or "/." in path:
+        stack: list[str] = []
+        for segment in path.split("/"):
+            if segment in ("", "."):
+                continue
+            if segment == "..":
+                if stack:
+                    stack.pop()
+                continue
+            stack.append(segment)
+        path = "/" + "/".join(stack)
+    elif len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/")
+    return path or "/"

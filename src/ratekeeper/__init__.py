@@ -5,12 +5,19 @@ The public surface, re-exported from the modules that define it::
     from ratekeeper import RateLimiter, MemoryStore
     rl = RateLimiter(MemoryStore())
     decision = rl.hit("user:1", "60/minute;1000/hour")
+
+    from ratekeeper import Limiter, load_policy
+    limiter = Limiter(load_policy("examples/scanner.yaml"))
+    decision = limiter.check(method="POST", path="/api/scans",
+                             headers={"X-API-Key": "demo-free"}, client_ip="203.0.113.7")
 """
 
 from __future__ import annotations
 
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .decision import Decision, RateStatus
+from .limiter import AsyncLimiter, Limiter, PolicyDecision
+from .policy import Policy, PolicyError, load_policy
 from .rate_limiter import AsyncRateLimiter, RateLimiter
 from .rates import Rate, parse_rates
 from .stores import Block, LeaseGrant, LockoutRule, MemoryStats, MemoryStore, Store
@@ -18,17 +25,23 @@ from .stores import Block, LeaseGrant, LockoutRule, MemoryStats, MemoryStore, St
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",
+    "AsyncLimiter",
     "AsyncRateLimiter",
     "Block",
     "Decision",
     "LeaseGrant",
+    "Limiter",
     "LockoutRule",
     "MemoryStats",
     "MemoryStore",
+    "Policy",
+    "PolicyDecision",
+    "PolicyError",
     "Rate",
     "RateLimiter",
     "RateStatus",
     "Store",
+    "load_policy",
     "parse_rates",
 ]
 

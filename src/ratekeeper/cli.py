@@ -1,0 +1,115 @@
+"""The ``ratekeeper`` command: a thin shell over the library.
+
+ratekeeper policy check FILE       validate a policy and summarise it
+ratekeeper check --policy FILE ... decide requests against a policy, locally
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from . import __version__
+from .limiter import Limiter
+from .policy import PolicyError, load_policy
+from .policy.summary import describe_policy
+from .stores.memory import MemoryStore
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ratekeeper")
+def main() -> None:
+    """API rate limiting as providers document it."""
+
+
+@main.group()
+def policy() -> None:
+    """Work with policy files."""
+
+
+@policy.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when the policy is valid.")
+def policy_check(files: tuple[str, ...], quiet: bool) -> None:
+    """Validate policy FILES; exit 1 with file:line: field: reason on the first error."""
+    failed = False
+    for file in files:
+        try:
+            loaded = load_policy(file)
+        except PolicyError as error:
+            click.echo(f"error: {error}", err=True)
+            failed = True
+            continue
+        if not quiet:
+            click.echo(f"{file}: ok")
+            for line in describe_policy(loaded):
+                click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, separator, value = text.partition(":")
+    if not separator or not name.strip():
+        raise click.BadParameter(f"expected 'Name: value', got {text!r}", param_hint="--header")
+    return name.strip(), value.strip()
+
+
+@main.command("check")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False))
+@click.option("--method", "-X", default="GET", show_default=True)
+@click.option("--path", required=True, help="Request path, e.g. /api/scans")
+@click.option("--header", "-H", "headers", multiple=True, help="'Name: value'; repeatable.")
+@click.option("--ip", "client_ip", default="127.0.0.1", show_default=True, help="Client IP.")
+@click.option("--cost", default=1, show_default=True, type=int)
+@click.option("--repeat", "-n", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+def check(
+    policy_file: str,
+    method: str,
+    path: str,
+    headers: tuple[str, ...],
+    client_ip: str,
+    cost: int,
+    repeat: int,
+    as_json: bool,
+) -> None:
+    """Decide a request (or --repeat N of them) against a policy, with an in-memory store."""
+    try:
+        limiter = Limiter(load_policy(policy_file), store=MemoryStore())
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from None
+    header_map = dict(_parse_header(text) for text in headers)
+    for number in range(1, repeat + 1):
+        try:
+            decision = limiter.check(
+                method=method, path=path, headers=header_map, client_ip=client_ip, cost=cost
+            )
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+        body = decision.body.decode() if decision.body is not None else None
+        if as_json:
+            record = {
+                "request": number,
+                "status": decision.status_code,
+                "allowed": decision.allowed,
+                "category": decision.category,
+                "plan": decision.plan,
+                "headers": decision.headers,
+                "body": json.loads(body) if body else None,
+            }
+            click.echo(json.dumps(record))
+            continue
+        verdict = "allowed" if decision.allowed else "refused"
+        click.echo(
+            f"#{number} {decision.status_code} {verdict}  category={decision.category} "
+            f"plan={decision.plan}"
+        )
+        for name, value in decision.headers.items():
+            click.echo(f"  {name}: {value}")
+        if body:
+            click.echo(f"  body: {body}")

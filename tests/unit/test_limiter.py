@@ -1,0 +1,295 @@
+"""The policy-driven Limiter: features the four examples do not exercise."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from ratekeeper import AsyncLimiter, Limiter, MemoryStore
+from ratekeeper.policy import policy_from_text
+
+START = 1_700_000_040.0  # on a minute boundary
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(text: str, clock: Clock | None = None) -> Limiter:
+    store = MemoryStore(clock=clock or Clock())
+    return Limiter(policy_from_text(textwrap.dedent(text), name="t"), store=store)
+
+
+KEYED = """\
+version: 1
+name: t
+limits:
+  api: {by: api_key, rate: 3/minute, algorithm: fixed_window}
+  trial: {by: api_key, rate: 2/minute, algorithm: fixed_window, shadow: true}
+plans:
+  free: {limits: {api: 3/minute}}
+  gold: {limits: {api: 5/minute}}
+keys:
+  - {key: free-key, id: f1, plan: free}
+  - {key: gold-key, id: g1, plan: gold}
+  - {key: vip-key, id: v1, plan: free, limits: {api: 7/minute}}
+categories:
+  - {name: bulk, match: POST /api/bulk, charge: {api: 2}}
+  - {name: api, match: /api/**, charge: [api, trial]}
+"""
+
+
+def test_plans_and_per_key_overrides_set_the_limit() -> None:
+    limiter = make(KEYED)
+    limits = {
+        key: limiter.check(path="/api/x", headers={"X-API-Key": key}).limit
+        for key in ("free-key", "gold-key", "vip-key")
+    }
+    assert limits == {"free-key": 3, "gold-key": 5, "vip-key": 7}
+
+
+def test_category_cost_and_request_cost_multiply() -> None:
+    limiter = make(KEYED)
+    headers = {"X-API-Key": "gold-key"}
+    first = limiter.check(method="POST", path="/api/bulk", headers=headers)
+    assert (first.allowed, first.remaining) == (True, 3)
+    second = limiter.check(method="POST", path="/api/bulk", headers=headers, cost=2)
+    assert (second.allowed, second.remaining) == (False, 3)
+    assert limiter.check(path="/api/x", headers=headers, cost=3).remaining == 0
+
+
+@pytest.mark.parametrize("cost", [0, -1, 1.5, True])
+def test_bad_cost_is_refused_before_anything_is_counted(cost: object) -> None:
+    limiter = make(KEYED)
+    with pytest.raises(ValueError, match="cost must be a positive integer"):
+        limiter.check(path="/api/x", headers={"X-API-Key": "free-key"}, cost=cost)  # type: ignore[arg-type]
+    assert limiter.check(path="/api/x", headers={"X-API-Key": "free-key"}).remaining == 2
+
+
+def test_shadow_limit_is_counted_and_reported_but_never_denies() -> None:
+    limiter = make(KEYED)
+    headers = {"X-API-Key": "gold-key"}
+    decisions = [limiter.check(path="/api/x", headers=headers) for _ in range(4)]
+    assert all(d.allowed for d in decisions)
+    shadow = [next(s for s in d.statuses if s.shadow) for d in decisions]
+    assert [s.allowed for s in shadow] == [True, True, False, False]
+    assert [s.remaining for s in shadow] == [1, 0, 0, 0]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1]
+    assert all(d.limit == 5 for d in decisions)  # the shadow limit is never "the tightest"
+
+
+def test_unknown_key_can_be_treated_as_anonymous() -> None:
+    text = KEYED + "anonymous_plan: free\nunknown_key: anonymous\n"
+    limiter = make(text)
+    d = limiter.check(path="/api/x", headers={"X-API-Key": "stolen"}, client_ip="192.0.2.1")
+    assert (d.status_code, d.plan, d.limit) == (200, "free", 3)
+    assert d.statuses[0].key == "t:api:anon:192.0.2.1"
+
+
+def test_over_long_api_key_is_unknown_not_hashed_forever() -> None:
+    limiter = make(KEYED)
+    d = limiter.check(path="/api/x", headers={"X-API-Key": "x" * 10_000})
+    assert d.status_code == 401
+
+
+IETF = """\
+version: 1
+limits:
+  api: {by: ip, rate: "2/second;5/minute", algorithm: fixed_window}
+categories:
+  - {name: api, match: /**, charge: [api]}
+headers: {style: both}
+"""
+
+
+def test_ietf_fields_list_every_rate_with_quota_window_remaining_and_reset() -> None:
+    clock = Clock()
+    limiter = make(IETF, clock)
+    clock.now = START + 10.25
+    d = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert d.headers["RateLimit-Policy"] == '"api-1s";q=2;w=1, "api-1m";q=5;w=60'
+    assert d.headers["RateLimit"] == '"api-1s";r=1;t=1, "api-1m";r=4;t=50'
+    assert d.headers["X-RateLimit-Limit"] == "2"
+    limiter.check(path="/x", client_ip="192.0.2.1")
+    refused = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.headers["X-RateLimit-Reset"] == str(int(START) + 11)
+
+
+def test_header_style_none_sends_only_retry_after() -> None:
+    limiter = make(IETF.replace("style: both", "style: none"))
+    decisions = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(3)]
+    assert decisions[0].headers == {}
+    assert decisions[2].headers == {"Retry-After": "1"}
+
+
+def test_problem_json_style_gives_rfc9457_bodies() -> None:
+    text = IETF + "docs_url: https://example.test/limits\nresponses: {style: problem}\n"
+    limiter = make(text)
+    for _ in range(2):
+        limiter.check(path="/x", client_ip="192.0.2.1")
+    refused = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert refused.content_type == "application/problem+json"
+    assert json.loads(refused.body or b"") == {
+        "type": "https://example.test/limits",
+        "title": "Too Many Requests",
+        "status": 429,
+        "detail": "Rate limit exceeded. Retry after 1 seconds.",
+        "retry_after": 1,
+    }
+
+
+def test_body_placeholders_render_typed_values_and_text() -> None:
+    text = IETF + textwrap.dedent(
+        """\
+        responses:
+          rate_limited:
+            status: 429
+            body:
+              wait: "{retry_after}"
+              where: "{method} {path} from {ip} ({category})"
+              limit: "{limit}"
+              window: "{window}"
+              braces: "{{literal}}"
+              list: ["{remaining}", true, null, 1.5]
+        """
+    )
+    limiter = make(text)
+    for _ in range(2):
+        limiter.check(path="/x", client_ip="192.0.2.1")
+    refused = limiter.check(method="post", path="/x?q=1", client_ip="192.0.2.1")
+    assert json.loads(refused.body or b"") == {
+        "wait": 1,
+        "where": "POST /x from 192.0.2.1 (api)",
+        "limit": 2,
+        "window": 1,
+        "braces": "{literal}",
+        "list": [0, True, None, 1.5],
+    }
+
+
+REPORT = """\
+version: 1
+limits:
+  api: {by: ip, rate: "3/minute;4/hour", algorithm: fixed_window}
+categories:
+  - {name: api, match: /**, charge: [api]}
+headers: {style: x-ratelimit, report: minute}
+"""
+
+
+def test_report_window_pins_the_reported_limit_while_allowed() -> None:
+    clock = Clock()
+    limiter = make(REPORT, clock)
+    first = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(3)]
+    assert [d.headers["X-RateLimit-Limit"] for d in first] == ["3", "3", "3"]
+    assert [d.headers["X-RateLimit-Remaining"] for d in first] == ["2", "1", "0"]
+    clock.now += 60
+    allowed = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert allowed.headers["X-RateLimit-Limit"] == "3"  # hour has 0 left, minute is reported
+    refused = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert refused.headers["X-RateLimit-Limit"] == "4"  # the hour refused it
+
+
+PENALTY = """\
+version: 1
+limits:
+  api: {by: ip, rate: 1/minute, algorithm: fixed_window}
+categories:
+  - {name: api, match: /**, charge: [api]}
+penalty: {rejections: 3, window: 1 minute, block: 10 minutes, escalation: 2}
+"""
+
+
+def test_clients_that_ignore_429_are_blocked_then_released() -> None:
+    clock = Clock()
+    limiter = make(PENALTY, clock)
+    answers = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(5)]
+    assert [d.status_code for d in answers] == [200, 429, 429, 429, 429]
+    assert answers[3].retry_after == pytest.approx(60.0)  # third refusal: the rate's own wait
+    assert answers[4].headers == {"Retry-After": "600"}  # now blocked by the penalty
+    assert limiter.check(path="/x", client_ip="192.0.2.2").allowed  # others are untouched
+    clock.now += 600
+    assert limiter.check(path="/x", client_ip="192.0.2.1").allowed
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+    assert store.lockouts.blocks() == []
+
+
+def test_penalty_blocks_escalate_and_can_be_lifted() -> None:
+    clock = Clock()
+    limiter = make(PENALTY, clock)
+    for _ in range(4):
+        limiter.check(path="/x", client_ip="192.0.2.1")
+    clock.now += 600
+    for _ in range(5):
+        last = limiter.check(path="/x", client_ip="192.0.2.1")
+    assert last.headers == {"Retry-After": "1200"}
+    store = limiter.store
+    assert isinstance(store, MemoryStore)
+    (block,) = store.lockouts.blocks()
+    assert block.key == "t:penalty:192.0.2.1"
+    assert store.lockouts.unblock(block.key)
+    assert (
+        limiter.check(path="/x", client_ip="192.0.2.1").status_code == 429
+    )  # limited, not blocked
+
+
+LOGIN = """\
+version: 1
+limits:
+  api: {by: ip, rate: 100/minute}
+categories:
+  - {name: api, match: /**, charge: [api]}
+lockouts:
+  login:
+    match: POST /login
+    by: ip
+    threshold: 2
+    window: 1 minute
+    block: 30s
+"""
+
+
+def test_route_lockout_blocks_after_failures_on_that_route_only() -> None:
+    clock = Clock()
+    limiter = make(LOGIN, clock)
+    for status in (401, 200, 403):
+        d = limiter.check(method="POST", path="/login", client_ip="192.0.2.1")
+        assert d.allowed
+        limiter.record_response(d, status)
+    blocked = limiter.check(method="POST", path="/login", client_ip="192.0.2.1")
+    assert (blocked.status_code, blocked.headers) == (429, {"Retry-After": "30"})
+    assert json.loads(blocked.body or b"")["error"]["message"] == (
+        "Blocked after too many failed attempts from 192.0.2.1."
+    )
+    assert limiter.check(method="GET", path="/other", client_ip="192.0.2.1").allowed
+    clock.now += 30
+    assert limiter.check(method="POST", path="/login", client_ip="192.0.2.1").allowed
+
+
+def test_unmatched_requests_pass_without_headers() -> None:
+    limiter = make(KEYED)
+    d = limiter.check(path="/elsewhere")
+    assert (d.allowed, d.category, d.headers, d.body) == (True, None, {}, None)
+
+
+async def test_async_limiter_answers_like_the_sync_one() -> None:
+    sync = make(KEYED)
+    text = textwrap.dedent(KEYED)
+    asynchronous = AsyncLimiter(policy_from_text(text, name="t"), store=MemoryStore(clock=Clock()))
+    for _ in range(5):
+        expected = sync.check(path="/api/x", headers={"X-API-Key": "free-key"})
+        got = await asynchronous.check(path="/api/x", headers={"X-API-Key": "free-key"})
+        assert (got.status_code, got.remaining, got.headers, got.body) == (
+            expected.status_code,
+            expected.remaining,
+            expected.headers,
+            expected.body,
+        )

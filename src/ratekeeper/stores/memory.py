@@ -78,6 +78,7 @@ class MemoryStore:
         self.max_keys = max_keys
         self._sweep_interval_ns = round(sweep_interval * _NS)
         self._next_sweep = 0
+        self._last_now = 0
         self._tables: dict[str, _Table] = {}
         self._size = 0
         self._evictions = 0
@@ -92,9 +93,14 @@ class MemoryStore:
     def apply(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
-        now = self._now()
         tables = self._tables
         with self._lock:
+            # read under the lock, never going back: logs stay in time order even
+            # when threads race or the system clock steps backwards
+            now = self._now()
+            if now < self._last_now:
+                now = self._last_now
+            self._last_now = now
             evaluations = []
             admitted = True
             for spec, key, cost, shadow in charges:

@@ -40,10 +40,11 @@ class _RateLimiterCore:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
         if rates.__class__ is list:
             rates = tuple(rates)
-        plans = self._plans.get(algorithm or self.algorithm)
+        name = self.algorithm if algorithm is None else algorithm
+        plans = self._plans.get(name)
         plan = plans.get(rates) if plans is not None else None
         if plan is None:
-            plan = self._compile(rates, algorithm or self.algorithm)
+            plan = self._compile(rates, name)
         if type(key) is not str:
             raise TypeError(f"key must be a string, got {type(key).__name__}")
         return [(spec, key, cost, False) for spec in plan]
@@ -54,13 +55,18 @@ class _RateLimiterCore:
             parsed = parse_rates(rates)
         elif isinstance(rates, Rate):
             parsed = (rates,)
-        else:
+        elif isinstance(rates, (list, tuple)):
             parsed = tuple(rates)
             if not all(isinstance(rate, Rate) for rate in parsed):
                 raise TypeError("rates must be a rate string, a Rate or a sequence of Rate")
             windows = [rate.window_ns for rate in parsed]
             if len(set(windows)) != len(windows):
                 raise ValueError("two rates share one window; they would share one counter")
+        else:
+            raise TypeError(
+                "rates must be a rate string, a Rate or a sequence of Rate, "
+                f"got {type(rates).__name__}"
+            )
         plan = tuple(LimitSpec.of(algorithm, rate) for rate in parsed)
         plans = self._plans.setdefault(algorithm_name, {})
         if len(plans) >= 10_000:  # callers building rate strings per request: stay bounded

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 __all__ = ["LeaseGrant", "LeaseTable"]
 
 _NS = 1_000_000_000
+#: keys whose expired leases are looked for on each acquire
+_TRIM_PER_ACQUIRE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class LeaseTable:
             raise ValueError(f"lease ttl must be positive, got {ttl}")
         now = self._now()
         with self._lock:
+            self._trim(now)
             held = self._live(key, now)
             if len(held) >= limit:
                 return LeaseGrant(None, limit, len(held))
@@ -62,18 +65,34 @@ class LeaseTable:
 
     def release(self, key: str, lease_id: str) -> bool:
         """Give a slot back; ``False`` when the lease had expired or was unknown."""
+        now = self._now()
         with self._lock:
             held = self._leases.get(key)
-            if held is None or held.pop(lease_id, None) is None:
+            if held is None:
                 return False
+            expires = held.pop(lease_id, None)
             if not held:
                 del self._leases[key]
-            return True
+            return expires is not None and expires > now
 
     def in_use(self, key: str) -> int:
         """Live leases of ``key`` now."""
         with self._lock:
             return len(self._live(key, self._now()))
+
+    def _trim(self, now: int) -> None:
+        """Drop the expired leases of the two oldest keys; keys still held go to the back.
+
+        Holders that die and keys never seen again would otherwise stay for ever.
+        """
+        leases = self._leases
+        for _ in range(_TRIM_PER_ACQUIRE):
+            if not leases:
+                return
+            key = next(iter(leases))
+            live = {lease: expires for lease, expires in leases.pop(key).items() if expires > now}
+            if live:
+                leases[key] = live
 
     def _live(self, key: str, now: int) -> dict[str, int]:
         held = self._leases.get(key)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 __all__ = ["Block", "LockoutRule", "LockoutTable"]
 
 _NS = 1_000_000_000
+#: entries looked at for expiry on each recorded failure
+_TRIM_PER_FAILURE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,10 @@ class LockoutRule:
             raise ValueError("lockout window and block must be positive durations")
         if self.escalation < 1:
             raise ValueError(f"lockout escalation must be at least 1, got {self.escalation}")
+        if self.max_block is not None and self.max_block < self.block:
+            raise ValueError(
+                f"lockout max_block must be at least block ({self.block}), got {self.max_block}"
+            )
 
     def block_ns(self, streak: int) -> int:
         seconds = self.block * self.escalation ** (streak - 1)
@@ -67,13 +73,15 @@ class Block:
 
 
 class _Entry:
-    __slots__ = ("failures", "last_block_end", "streak", "until")
+    __slots__ = ("expires", "failures", "last_block_end", "streak", "until")
 
     def __init__(self) -> None:
         self.failures: deque[int] = deque()
         self.until = 0
         self.streak = 0
         self.last_block_end = 0
+        #: when the entry says nothing any more: no failure in the window, no block, no streak
+        self.expires = 0
 
 
 class LockoutTable:
@@ -88,6 +96,7 @@ class LockoutTable:
         """Count one failure of ``key``; block it when this reaches the threshold."""
         now = self._now()
         with self._lock:
+            self._trim(now)
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _Entry()
@@ -98,6 +107,7 @@ class LockoutTable:
             while failures and failures[0] <= horizon:
                 failures.popleft()
             failures.append(now)
+            entry.expires = max(entry.expires, now + round(rule.window * _NS))
             if len(failures) < rule.threshold:
                 return Block(key, 0, len(failures), entry.streak)
             if entry.last_block_end + round(rule.streak_memory * _NS) <= now:
@@ -105,8 +115,20 @@ class LockoutTable:
             entry.streak += 1
             entry.until = now + rule.block_ns(entry.streak)
             entry.last_block_end = entry.until
+            entry.expires = max(entry.expires, entry.until + round(rule.streak_memory * _NS))
             failures.clear()
             return Block(key, entry.until, rule.threshold, entry.streak)
+
+    def _trim(self, now: int) -> None:
+        """Forget the two oldest entries if they say nothing any more; else requeue them."""
+        entries = self._entries
+        for _ in range(_TRIM_PER_FAILURE):
+            if not entries:
+                return
+            key = next(iter(entries))
+            entry = entries.pop(key)
+            if entry.expires > now:
+                entries[key] = entry
 
     def status(self, key: str) -> Block:
         """Whether ``key`` is blocked now, and its recent failures."""

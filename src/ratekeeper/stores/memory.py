@@ -5,11 +5,20 @@ from asyncio directly: no decision ever waits on I/O, so the async face simply
 calls the sync one.
 
 Memory is bounded in two ways. State that has expired (its window is over) is
-dropped: a few of the least recently used keys are checked on each insert, and
-a full sweep runs when the store is full. When ``max_keys`` live keys are
-tracked and a new one arrives, the least recently used key of the same counter
-family is evicted even though its window is not over: that resets its count,
-so it is counted in ``stats().evictions`` (a number an operator should watch).
+dropped: the two least recently used keys of a table are checked on each
+insert, those of every table when the store is full, and a full sweep of every
+key runs when the store is full, at most once per ``sweep_interval``. When
+``max_keys`` keys are tracked and a new one arrives after all that, the least
+recently used key of the same counter family is evicted even though its window
+is not over: that resets its count, so it is counted in ``stats().evictions``
+(a number an operator should watch).
+
+The guarantee, precisely: a live key is evicted only when the store is full of
+keys that were live at the last full sweep (at most ``sweep_interval`` ago) or
+sit behind the checked least recently used ones. Recency is not expiry order
+(a token bucket key hit at cost 1 expires sooner than one hit at cost 5), and
+keeping an index by expiry time would cost more memory per key than the state
+itself, so a key that expired since the last sweep may outlive a live one.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from .base import Charge, ChargeResult, LimitSpec
@@ -181,6 +191,14 @@ class MemoryStore:
                 self._trim(each, now, None)
             if self._size < self.max_keys:
                 return
+        else:
+            # between full sweeps, before evicting a live key: drop the expired keys at
+            # the LRU end of every other table (other windows expire on their own clock)
+            for each in self._tables.values():
+                if each is not table:
+                    self._trim(each, now, _TRIM_PER_INSERT)
+            if self._size < self.max_keys:
+                return
         victim = table if table.data else max(self._tables.values(), key=lambda t: len(t.data))
         victim.data.popitem(last=False)
         self._size -= 1
@@ -195,15 +213,12 @@ class MemoryStore:
         data = table.data
         expires_at = table.algorithm.expires_at
         if limit is not None:
-            for _ in range(limit):
-                if not data:
-                    return
-                key, state = next(iter(data.items()))
-                if expires_at(state, table.limit, table.window) > now:
-                    return
-                del data[key]
-                self._size -= 1
-                self._expired += 1
+            oldest = list(islice(data.items(), limit))
+            for key, state in oldest:
+                if expires_at(state, table.limit, table.window) <= now:
+                    del data[key]
+                    self._size -= 1
+                    self._expired += 1
             return
         dead = [
             key

@@ -99,7 +99,7 @@ def parse_rates(text: str) -> tuple[Rate, ...]:
     if not isinstance(text, str):
         raise TypeError(f"rates must be a string such as '10/minute', got {type(text).__name__}")
     items = [item.strip() for item in text.split(";")]
-    if items == ["unlimited"]:
+    if len(items) == 1 and items[0].lower() == "unlimited":
         return ()
     rates: list[Rate] = []
     for item in items:

@@ -17,6 +17,7 @@ __all__ = ["ClientIpResolver", "api_key_from", "lower_headers"]
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_HOPS = 32  # a longer chain is not a real proxy chain; stop reading it
 _MAX_HEADER = 8192
+_LIST_HEADERS = frozenset({"x-forwarded-for", "forwarded"})  # repeated lines form one list
 
 
 def lower_headers(headers: Mapping[str, str], wanted: frozenset[str]) -> dict[str, str]:
@@ -27,8 +28,11 @@ def lower_headers(headers: Mapping[str, str], wanted: frozenset[str]) -> dict[st
     found: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in wanted and lowered not in found:
-            found[lowered] = value
+        if lowered in wanted:
+            if lowered not in found:
+                found[lowered] = value
+            elif lowered in _LIST_HEADERS:
+                found[lowered] += ", " + value
     return found
 
 
@@ -72,6 +76,8 @@ class ClientIpResolver:
             except ValueError:
                 cached = False
             else:
+                if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped
                 cached = any(ip in network for network in self._networks)
             if len(self._trusted_cache) >= 4096:
                 self._trusted_cache.clear()
@@ -80,11 +86,14 @@ class ClientIpResolver:
 
     def resolve(self, peer: str, headers: dict[str, str]) -> str:
         """The client IP: ``peer`` unless a trusted proxy forwarded the request."""
+        if peer[:7].lower() == "::ffff:":
+            peer = _canonical_ip(peer) or peer
         if not self._networks or not self.is_trusted(peer):
             return peer
         chain = headers.get("x-forwarded-for")
-        hops = _xff_hops(chain) if chain else None
-        if hops is None:
+        if chain:
+            hops = _xff_hops(chain)
+        else:
             forwarded = headers.get("forwarded")
             hops = _forwarded_hops(forwarded) if forwarded else None
         if not hops:

@@ -194,7 +194,11 @@ def test_report_window_pins_the_reported_limit_while_allowed() -> None:
     allowed = limiter.check(path="/x", client_ip="192.0.2.1")
     assert allowed.headers["X-RateLimit-Limit"] == "3"  # hour has 0 left, minute is reported
     refused = limiter.check(path="/x", client_ip="192.0.2.1")
-    assert refused.headers["X-RateLimit-Limit"] == "4"  # the hour refused it
+    # the hour refused it: its aligned window ends 2,760 s after START
+    assert refused.retry_after == pytest.approx(2700)
+    assert refused.headers["X-RateLimit-Limit"] == "3"  # still the minute's limit...
+    assert refused.headers["X-RateLimit-Remaining"] == "0"  # ...with no room
+    assert refused.headers["X-RateLimit-Reset"] == str(int(START) + 2760)  # when it can pass
 
 
 PENALTY = """\

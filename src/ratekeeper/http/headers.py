@@ -57,10 +57,12 @@ class HeaderWriter:
 
     def _reported(self, decision: Decision) -> tuple[int, int, float]:
         window = self._report_window
-        if window is not None and decision.allowed:
+        if window is not None:
             for status in decision.statuses:
                 if status.window == window and not status.shadow:
-                    return status.limit, status.remaining, status.reset_at
+                    if decision.allowed:
+                        return status.limit, status.remaining, status.reset_at
+                    return status.limit, 0, decision.reset_at
         return decision.limit, decision.remaining, decision.reset_at
 
 

@@ -144,10 +144,11 @@ class Identity:
 class HeaderSettings:
     """Which rate limit headers to send and which limit they describe.
 
-    ``report_window`` (seconds) makes the ``X-RateLimit-*`` trio describe the
-    limit of that window on allowed responses (flowcms reports its per-minute
-    limit); ``None`` reports the tightest one. A 429 always reports the limit
-    that denied it.
+    ``report_window`` (seconds) makes ``X-RateLimit-Limit`` always the limit of
+    that window (flowcms documents it as "the per-minute limit of the tier");
+    on a 429 from another window it reads remaining 0 and the reset at which
+    the request could pass. ``None`` reports the tightest limit: the one that
+    refused the request, else the one with the least remaining.
     """
 
     style: HeaderStyle = "x-ratelimit"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 __all__ = ["CompiledPattern", "PatternError", "compile_pattern", "normalize_path"]
 
 _PARAM_RE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class PatternError(ValueError):
@@ -70,7 +71,8 @@ def compile_pattern(pattern: str) -> CompiledPattern:
         parts.append("/" + re.escape(segment))
     if literal:
         return CompiledPattern(pattern, pattern, None, ())
-    return CompiledPattern(pattern, None, re.compile("".join(parts) + r"\Z"), tuple(params))
+    regex = re.compile("".join(parts) + r"\Z", re.DOTALL)  # '**' covers every rest, "\n" too
+    return CompiledPattern(pattern, None, regex, tuple(params))
 
 
 def normalize_path(path: str) -> str:
@@ -81,6 +83,8 @@ def normalize_path(path: str) -> str:
     """
     if "?" in path:
         path = path.split("?", 1)[0]
+    if _CONTROL_RE.search(path):
+        path = _CONTROL_RE.sub("", path)
     if "//" in path or "/." in path:
         stack: list[str] = []
         for segment in path.split("/"):

@@ -1,0 +1,340 @@
+"""Who is calling: the API key presented and the client's real address.
+
+``X-Forwarded-For`` and ``Forwarded`` are believed only from a trusted proxy,
+and only as far back as the chain of trusted proxies goes; anything malformed
+ends the walk, so a client can never choose the address it is limited by.
+Header names reach these functions lower-cased (``lower_headers``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+from ratekeeper.identity import ClientIpResolver, api_key_from, lower_headers
+
+KEY_HEADERS = ("x-api-key",)
+CLIENT = "203.0.113.7"
+PROXY = "127.0.0.1"
+UNTRUSTED = "198.51.100.9"
+
+WANTED = frozenset({"x-api-key", "authorization", "x-forwarded-for", "forwarded"})
+
+
+@pytest.fixture
+def resolver() -> ClientIpResolver:
+    # the examples' proxies, plus an internal load-balancer network
+    return ClientIpResolver(["127.0.0.1/32", "::1/128", "10.0.0.0/8"])
+
+
+# api_key_from
+
+
+def test_the_api_key_header_wins_over_authorization_bearer() -> None:
+    headers = {"x-api-key": "from-header", "authorization": "Bearer from-bearer"}
+    assert api_key_from(headers, KEY_HEADERS, bearer=True) == "from-header"
+
+
+def test_configured_key_headers_are_tried_in_order() -> None:
+    headers = {"x-token": "second", "x-api-key": "first"}
+
+    assert api_key_from(headers, ("x-api-key", "x-token"), bearer=False) == "first"
+    assert api_key_from(headers, ("x-token", "x-api-key"), bearer=False) == "second"
+    assert api_key_from({"x-token": "second"}, ("x-api-key", "x-token"), bearer=False) == "second"
+
+
+@pytest.mark.parametrize("empty", ["", "   ", "\t"])
+def test_an_empty_key_header_falls_back_to_the_next_source(empty: str) -> None:
+    headers = {"x-api-key": empty, "authorization": "Bearer from-bearer"}
+
+    assert api_key_from(headers, KEY_HEADERS, bearer=True) == "from-bearer"
+    assert api_key_from({"x-api-key": empty}, KEY_HEADERS, bearer=True) is None
+
+
+@pytest.mark.parametrize(
+    ("authorization", "key"),
+    [
+        ("Bearer abc123", "abc123"),
+        ("bearer abc123", "abc123"),
+        ("BEARER abc123", "abc123"),
+        ("Bearer   abc123  ", "abc123"),
+        ("Bearer ", None),
+        ("Bearer    ", None),
+        ("Bearer", None),
+        ("Bearerabc123", None),
+        ("Basic YWxhZGRpbjpvcGVuc2VzYW1l", None),
+        ("Token abc123", None),
+        ("", None),
+    ],
+)
+def test_a_bearer_token_is_the_key_and_other_schemes_are_not(
+    authorization: str, key: str | None
+) -> None:
+    assert api_key_from({"authorization": authorization}, KEY_HEADERS, bearer=True) == key
+
+
+def test_authorization_is_ignored_when_bearer_keys_are_off() -> None:
+    assert api_key_from({"authorization": "Bearer abc123"}, KEY_HEADERS, bearer=False) is None
+
+
+def test_the_key_header_value_is_stripped() -> None:
+    assert api_key_from({"x-api-key": "  abc123 "}, KEY_HEADERS, bearer=True) == "abc123"
+
+
+def test_no_key_anywhere_is_none() -> None:
+    assert api_key_from({}, KEY_HEADERS, bearer=True) is None
+
+
+# lower_headers
+
+
+def test_lower_headers_keeps_only_the_wanted_headers_with_lower_case_names() -> None:
+    headers = {"X-API-Key": "abc", "X-Forwarded-For": CLIENT, "Cookie": "secret=1"}
+
+    assert lower_headers(headers, WANTED) == {"x-api-key": "abc", "x-forwarded-for": CLIENT}
+
+
+def test_lower_headers_keeps_the_first_of_two_spellings_of_one_name() -> None:
+    headers = {"X-API-Key": "first", "x-api-key": "second"}
+
+    assert lower_headers(headers, WANTED) == {"x-api-key": "first"}
+
+
+class FieldLines(Mapping[str, str]):
+    """Header field lines in wire order, repeats included (like Starlette's ``Headers``).
+
+    ``items()`` yields every line; lookups see the first one.
+    """
+
+    def __init__(self, lines: list[tuple[str, str]]) -> None:
+        self._lines = lines
+
+    def __getitem__(self, name: str) -> str:
+        for key, value in self._lines:
+            if key.lower() == name.lower():
+                return value
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(key for key, _ in self._lines))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys(key for key, _ in self._lines))
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return list(self._lines)
+
+
+def test_repeated_x_forwarded_for_lines_are_one_list_in_order(
+    resolver: ClientIpResolver,
+) -> None:
+    forged_then_real = FieldLines([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", CLIENT)])
+
+    headers = lower_headers(forged_then_real, WANTED)
+
+    assert headers["x-forwarded-for"] == f"6.6.6.6, {CLIENT}"
+    assert resolver.resolve(PROXY, headers) == CLIENT
+
+
+# ClientIpResolver: whom to believe
+
+
+def test_without_trusted_proxies_the_peer_is_the_client() -> None:
+    resolver = ClientIpResolver([])
+
+    assert resolver.enabled is False
+    assert resolver.resolve(PROXY, {"x-forwarded-for": CLIENT}) == PROXY
+
+
+def test_forwarding_headers_from_an_untrusted_peer_are_ignored(
+    resolver: ClientIpResolver,
+) -> None:
+    headers = {"x-forwarded-for": CLIENT, "forwarded": f"for={CLIENT}"}
+
+    assert resolver.enabled is True
+    assert resolver.resolve(UNTRUSTED, headers) == UNTRUSTED
+
+
+def test_a_trusted_proxy_s_x_forwarded_for_names_the_client(resolver: ClientIpResolver) -> None:
+    assert resolver.resolve(PROXY, {"x-forwarded-for": CLIENT}) == CLIENT
+    assert resolver.resolve("::1", {"x-forwarded-for": CLIENT}) == CLIENT
+
+
+def test_the_right_most_untrusted_address_is_the_client_whatever_the_client_forged(
+    resolver: ClientIpResolver,
+) -> None:
+    forged = {"x-forwarded-for": f"1.2.3.4, 10.0.0.1, {UNTRUSTED}, {CLIENT}"}
+    assert resolver.resolve(PROXY, forged) == CLIENT
+
+
+def test_a_chain_of_several_trusted_proxies_is_walked_back_to_the_client(
+    resolver: ClientIpResolver,
+) -> None:
+    # client -> edge proxy 10.1.2.3 -> balancer 10.9.9.9 -> sidecar 127.0.0.1 -> us
+    headers = {"x-forwarded-for": f"6.6.6.6, {CLIENT}, 10.1.2.3, 10.9.9.9"}
+    assert resolver.resolve(PROXY, headers) == CLIENT
+
+
+def test_a_chain_of_only_trusted_proxies_ends_at_its_left_most_address(
+    resolver: ClientIpResolver,
+) -> None:
+    assert resolver.resolve(PROXY, {"x-forwarded-for": "10.0.0.5, 10.0.0.6"}) == "10.0.0.5"
+
+
+def test_a_chain_longer_than_32_hops_is_read_only_32_hops_back(
+    resolver: ClientIpResolver,
+) -> None:
+    chain = ", ".join([CLIENT] + ["10.0.0.1"] * 32)
+    assert resolver.resolve(PROXY, {"x-forwarded-for": chain}) == "10.0.0.1"
+
+
+def test_trusted_networks_accept_bare_addresses_and_host_bits() -> None:
+    resolver = ClientIpResolver(["127.0.0.1", "10.1.2.3/8"])
+
+    assert resolver.is_trusted("127.0.0.1") is True
+    assert resolver.is_trusted("10.200.0.1") is True
+    assert resolver.is_trusted("127.0.0.2") is False
+    assert resolver.is_trusted("not-an-address") is False
+
+
+def test_a_non_canonical_spelling_of_a_trusted_ipv6_peer_is_trusted(
+    resolver: ClientIpResolver,
+) -> None:
+    assert resolver.resolve("0:0:0:0:0:0:0:1", {"x-forwarded-for": CLIENT}) == CLIENT
+
+
+def test_a_trusted_proxy_seen_as_an_ipv4_mapped_ipv6_peer_is_trusted(
+    resolver: ClientIpResolver,
+) -> None:
+    assert resolver.resolve("::ffff:127.0.0.1", {"x-forwarded-for": CLIENT}) == CLIENT
+
+
+def test_an_ipv4_mapped_peer_is_the_same_client_as_its_ipv4_address(
+    resolver: ClientIpResolver,
+) -> None:
+    assert resolver.resolve(f"::ffff:{CLIENT}", {}) == CLIENT
+
+
+# ClientIpResolver: address forms in the headers
+
+
+@pytest.mark.parametrize(
+    ("hop", "client"),
+    [
+        (CLIENT, CLIENT),
+        (f"  {CLIENT}  ", CLIENT),
+        (f"{CLIENT}:4711", CLIENT),
+        ("2001:db8::1", "2001:db8::1"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("[2001:db8::1]:4711", "2001:db8::1"),
+        (f"::ffff:{CLIENT}", CLIENT),
+        (f"[::ffff:{CLIENT}]:4711", CLIENT),
+    ],
+)
+def test_forwarded_addresses_are_canonicalized_so_one_client_has_one_spelling(
+    resolver: ClientIpResolver, hop: str, client: str
+) -> None:
+    assert resolver.resolve(PROXY, {"x-forwarded-for": hop}) == client
+
+
+@pytest.mark.parametrize(
+    "chain",
+    [
+        "garbage",
+        f"{CLIENT}, garbage",
+        f"{CLIENT},,",
+        f"{CLIENT}, ",
+        "unknown",
+        "999.1.1.1",
+        "1.2.3.4/24",
+        "[2001:db8::1",
+        "2001:db8::1]:4711",
+        f"{CLIENT}:4711:1",
+        "<script>",
+    ],
+)
+def test_garbage_in_x_forwarded_for_is_never_taken_for_the_client(
+    resolver: ClientIpResolver, chain: str
+) -> None:
+    assert resolver.resolve(PROXY, {"x-forwarded-for": chain}) == PROXY
+
+
+def test_garbage_left_of_the_client_is_never_read(resolver: ClientIpResolver) -> None:
+    assert resolver.resolve(PROXY, {"x-forwarded-for": f"garbage, {CLIENT}"}) == CLIENT
+
+
+def test_garbage_inside_the_proxy_chain_stops_the_walk_at_the_last_good_proxy(
+    resolver: ClientIpResolver,
+) -> None:
+    headers = {"x-forwarded-for": f"{CLIENT}, garbage, 10.0.0.2"}
+    assert resolver.resolve(PROXY, headers) == "10.0.0.2"
+
+
+# ClientIpResolver: the Forwarded header (RFC 7239)
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "client"),
+    [
+        (f"for={CLIENT}", CLIENT),
+        (f"For={CLIENT}", CLIENT),
+        (f'for="{CLIENT}"', CLIENT),
+        (f"for={CLIENT};proto=https;by=10.0.0.1", CLIENT),
+        (f"proto=https; for={CLIENT}", CLIENT),
+        ('for="[2001:db8:cafe::17]:4711"', "2001:db8:cafe::17"),
+        (f"for=6.6.6.6, for={CLIENT}, for=10.0.0.2", CLIENT),
+        (f"for={CLIENT}:4711", CLIENT),
+    ],
+)
+def test_the_forwarded_header_names_the_client(
+    resolver: ClientIpResolver, forwarded: str, client: str
+) -> None:
+    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == client
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    ["for=unknown", "for=_hidden", "proto=https", f"for={CLIENT}, proto=https", "for="],
+)
+def test_an_obfuscated_or_missing_for_in_forwarded_is_never_taken_for_the_client(
+    resolver: ClientIpResolver, forwarded: str
+) -> None:
+    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
+
+
+def test_x_forwarded_for_wins_over_forwarded(resolver: ClientIpResolver) -> None:
+    headers = {"x-forwarded-for": CLIENT, "forwarded": "for=6.6.6.6"}
+    assert resolver.resolve(PROXY, headers) == CLIENT
+
+
+# over-long headers
+
+
+def test_an_over_long_x_forwarded_for_is_not_read(resolver: ClientIpResolver) -> None:
+    chain = ", ".join(["192.0.2.1"] * 1000) + f", {CLIENT}"
+    assert len(chain) > 8192
+
+    assert resolver.resolve(PROXY, {"x-forwarded-for": chain}) == PROXY
+
+
+def test_an_over_long_forwarded_is_not_read(resolver: ClientIpResolver) -> None:
+    forwarded = ", ".join(["for=192.0.2.1"] * 1000) + f", for={CLIENT}"
+    assert len(forwarded) > 8192
+
+    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
+
+
+def test_an_over_long_x_forwarded_for_does_not_hand_the_choice_to_a_forged_forwarded(
+    resolver: ClientIpResolver,
+) -> None:
+    # the client sends ~8 KB of X-Forwarded-For and its own Forwarded header; the
+    # proxy appends the real address to X-Forwarded-For and leaves Forwarded alone
+    headers = {
+        "x-forwarded-for": "192.0.2.1, " * 745 + CLIENT,
+        "forwarded": "for=6.6.6.6",
+    }
+    assert len(headers["x-forwarded-for"]) > 8192
+
+    assert resolver.resolve(PROXY, headers) != "6.6.6.6"

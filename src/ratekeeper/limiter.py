@@ -136,7 +136,7 @@ class _Prepared:
         self.charges: list[Charge] = []
         self.names: list[str] = []
         self.concurrency: tuple[tuple[str, int, float], ...] = ()
-        self.blocks: list[tuple[str, str]] = []  # (counter key, response kind)
+        self.blocks: list[tuple[str, str, int]] = []  # (counter key, response, threshold)
         self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
 
 
@@ -280,13 +280,15 @@ class _LimiterCore:
                 for lockout in lockouts
             )  # fmt: skip
             prepared.lockouts = pairs
-            prepared.blocks.extend((key, lockout.response) for lockout, key in pairs)
+            prepared.blocks.extend(
+                (key, lockout.response, lockout.rule.threshold) for lockout, key in pairs
+            )
         penalty = self.policy.penalty
         if penalty is not None:
             key = compiled.penalty_prefix + self._identity(
                 penalty.by, record, plan, prepared.ip, headers, params
             )
-            prepared.blocks.append((key, penalty.response))
+            prepared.blocks.append((key, penalty.response, penalty.rejections))
 
     def _identity(
         self,
@@ -398,7 +400,10 @@ class _LimiterCore:
         decision.concurrency = ()
         decision.lockouts = ()
 
-    def _blocked(self, prepared: _Prepared, block: Block, response: str) -> PolicyDecision:
+    def _blocked(
+        self, prepared: _Prepared, block: Block, response: str, threshold: int
+    ) -> PolicyDecision:
+        """A blocked client's refusal: the block's threshold is the limit it went over."""
         now = self.store.now_ns()
         retry = (block.until_ns - now) / _NS
         decision = self._answer(
@@ -406,8 +411,9 @@ class _LimiterCore:
             prepared.plan, prepared.ip, prepared.method, prepared.path,
             retry_after=retry, reset_at=block.until,
         )  # fmt: skip
+        decision.limit = threshold
         decision.key_id = prepared.key_id
-        decision._headers = {"Retry-After": str(retry_after_seconds(retry))}
+        decision._headers = self.compiled.header_writer.write_block(threshold, block.until, retry)
         return decision
 
     def _decided(
@@ -464,10 +470,10 @@ class _LimiterCore:
     def _check_blocks(self, prepared: _Prepared) -> PolicyDecision | None:
         """The refusal for a blocked client, or ``None`` when nothing blocks it."""
         lockouts = self.store.lockouts
-        for key, response in prepared.blocks:
+        for key, response, threshold in prepared.blocks:
             block = lockouts.status(key)
             if block.blocked:
-                return self._blocked(prepared, block, response)
+                return self._blocked(prepared, block, response, threshold)
         return None
 
     def _record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
@@ -502,7 +508,14 @@ class Limiter(_LimiterCore):
         client_ip: str = "",
         cost: int = 1,
     ) -> PolicyDecision:
-        """Decide one request and charge its limits (all or none)."""
+        """Decide one request and charge its limits (all or none).
+
+        ``path`` is the decoded path (ASGI ``scope["path"]``, WSGI
+        ``PATH_INFO``): percent-escapes are not decoded here. ``headers`` may
+        use any case; ``client_ip`` is the connection's peer, and forwarding
+        headers are believed only from the policy's trusted proxies. A
+        ``cost`` below 1 raises ``ValueError`` before anything is counted.
+        """
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING
 
 import pytest
@@ -60,7 +61,12 @@ def fail_logins(
 
 def assert_blocked(decision: PolicyDecision, retry_after: int) -> None:
     assert (decision.allowed, decision.status_code, decision.category) == (False, 429, "login")
-    assert decision.headers == {"Retry-After": str(retry_after)}
+    assert decision.headers == {
+        "X-RateLimit-Limit": "5",  # the lockout's threshold
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(math.ceil(decision.reset_at)),  # the end of the block
+        "Retry-After": str(retry_after),
+    }
     assert decision.content_type == "application/json"
 
 

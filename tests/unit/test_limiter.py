@@ -217,7 +217,12 @@ def test_clients_that_ignore_429_are_blocked_then_released() -> None:
     answers = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(5)]
     assert [d.status_code for d in answers] == [200, 429, 429, 429, 429]
     assert answers[3].retry_after == pytest.approx(60.0)  # third refusal: the rate's own wait
-    assert answers[4].headers == {"Retry-After": "600"}  # now blocked by the penalty
+    assert answers[4].headers == {  # now blocked by the penalty: 3 refusals
+        "X-RateLimit-Limit": "3",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(START) + 600),
+        "Retry-After": "600",
+    }
     assert limiter.check(path="/x", client_ip="192.0.2.2").allowed  # others are untouched
     clock.now += 600
     assert limiter.check(path="/x", client_ip="192.0.2.1").allowed
@@ -234,7 +239,8 @@ def test_penalty_blocks_escalate_and_can_be_lifted() -> None:
     clock.now += 600
     for _ in range(5):
         last = limiter.check(path="/x", client_ip="192.0.2.1")
-    assert last.headers == {"Retry-After": "1200"}
+    assert last.headers["Retry-After"] == "1200"
+    assert last.headers["X-RateLimit-Reset"] == str(int(START) + 600 + 1200)
     store = limiter.store
     assert isinstance(store, MemoryStore)
     (block,) = store.lockouts.blocks()
@@ -269,7 +275,13 @@ def test_route_lockout_blocks_after_failures_on_that_route_only() -> None:
         assert d.allowed
         limiter.record_response(d, status)
     blocked = limiter.check(method="POST", path="/login", client_ip="192.0.2.1")
-    assert (blocked.status_code, blocked.headers) == (429, {"Retry-After": "30"})
+    assert blocked.status_code == 429
+    assert blocked.headers == {
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(START) + 30),
+        "Retry-After": "30",
+    }
     assert json.loads(blocked.body or b"")["error"]["message"] == (
         "Blocked after too many failed attempts from 192.0.2.1."
     )

@@ -55,6 +55,20 @@ class HeaderWriter:
             headers["Retry-After"] = str(retry_after_seconds(decision.retry_after))
         return headers
 
+    def write_block(self, threshold: int, until: float, retry_after: float) -> dict[str, str]:
+        """The header fields for a blocked client (lockout or penalty).
+
+        The ``X-RateLimit-*`` trio describes the block: the threshold it went
+        over, nothing remaining, and the block's end.
+        """
+        headers: dict[str, str] = {}
+        if self._x:
+            headers["X-RateLimit-Limit"] = str(threshold)
+            headers["X-RateLimit-Remaining"] = "0"
+            headers["X-RateLimit-Reset"] = str(math.ceil(until))
+        headers["Retry-After"] = str(retry_after_seconds(retry_after))
+        return headers
+
     def _reported(self, decision: Decision) -> tuple[int, int, float]:
         window = self._report_window
         if window is not None:

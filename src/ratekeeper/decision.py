@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from .stores.base import Charge, ChargeResult
 
-__all__ = ["Decision", "RateStatus", "build_decision"]
+__all__ = ["Decision", "RateStatus", "build_decision", "single_decision"]
 
 D = TypeVar("D", bound="Decision")
 
@@ -166,4 +166,14 @@ def build_decision(
         charges,
         results,
         names,
+    )
+
+
+def single_decision(
+    admitted: bool, charges: Sequence[Charge], results: Sequence[ChargeResult]
+) -> Decision:
+    """:func:`build_decision` for one enforced rate: nothing to compare."""
+    _, remaining, reset, retry = results[0]
+    return Decision(
+        admitted, charges[0][0].limit, remaining, reset / _NS, retry / _NS, charges, results
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .algorithms import DEFAULT_ALGORITHM, get_algorithm
-from .decision import Decision, build_decision
+from .decision import Decision, build_decision, single_decision
 from .rates import Rate, parse_rates
 from .stores.base import Charge, LimitSpec, Store
 
@@ -31,7 +31,29 @@ class _RateLimiterCore:
         get_algorithm(algorithm)
         self.store = store
         self.algorithm = algorithm
-        self._plans: dict[str, dict[object, tuple[LimitSpec, ...]]] = {}
+        self._plans: dict[str, dict[object, tuple[LimitSpec, ...]]] = {algorithm: {}}
+        self._default_plans = self._plans[algorithm]
+
+    def _single(
+        self, key: str, rates: RatesLike, cost: int, algorithm: str | None
+    ) -> tuple[Charge] | None:
+        """The one charge of a valid single-rate call already planned, else ``None``.
+
+        The fast path: most calls repeat a rate string already seen; anything
+        else (a first call, several rates, bad arguments) goes the full way.
+        """
+        if key.__class__ is not str or cost.__class__ is not int or cost < 1:
+            return None
+        plans = self._default_plans if algorithm is None else self._plans.get(algorithm)
+        if plans is None:
+            return None
+        try:
+            plan = plans.get(rates)
+        except TypeError:  # a list of rates: unhashable
+            return None
+        if plan is None or len(plan) != 1:
+            return None
+        return ((plan[0], key, cost, False),)
 
     def _charges(
         self, key: str, rates: RatesLike, cost: int, algorithm: str | None
@@ -86,6 +108,10 @@ class RateLimiter(_RateLimiterCore):
         self, key: str, rates: RatesLike, cost: int = 1, algorithm: str | None = None
     ) -> Decision:
         """Charge ``cost`` to ``key`` against every rate, or to none if any is full."""
+        single = self._single(key, rates, cost, algorithm)
+        if single is not None:
+            admitted, results = self.store.apply(single)
+            return single_decision(admitted, single, results)
         charges = self._charges(key, rates, cost, algorithm)
         admitted, results = self.store.apply(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)
@@ -109,6 +135,10 @@ class AsyncRateLimiter(_RateLimiterCore):
         self, key: str, rates: RatesLike, cost: int = 1, algorithm: str | None = None
     ) -> Decision:
         """Charge ``cost`` to ``key`` against every rate, or to none if any is full."""
+        single = self._single(key, rates, cost, algorithm)
+        if single is not None:
+            admitted, results = await self.store.apply_async(single)
+            return single_decision(admitted, single, results)
         charges = self._charges(key, rates, cost, algorithm)
         admitted, results = await self.store.apply_async(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)

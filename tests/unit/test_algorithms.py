@@ -82,7 +82,7 @@ def test_fixed_window_counts_down_room_and_resets_at_the_next_boundary() -> None
         (True, 2, EPOCH + S, 0),
         (True, 1, EPOCH + S, 0),
     ]
-    assert key.state == (EPOCH // S, 5)
+    assert key.state == (EPOCH + S, 5)  # (window end, count)
 
 
 def test_fixed_window_denies_until_the_boundary_and_retry_after_reaches_it() -> None:
@@ -98,7 +98,7 @@ def test_fixed_window_charges_cost_as_that_many_units() -> None:
     assert key.hit(EPOCH, cost=3) == (True, 5, EPOCH + S, 0)
     assert key.hit(EPOCH + 100 * MS, cost=3) == (False, 2, EPOCH + S, 900 * MS)
     assert key.hit(EPOCH + 100 * MS, cost=2) == (True, 2, EPOCH + S, 0)
-    assert key.state == (EPOCH // S, 5)
+    assert key.state == (EPOCH + S, 5)  # (window end, count)
 
 
 def test_fixed_window_tells_a_cost_above_the_limit_to_wait_one_window() -> None:
@@ -115,7 +115,7 @@ def test_fixed_window_zero_cost_reports_reset_without_charging() -> None:
 
 
 def test_fixed_window_state_expires_at_the_end_of_its_window() -> None:
-    assert FixedWindow().expires_at((7, 3), 5, S) == 8 * S
+    assert FixedWindow().expires_at((8 * S, 3), 5, S) == 8 * S
 
 
 # --- sliding_log: 3 per 10 seconds --------------------------------------------------------
@@ -186,7 +186,7 @@ def test_sliding_window_counts_the_current_window_and_resets_two_boundaries_ahea
     t = EPOCH + 2 * S  # EPOCH is a multiple of 10 s: window index EPOCH // 10 s
     assert key.hit(t) == (True, 10, EPOCH + 20 * S, 0)
     assert key.hit(t, cost=5) == (True, 9, EPOCH + 20 * S, 0)
-    assert key.state == (EPOCH // (10 * S), 0, 6)
+    assert key.state == (EPOCH + 10 * S, 0, 6)  # (window end, previous, current)
 
 
 def test_sliding_window_weights_the_previous_window_by_the_time_left() -> None:
@@ -197,7 +197,7 @@ def test_sliding_window_weights_the_previous_window_by_the_time_left() -> None:
     assert [key.hit(t)[:2] for _ in range(6)] == [
         (True, 5), (True, 4), (True, 3), (True, 2), (True, 1), (False, 0)
     ]  # fmt: skip
-    assert key.state == (EPOCH // (10 * S) + 1, 6, 5)
+    assert key.state == (EPOCH + 20 * S, 6, 5)
 
 
 def test_sliding_window_retry_after_is_when_the_previous_weight_has_fallen_enough() -> None:
@@ -249,8 +249,8 @@ def test_sliding_window_zero_cost_resets_when_the_weighted_previous_is_gone() ->
     assert key.hit(EPOCH + 15 * S, cost=0) == (True, 8, EPOCH + 20 * S, 0)
 
 
-def test_sliding_window_state_expires_two_windows_after_its_index() -> None:
-    assert SlidingWindow().expires_at((7, 1, 2), 5, S) == 9 * S
+def test_sliding_window_state_expires_one_window_after_its_window_ends() -> None:
+    assert SlidingWindow().expires_at((8 * S, 1, 2), 5, S) == 9 * S
 
 
 def test_sliding_window_admits_2n_minus_1_in_one_window_span_after_a_boundary_burst() -> None:

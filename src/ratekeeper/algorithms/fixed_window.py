@@ -4,7 +4,8 @@ Exact within each aligned window; a burst at the end of one window and the start
 of the next can pass ``2 * limit`` in any span of one window length. Cheapest,
 and what some providers document ("resets at the top of the minute").
 
-State: ``(window_index, count)``.
+State: ``(window_end, count)``: the common case (same window as the last
+request) needs no division.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ class FixedWindow:
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int
     ) -> Evaluation:
-        index = now // window
-        count = state[1] if state is not None and state[0] == index else 0
+        if state is not None and state[0] - window <= now < state[0]:
+            end, count = state
+        else:
+            end = (now // window + 1) * window
+            count = 0
         room = limit - count if count < limit else 0
         if cost <= room:
             count += cost
-            return True, room, (index + 1) * window if count else now, 0, (index, count)
-        retry = (index + 1) * window - now if cost <= limit else window
+            return True, room, end if count else now, 0, (end, count)
+        retry = end - now if cost <= limit else window
         return False, room, now + retry, retry, state
 
     def consume(self, state: Any, now: int, cost: int) -> Any:
         raise NotImplementedError("fixed_window builds a new state in evaluate")
 
     def expires_at(self, state: Any, limit: int, window: int) -> int:
-        return int((state[0] + 1) * window)
+        return int(state[0])

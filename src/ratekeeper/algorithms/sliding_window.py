@@ -12,8 +12,10 @@ a window boundary can pass close to ``2 * limit`` (never that many) in one
 span of ``window`` length; docs/algorithms.md gives the measured worst case.
 
 All arithmetic is scaled by ``window`` so it stays in integers: no rounding.
+The state keeps the current window's end, so the common case (same window as
+the last request) needs no division.
 
-State: ``(window_index, previous_count, current_count)``.
+State: ``(window_end, previous_count, current_count)``.
 """
 
 from __future__ import annotations
@@ -33,37 +35,38 @@ class SlidingWindow:
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int
     ) -> Evaluation:
-        index = now // window
-        left = (index + 1) * window - now  # time until the current window ends
-        previous = current = 0
-        if state is not None:
-            state_index = state[0]
-            if state_index == index:
-                previous = state[1]
-                current = state[2]
-            elif state_index == index - 1:
-                previous = state[2]
-        free = limit * window - previous * left - current * window  # scaled by window
+        if state is not None and state[0] - window <= now < state[0]:
+            end, previous, current = state
+        else:
+            end = (now // window + 1) * window
+            previous = state[2] if state is not None and state[0] == end - window else 0
+            current = 0
+        spare = limit - current - cost
+        if spare >= 0:
+            if not previous:
+                current += cost
+                reset = end + window if current else now
+                return True, limit - current + cost, reset, 0, (end, 0, current)
+            weighted = previous * (end - now)  # the previous window's share, scaled by window
+            if weighted <= spare * window:
+                current += cost
+                reset = end + window if current else end
+                room = limit - current + cost + (-weighted // window)  # floor of what is left
+                return True, room, reset, 0, (end, previous, current)
+        free = limit * window - previous * (end - now) - current * window
         room = free // window if free > 0 else 0
-        if cost * window <= free:
-            current += cost
-            if current:
-                reset = (index + 2) * window
-            else:
-                reset = (index + 1) * window if previous else now
-            return True, room, reset, 0, (index, previous, current)
         if cost > limit:
             retry = window
-        elif current + cost <= limit:
+        elif spare >= 0:
             # room comes back within this window as the previous window's weight falls
-            retry = left - (limit - current - cost) * window // previous
+            retry = end - now - spare * window // previous
         else:
             # this window's own count must start to fall: wait into the next one
-            retry = left + window - (limit - cost) * window // current
+            retry = end - now + window - (limit - cost) * window // current
         return False, room, now + retry, retry, state
 
     def consume(self, state: Any, now: int, cost: int) -> Any:
         raise NotImplementedError("sliding_window builds a new state in evaluate")
 
     def expires_at(self, state: Any, limit: int, window: int) -> int:
-        return int((state[0] + 2) * window)
+        return int(state[0] + window)

@@ -19,11 +19,11 @@ batch was admitted). ``apply`` returns ``(admitted, results)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..algorithms import Algorithm
+from ..algorithms import Algorithm, Evaluation
 from ..rates import Rate
 from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
@@ -46,6 +46,11 @@ class LimitSpec:
     window_ns: int
     capacity: int
     slot: str = field(default="")
+    #: ``algorithm.evaluate``, bound once: the stores call it on every decision
+    evaluate: Callable[..., Evaluation] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "evaluate", self.algorithm.evaluate)
 
     @classmethod
     def of(cls, algorithm: Algorithm, rate: Rate) -> LimitSpec:

@@ -103,6 +103,8 @@ class MemoryStore:
     def apply(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
+        if consume and len(charges) == 1:
+            return self._apply_one(charges[0])
         tables = self._tables
         with self._lock:
             # read under the lock, never going back: logs stay in time order even
@@ -145,6 +147,37 @@ class MemoryStore:
                 self._unconsumed(charge, evaluation, now)
                 for charge, evaluation in zip(charges, evaluations, strict=True)
             ]
+
+    def _apply_one(self, charge: Charge) -> tuple[bool, list[ChargeResult]]:
+        """``apply`` for the common single-rate decision, without the batch bookkeeping."""
+        spec, key, cost, shadow = charge
+        with self._lock:
+            now = self._now()
+            if now < self._last_now:
+                now = self._last_now
+            self._last_now = now
+            table = self._tables.get(spec.slot)
+            if table is None:
+                table = self._tables[spec.slot] = _Table(spec)
+            data = table.data
+            state = data.get(key)
+            if state is not None:
+                data.move_to_end(key)
+            allowed, room, reset, retry, next_state = spec.evaluate(
+                state, now, cost, spec.limit, spec.window_ns, spec.capacity
+            )
+            if not allowed:
+                return shadow, [(False, room, reset, retry)]
+            if not cost:
+                return True, [(True, room, reset, 0)]
+            if spec.algorithm.in_place:
+                self._store(spec, key, now, cost, next_state)
+            else:
+                if state is None:
+                    self._make_room(table, now)
+                    self._size += 1
+                data[key] = next_state
+            return True, [(True, room - cost, reset, 0)]
 
     async def apply_async(
         self, charges: Sequence[Charge], consume: bool = True

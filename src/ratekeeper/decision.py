@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from .stores.base import Charge, ChargeResult
 
-__all__ = ["Decision", "RateStatus", "build_decision", "single_decision"]
-
-D = TypeVar("D", bound="Decision")
+__all__ = ["Decision", "RateStatus", "build_decision", "single_decision", "tightest"]
 
 _NS = 1_000_000_000
 
@@ -120,18 +117,17 @@ class Decision:
         )
 
 
-def build_decision(
+def tightest(
     admitted: bool,
     charges: Sequence[Charge],
     results: Sequence[ChargeResult],
     clock: Callable[[], int],
-    names: Sequence[str] = (),
-    factory: Callable[..., D] = Decision,  # type: ignore[assignment]
-) -> D:
-    """Pick the tightest enforced rate and wrap the results in a :class:`Decision`.
+) -> tuple[int, int, float, float]:
+    """``(limit, remaining, reset_at, retry_after)`` of the rate a decision reports.
 
-    With no enforced rate at all (everything unlimited or shadow) the decision is
-    allowed with ``limit`` and ``remaining`` 0 and ``reset_at`` now.
+    Admitted: the enforced rate with the least remaining (ties: the later
+    reset). Refused: the enforced rate that needs the longest wait. With no
+    enforced rate at all (everything unlimited or shadow): ``(0, 0, now, 0.0)``.
     """
     best = -1
     if admitted:
@@ -147,26 +143,25 @@ def build_decision(
             ):
                 best, best_remaining, best_reset = index, remaining, reset
         if best < 0:
-            return factory(True, 0, 0, clock() / _NS, 0.0, charges, results, names)
-        spec = charges[best][0]
-        return factory(
-            True, spec.limit, best_remaining, best_reset / _NS, 0.0, charges, results, names
-        )
+            return 0, 0, clock() / _NS, 0.0
+        return charges[best][0].limit, best_remaining, best_reset / _NS, 0.0
     best_retry = -1
     for index, result in enumerate(results):
         if not result[0] and not charges[index][3] and result[3] > best_retry:
             best, best_retry = index, result[3]
     result = results[best]
-    return factory(
-        False,
-        charges[best][0].limit,
-        result[1],
-        result[2] / _NS,
-        best_retry / _NS,
-        charges,
-        results,
-        names,
-    )
+    return charges[best][0].limit, result[1], result[2] / _NS, best_retry / _NS
+
+
+def build_decision(
+    admitted: bool,
+    charges: Sequence[Charge],
+    results: Sequence[ChargeResult],
+    clock: Callable[[], int],
+) -> Decision:
+    """Wrap a store's results in a :class:`Decision` reporting the tightest rate."""
+    limit, remaining, reset_at, retry_after = tightest(admitted, charges, results, clock)
+    return Decision(admitted, limit, remaining, reset_at, retry_after, charges, results)
 
 
 def single_decision(

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .decision import Decision, build_decision
+from .charging import BadRequestError, Charger
+from .decision import Decision, tightest
 from .http.headers import retry_after_seconds
 from .identity import api_key_from, lower_headers
 from .policy import Policy, load_policy
@@ -44,13 +45,9 @@ from .stores.memory import MemoryStore
 __all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
 
 _NS = 1_000_000_000
-_MAX_IDENTITY = 256  # longer node ids or header values are refused, not stored
-_MAX_API_KEY = 512
+_MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
+_MAX_KNOWN_KEYS = 4096
 _EMPTY: dict[str, str] = {}
-
-
-class _BadRequestError(Exception):
-    """The request lacks what a limit needs to key it (a node id, a header)."""
 
 
 class PolicyDecision(Decision):
@@ -82,6 +79,52 @@ class PolicyDecision(Decision):
     concurrency: tuple[tuple[str, int, float], ...]
     #: ``(lockout, counter key)`` for each lockout the response status feeds
     lockouts: tuple[tuple[CompiledLockout, str], ...]
+
+    def __init__(
+        self,
+        limiter: _LimiterCore,
+        allowed: bool,
+        status_code: int,
+        response: str | None,
+        category: str | None,
+        plan: str | None,
+        key_id: str | None,
+        client_ip: str,
+        method: str,
+        path: str,
+        limit: int = 0,
+        remaining: int = 0,
+        reset_at: float = 0.0,
+        retry_after: float = 0.0,
+        charges: Sequence[Charge] = (),
+        results: Sequence[ChargeResult] = (),
+        names: Sequence[str] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+        self._charges = charges
+        self._results = results
+        self._names = names
+        self._statuses = None
+        self._limiter = limiter
+        self._headers = headers
+        self._body = None
+        self.status_code = status_code
+        self.response = response
+        self.category = category
+        self.plan = plan
+        self.key_id = key_id
+        self.client_ip = client_ip
+        self.method = method
+        self.path = path
+        self.exempt = False
+        self.detail = ""
+        self.concurrency = ()
+        self.lockouts = ()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -126,6 +169,9 @@ class _Prepared:
         ip: str,
         method: str,
         path: str,
+        charges: Sequence[Charge],
+        names: Sequence[str],
+        concurrency: tuple[tuple[str, int, float], ...],
     ) -> None:
         self.category = category
         self.plan = plan
@@ -133,9 +179,9 @@ class _Prepared:
         self.ip = ip
         self.method = method
         self.path = path
-        self.charges: list[Charge] = []
-        self.names: list[str] = []
-        self.concurrency: tuple[tuple[str, int, float], ...] = ()
+        self.charges = charges
+        self.names = names
+        self.concurrency = concurrency
         self.blocks: list[tuple[str, str, int]] = []  # (counter key, response, threshold)
         self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
 
@@ -147,9 +193,16 @@ class _LimiterCore:
         if isinstance(policy, str | Path):
             policy = load_policy(policy)
         self.policy = policy
-        self.compiled = compile_policy(policy)
+        self.compiled = compiled = compile_policy(policy)
         self.store: Store = store if store is not None else MemoryStore()
-        self._anonymous = policy.anonymous_plan
+        self._charger = Charger(
+            compiled.node_header, policy.identity.node_header, compiled.user_header
+        )
+        # presented key -> its record, for known keys only: skips hashing on repeat
+        # requests; process memory only, never written anywhere
+        self._known_keys: dict[str, CompiledKey] = {}
+        self._rate_limited_status = compiled.bodies["rate_limited"].status
+        self._needs_blocks = bool(compiled.has_route_lockouts or policy.penalty or policy.lockouts)
 
     # the request path, before the store
 
@@ -161,7 +214,7 @@ class _LimiterCore:
         client_ip: str,
         cost: int,
     ) -> _Prepared | PolicyDecision:
-        if type(cost) is not int or cost < 1:
+        if cost.__class__ is not int or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
         compiled = self.compiled
         if not method.isupper():
@@ -169,12 +222,10 @@ class _LimiterCore:
         path = normalize_path(path)
         found = compiled.router.match(method, path)
         if found is None:
-            return self._answer(True, 200, None, None, None, client_ip, method, path, exempt=True)
+            return self._exempt(None, client_ip, method, path)
         category, params = found
         if category.exempt:
-            return self._answer(
-                True, 200, None, category.name, None, client_ip, method, path, exempt=True
-            )
+            return self._exempt(category.name, client_ip, method, path)
         lowered = lower_headers(headers, compiled.wanted_headers) if headers else _EMPTY
         ip = client_ip
         if compiled.ip_resolver.enabled:
@@ -185,8 +236,7 @@ class _LimiterCore:
         if category.needs_identity:
             raw = api_key_from(lowered, compiled.api_key_headers, compiled.bearer)
             if raw is not None:
-                if len(raw) <= _MAX_API_KEY:
-                    record = compiled.keys.get(hashlib.sha256(raw.encode()).hexdigest())
+                record = self._known_keys.get(raw) or self._lookup_key(raw)
                 if record is not None:
                     plan = compiled.plans[record.plan]
                 elif compiled.unknown_as_anonymous:
@@ -198,83 +248,58 @@ class _LimiterCore:
             elif category.require_key:
                 return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
 
-        key_id = record.id if record is not None else None
-        prepared = _Prepared(category, plan, key_id, ip, method, path)
+        charger = self._charger
+        charge_plan = charger.plan(category, record, plan)
         try:
-            self._plan_charges(prepared, category, record, plan, lowered, params, cost)
-            self._plan_blocks(prepared, category, record, plan, lowered, params)
-        except _BadRequestError as error:
-            decision = self._refuse(400, "bad_request", category.name, plan, ip, method, path)
+            charges = charger.charges(charge_plan, record, plan, ip, lowered, params, cost)
+            leases = (
+                charger.leases(charge_plan, record, plan, ip, lowered, params)
+                if charge_plan.leases
+                else ()
+            )
+            prepared = _Prepared(
+                category, plan, record.id if record is not None else None, ip, method, path,
+                charges, charge_plan.names, leases,
+            )  # fmt: skip
+            if self._needs_blocks:
+                self._plan_blocks(prepared, record, plan, lowered, params)
+        except BadRequestError as error:
+            decision = self._refuse(
+                400, "bad_request", category.name, plan.name if plan else None, ip, method, path
+            )
             decision.detail = str(error)
             return decision
         return prepared
 
-    def _plan_charges(
-        self,
-        prepared: _Prepared,
-        category: CompiledCategory,
-        record: CompiledKey | None,
-        plan: CompiledPlan | None,
-        headers: dict[str, str],
-        params: dict[str, str],
-        cost: int,
-    ) -> None:
-        charges: list[Charge] = []
-        names: list[str] = []
-        for charge in category.rate_charges:
-            chosen = record.specs.get(charge.name) if record is not None else None
-            if chosen is None and plan is not None:
-                chosen = plan.specs.get(charge.name)
-            if chosen is None:
-                if charge.default_specs is None:
-                    continue
-                specs, labels = charge.default_specs, charge.default_labels
-            else:
-                specs, labels = chosen
-            if not specs:
-                continue  # unlimited
-            key = charge.prefix + self._identity(
-                charge.by, record, plan, prepared.ip, headers, params
-            )
-            units = charge.cost * cost
-            shadow = charge.shadow
-            charges.extend([(spec, key, units, shadow) for spec in specs])
-            names.extend(labels)
-        prepared.charges = charges
-        prepared.names = names
-        leases: list[tuple[str, int, float]] = []
-        for charge in category.concurrency:
-            if record is not None and charge.name in record.caps:
-                cap = record.caps[charge.name]
-            elif plan is not None:
-                cap = plan.caps.get(charge.name)
-            else:
-                cap = self.policy.limits[charge.name].concurrency
-            if cap is not None:
-                key = charge.prefix + self._identity(
-                    charge.by, record, plan, prepared.ip, headers, params
-                )
-                leases.append((key, cap, charge.ttl))
-        prepared.concurrency = tuple(leases)
+    def _lookup_key(self, raw: str) -> CompiledKey | None:
+        """The record of a presented key, by its SHA-256; remembered when known."""
+        if len(raw) > _MAX_API_KEY:
+            return None
+        record = self.compiled.keys.get(hashlib.sha256(raw.encode()).hexdigest())
+        if record is not None:
+            if len(self._known_keys) >= _MAX_KNOWN_KEYS:
+                self._known_keys.clear()
+            self._known_keys[raw] = record
+        return record
 
     def _plan_blocks(
         self,
         prepared: _Prepared,
-        category: CompiledCategory,
         record: CompiledKey | None,
         plan: CompiledPlan | None,
         headers: dict[str, str],
         params: dict[str, str],
     ) -> None:
         compiled = self.compiled
-        lockouts = category.lockouts
+        identity = self._charger.identity
+        lockouts = prepared.category.lockouts
         if compiled.has_route_lockouts:
             found = compiled.lockout_router.match(prepared.method, prepared.path)
             if found is not None and found[0] not in lockouts:
                 lockouts = (*lockouts, found[0])
         if lockouts:
             pairs = tuple(
-                (lockout, lockout.prefix + self._identity(
+                (lockout, lockout.prefix + identity(
                     lockout.by, record, plan, prepared.ip, headers, params
                 ))
                 for lockout in lockouts
@@ -285,78 +310,18 @@ class _LimiterCore:
             )
         penalty = self.policy.penalty
         if penalty is not None:
-            key = compiled.penalty_prefix + self._identity(
+            key = compiled.penalty_prefix + identity(
                 penalty.by, record, plan, prepared.ip, headers, params
             )
             prepared.blocks.append((key, penalty.response, penalty.rejections))
 
-    def _identity(
-        self,
-        by: tuple[str, ...],
-        record: CompiledKey | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        headers: dict[str, str],
-        params: dict[str, str],
-    ) -> str:
-        """The value a limit counts by, e.g. ``"k-3f2a..."`` or ``"203.0.113.7"``."""
-        if len(by) == 1:
-            return self._part(by[0], record, plan, ip, headers, params)
-        return "|".join(self._part(part, record, plan, ip, headers, params) for part in by)
-
-    def _part(
-        self,
-        part: str,
-        record: CompiledKey | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        headers: dict[str, str],
-        params: dict[str, str],
-    ) -> str:
-        if part == "api_key":
-            return record.id if record is not None else "anon:" + ip
-        if part == "ip":
-            return ip
-        if part == "node":
-            value = headers.get(self.compiled.node_header) or params.get("node")
-            return _checked_value(value, self.policy.identity.node_header)
-        if part == "user":
-            if record is not None:
-                return "u:" + (record.user or record.id)
-            user_header = self.compiled.user_header
-            value = headers.get(user_header) if user_header else None
-            return "u:" + _checked_value(value, user_header) if value else "anon:" + ip
-        if part == "global":
-            return "*"
-        if part == "plan":
-            return plan.name if plan is not None else "-"
-        kind, _, name = part.partition(":")
-        if kind == "header":
-            return _checked_value(headers.get(name.lower()), name)
-        return _checked_value(params.get(name), "{" + name + "}")
-
     # assembling answers
 
-    def _answer(
-        self,
-        allowed: bool,
-        status: int,
-        response: str | None,
-        category: str | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        method: str,
-        path: str,
-        *,
-        exempt: bool = False,
-        retry_after: float = 0.0,
-        reset_at: float = 0.0,
-    ) -> PolicyDecision:
-        decision = PolicyDecision(allowed, 0, 0, reset_at, retry_after)
-        self._fill(decision, status, response, category, plan, ip, method, path)
-        decision.exempt = exempt
-        if exempt:
-            decision._headers = {}
+    def _exempt(self, category: str | None, ip: str, method: str, path: str) -> PolicyDecision:
+        decision = PolicyDecision(
+            self, True, 200, None, category, None, None, ip, method, path, headers={}
+        )
+        decision.exempt = True
         return decision
 
     def _refuse(
@@ -364,41 +329,14 @@ class _LimiterCore:
         status: int,
         response: str,
         category: str | None,
-        plan: CompiledPlan | None,
+        plan: str | None,
         ip: str,
         method: str,
         path: str,
     ) -> PolicyDecision:
-        decision = self._answer(False, status, response, category, plan, ip, method, path)
-        decision._headers = {}
-        return decision
-
-    def _fill(
-        self,
-        decision: PolicyDecision,
-        status: int,
-        response: str | None,
-        category: str | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        method: str,
-        path: str,
-    ) -> None:
-        decision._limiter = self
-        decision._headers = None
-        decision._body = None
-        decision.status_code = status
-        decision.response = response
-        decision.category = category
-        decision.plan = plan.name if plan is not None else None
-        decision.key_id = None
-        decision.client_ip = ip
-        decision.method = method
-        decision.path = path
-        decision.exempt = False
-        decision.detail = ""
-        decision.concurrency = ()
-        decision.lockouts = ()
+        return PolicyDecision(
+            self, False, status, response, category, plan, None, ip, method, path, headers={}
+        )
 
     def _blocked(
         self, prepared: _Prepared, block: Block, response: str, threshold: int
@@ -406,29 +344,33 @@ class _LimiterCore:
         """A blocked client's refusal: the block's threshold is the limit it went over."""
         now = self.store.now_ns()
         retry = (block.until_ns - now) / _NS
-        decision = self._answer(
-            False, self.compiled.bodies[response].status, response, prepared.category.name,
-            prepared.plan, prepared.ip, prepared.method, prepared.path,
-            retry_after=retry, reset_at=block.until,
+        plan = prepared.plan
+        return PolicyDecision(
+            self, False, self.compiled.bodies[response].status, response, prepared.category.name,
+            plan.name if plan is not None else None, prepared.key_id, prepared.ip,
+            prepared.method, prepared.path, threshold, 0, block.until, retry,
+            headers=self.compiled.header_writer.write_block(threshold, block.until, retry),
         )  # fmt: skip
-        decision.limit = threshold
-        decision.key_id = prepared.key_id
-        decision._headers = self.compiled.header_writer.write_block(threshold, block.until, retry)
-        return decision
 
     def _decided(
         self, prepared: _Prepared, admitted: bool, results: list[ChargeResult]
     ) -> PolicyDecision:
-        decision = build_decision(
-            admitted, prepared.charges, results, self.store.now_ns, prepared.names, PolicyDecision
-        )
-        response = None if admitted else "rate_limited"
-        status = 200 if admitted else self.compiled.bodies["rate_limited"].status
-        self._fill(
-            decision, status, response, prepared.category.name, prepared.plan, prepared.ip,
-            prepared.method, prepared.path,
+        charges = prepared.charges
+        if len(results) == 1 and not charges[0][3]:
+            _, remaining, reset, retry = results[0]
+            limit, reset_at, retry_after = charges[0][0].limit, reset / _NS, retry / _NS
+        else:
+            limit, remaining, reset_at, retry_after = tightest(
+                admitted, charges, results, self.store.now_ns
+            )
+        plan = prepared.plan
+        decision = PolicyDecision(
+            self, admitted, 200 if admitted else self._rate_limited_status,
+            None if admitted else "rate_limited", prepared.category.name,
+            plan.name if plan is not None else None, prepared.key_id, prepared.ip,
+            prepared.method, prepared.path, limit, remaining, reset_at, retry_after,
+            charges, results, prepared.names,
         )  # fmt: skip
-        decision.key_id = prepared.key_id
         decision.concurrency = prepared.concurrency
         decision.lockouts = prepared.lockouts
         if not admitted:
@@ -555,11 +497,3 @@ class AsyncLimiter(_LimiterCore):
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
         return self._record(decision, status_code)
-
-
-def _checked_value(value: str | None, what: str | None) -> str:
-    if not value:
-        raise _BadRequestError(f"missing {what}")
-    if len(value) > _MAX_IDENTITY:
-        raise _BadRequestError(f"{what} is longer than {_MAX_IDENTITY} characters")
-    return value

@@ -38,8 +38,8 @@ _ANONYMOUS_SAFE = frozenset({"ip", "global"})
 class CompiledCharge:
     """One limit a category charges: how to key it and at what cost."""
 
-    __slots__ = ("by", "cost", "default_labels", "default_specs", "is_concurrency", "name",
-                 "prefix", "shadow", "ttl")  # fmt: skip
+    __slots__ = ("by", "cost", "default_cap", "default_labels", "default_specs",
+                 "is_concurrency", "name", "prefix", "shadow", "ttl")  # fmt: skip
 
     def __init__(self, policy: Policy, limit: LimitDef, cost: int) -> None:
         self.name = limit.name
@@ -48,6 +48,7 @@ class CompiledCharge:
         self.shadow = limit.shadow
         self.is_concurrency = limit.is_concurrency
         self.ttl = limit.lease_ttl
+        self.default_cap = limit.concurrency
         self.prefix = f"{policy.name}:{limit.name}:"
         self.default_specs: Specs | None = None
         self.default_labels: tuple[str, ...] = ()

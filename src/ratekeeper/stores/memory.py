@@ -123,30 +123,36 @@ class MemoryStore:
                 state = data.get(key)
                 if state is not None:
                     data.move_to_end(key)
-                evaluation = spec.algorithm.evaluate(
+                evaluation = spec.evaluate(
                     state, now, cost, spec.limit, spec.window_ns, spec.capacity
                 )
-                evaluations.append(evaluation)
+                evaluations.append((evaluation, state, table))
                 if not evaluation[0] and not shadow:
                     admitted = False
-            if admitted and consume:
-                results = []
-                for (spec, key, cost, _shadow), evaluation in zip(
-                    charges, evaluations, strict=True
-                ):
-                    allowed, room, reset, retry, next_state = evaluation
-                    if allowed and cost:
+            if not (admitted and consume):
+                return admitted, [
+                    self._unconsumed(charge, evaluation, now)
+                    for charge, (evaluation, _, _) in zip(charges, evaluations, strict=True)
+                ]
+            results: list[ChargeResult] = []
+            for (spec, key, cost, _shadow), (evaluation, state, table) in zip(
+                charges, evaluations, strict=True
+            ):
+                allowed, room, reset, retry, next_state = evaluation
+                if not allowed:
+                    results.append((False, room, reset, retry))
+                elif not cost:
+                    results.append((True, room, reset, 0))
+                else:
+                    if spec.algorithm.in_place:
                         self._store(spec, key, now, cost, next_state)
-                        results.append((True, room - cost, reset, 0))
-                    elif allowed:
-                        results.append((True, room, reset, 0))
                     else:
-                        results.append((False, room, reset, retry))
-                return True, results
-            return admitted, [
-                self._unconsumed(charge, evaluation, now)
-                for charge, evaluation in zip(charges, evaluations, strict=True)
-            ]
+                        if state is None:
+                            self._make_room(table, now)
+                            self._size += 1
+                        table.data[key] = next_state
+                    results.append((True, room - cost, reset, 0))
+            return True, results
 
     def _apply_one(self, charge: Charge) -> tuple[bool, list[ChargeResult]]:
         """``apply`` for the common single-rate decision, without the batch bookkeeping."""

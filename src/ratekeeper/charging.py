@@ -1,0 +1,209 @@
+"""From (category, caller) to the charges a store applies.
+
+Which rate each limit of a category has for a caller (the key's override, its
+plan's value, the limit's default) does not change between requests, so it is
+worked out once per (category, key or plan) and kept as a :class:`ChargePlan`.
+For a known key most counter keys are fixed too (``"scanner:api:demo-pro"``), so
+a plain request reuses one prebuilt tuple of charges and allocates nothing.
+Only parts that come from the request (client IP, node, headers, path
+parameters) are joined per request.
+"""
+
+from __future__ import annotations
+
+from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
+from .stores.base import Charge, LimitSpec
+
+__all__ = ["BadRequestError", "ChargePlan", "Charger"]
+
+_MAX_IDENTITY = 256  # longer node ids or header values are refused, not stored
+_MAX_CACHED = 65_536  # (category, caller) plans kept before the cache starts over
+_REQUEST_PARTS = frozenset({"ip", "node"})
+
+Owner = CompiledKey | CompiledPlan | None
+# (prefix, by, fixed key or None, units per request, shadow, specs)
+RateItem = tuple[str, tuple[str, ...], str | None, int, bool, tuple[LimitSpec, ...]]
+# (prefix, by, fixed key or None, cap, ttl)
+LeaseItem = tuple[str, tuple[str, ...], str | None, int, float]
+
+
+class BadRequestError(Exception):
+    """The request lacks what a limit needs to key it (a node id, a header)."""
+
+
+class ChargePlan:
+    """What one category charges one caller, with everything fixed worked out."""
+
+    __slots__ = ("fixed", "leases", "names", "rates")
+
+    def __init__(
+        self,
+        rates: tuple[RateItem, ...],
+        names: tuple[str, ...],
+        leases: tuple[LeaseItem, ...],
+    ) -> None:
+        self.rates = rates
+        self.names = names
+        self.leases = leases
+        self.fixed: tuple[Charge, ...] | None = None
+        if all(item[2] is not None for item in rates):
+            self.fixed = tuple(
+                (spec, item[2], item[3], item[4])  # type: ignore[misc]
+                for item in rates
+                for spec in item[5]
+            )
+
+
+class Charger:
+    """Builds charges and lease keys for requests of one compiled policy."""
+
+    def __init__(self, node_header: str, node_header_name: str, user_header: str | None) -> None:
+        self._node_header = node_header
+        self._node_header_name = node_header_name
+        self._user_header = user_header
+        self._plans: dict[tuple[int, int], ChargePlan] = {}
+
+    def plan(
+        self, category: CompiledCategory, record: CompiledKey | None, plan: CompiledPlan | None
+    ) -> ChargePlan:
+        """The (cached) charge plan of ``category`` for this caller."""
+        owner: Owner = record if record is not None else plan
+        cache_key = (id(category), id(owner))
+        found = self._plans.get(cache_key)
+        if found is None:
+            if len(self._plans) >= _MAX_CACHED:
+                self._plans.clear()
+            found = self._plans[cache_key] = self._resolve(category, record, plan)
+        return found
+
+    def _resolve(
+        self, category: CompiledCategory, record: CompiledKey | None, plan: CompiledPlan | None
+    ) -> ChargePlan:
+        rates: list[RateItem] = []
+        names: list[str] = []
+        for charge in category.rate_charges:
+            chosen = record.specs.get(charge.name) if record is not None else None
+            if chosen is None and plan is not None:
+                chosen = plan.specs.get(charge.name)
+            if chosen is None:
+                if charge.default_specs is None:
+                    continue
+                specs, labels = charge.default_specs, charge.default_labels
+            else:
+                specs, labels = chosen
+            if not specs:
+                continue  # unlimited
+            fixed = self._fixed_key(charge, record, plan)
+            rates.append((charge.prefix, charge.by, fixed, charge.cost, charge.shadow, specs))
+            names.extend(labels)
+        leases: list[LeaseItem] = []
+        for charge in category.concurrency:
+            if record is not None and charge.name in record.caps:
+                cap = record.caps[charge.name]
+            elif plan is not None:
+                cap = plan.caps.get(charge.name)
+            else:
+                cap = charge.default_cap
+            if cap is not None:
+                fixed = self._fixed_key(charge, record, plan)
+                leases.append((charge.prefix, charge.by, fixed, cap, charge.ttl))
+        return ChargePlan(tuple(rates), tuple(names), tuple(leases))
+
+    def _fixed_key(
+        self, charge: CompiledCharge, record: CompiledKey | None, plan: CompiledPlan | None
+    ) -> str | None:
+        """The counter key when no part of it comes from the request, else ``None``."""
+        for part in charge.by:
+            if part in _REQUEST_PARTS or part.startswith(("header:", "path:")):
+                return None
+            if record is None and part in ("api_key", "user"):
+                return None  # anonymous callers are told apart by IP or header
+        return charge.prefix + self.identity(charge.by, record, plan, "", {}, {})
+
+    def charges(
+        self,
+        charge_plan: ChargePlan,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+        cost: int,
+    ) -> tuple[Charge, ...] | list[Charge]:
+        """The store charges of one request."""
+        if cost == 1 and charge_plan.fixed is not None:
+            return charge_plan.fixed
+        charges: list[Charge] = []
+        for prefix, by, fixed, units, shadow, specs in charge_plan.rates:
+            key = fixed or prefix + self.identity(by, record, plan, ip, headers, params)
+            units *= cost
+            for spec in specs:
+                charges.append((spec, key, units, shadow))
+        return charges
+
+    def leases(
+        self,
+        charge_plan: ChargePlan,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> tuple[tuple[str, int, float], ...]:
+        """``(lease key, cap, ttl)`` for each concurrency cap of the request."""
+        return tuple(
+            (fixed or prefix + self.identity(by, record, plan, ip, headers, params), cap, ttl)
+            for prefix, by, fixed, cap, ttl in charge_plan.leases
+        )
+
+    def identity(
+        self,
+        by: tuple[str, ...],
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> str:
+        """The value a limit counts by, e.g. ``"k-3f2a..."`` or ``"203.0.113.7"``."""
+        if len(by) == 1:
+            return self._part(by[0], record, plan, ip, headers, params)
+        return "|".join(self._part(part, record, plan, ip, headers, params) for part in by)
+
+    def _part(
+        self,
+        part: str,
+        record: CompiledKey | None,
+        plan: CompiledPlan | None,
+        ip: str,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> str:
+        if part == "api_key":
+            return record.id if record is not None else "anon:" + ip
+        if part == "ip":
+            return ip
+        if part == "node":
+            value = headers.get(self._node_header) or params.get("node")
+            return _checked_value(value, self._node_header_name)
+        if part == "user":
+            if record is not None:
+                return "u:" + (record.user or record.id)
+            value = headers.get(self._user_header) if self._user_header else None
+            return "u:" + _checked_value(value, self._user_header) if value else "anon:" + ip
+        if part == "global":
+            return "*"
+        if part == "plan":
+            return plan.name if plan is not None else "-"
+        kind, _, name = part.partition(":")
+        if kind == "header":
+            return _checked_value(headers.get(name.lower()), name)
+        return _checked_value(params.get(name), "{" + name + "}")
+
+
+def _checked_value(value: str | None, what: str | None) -> str:
+    if not value:
+        raise BadRequestError(f"missing {what}")
+    if len(value) > _MAX_IDENTITY:
+        raise BadRequestError(f"{what} is longer than {_MAX_IDENTITY} characters")
+    return value

@@ -101,15 +101,7 @@ class PolicyDecision(Decision):
         names: Sequence[str] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.allowed = allowed
-        self.limit = limit
-        self.remaining = remaining
-        self.reset_at = reset_at
-        self.retry_after = retry_after
-        self._charges = charges
-        self._results = results
-        self._names = names
-        self._statuses = None
+        super().__init__(allowed, limit, remaining, reset_at, retry_after, charges, results, names)
         self._limiter = limiter
         self._headers = headers
         self._body = None

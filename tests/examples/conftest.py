@@ -20,21 +20,12 @@ from pathlib import Path
 import pytest
 
 from ratekeeper import Block, Limiter, MemoryStore, Policy, PolicyDecision, load_policy
+from support.clock import Clock
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 #: the default client address of a request (TEST-NET-3)
 CLIENT_IP = "203.0.113.7"
-
-
-class Clock:
-    """A settable clock: ``clock.t`` is the time in epoch seconds."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @functools.cache

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
+from support.bodies import assert_json_body
 
 if TYPE_CHECKING:  # pytest loads conftest; importing it at run time is unreliable
     from conftest import ExampleApi, ExampleFactory
@@ -45,11 +46,7 @@ def seeds_429_body(retry_after: int) -> bytes:
 
 
 def assert_seeds_429_body(decision: PolicyDecision, retry_after: int) -> None:
-    expected = seeds_429_body(retry_after)
-    assert decision.body is not None
-    assert json.loads(decision.body) == json.loads(expected)
-    assert decision.body == expected
-    assert decision.content_type == "application/json"
+    assert_json_body(decision, seeds_429_body(retry_after))
 
 
 @pytest.fixture

@@ -10,28 +10,9 @@ import threading
 import pytest
 
 from ratekeeper import LeaseGrant, MemoryStore
+from support.clock import Clock
 
 T0 = 1_728_000.0
-
-
-class Clock:
-    """A settable clock: ``clock.t`` is the time in epoch seconds."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> MemoryStore:
-    return MemoryStore(clock=clock)
 
 
 def test_leases_are_granted_up_to_the_cap_then_refused(store: MemoryStore) -> None:

@@ -9,20 +9,13 @@ import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore
 from ratekeeper.policy import policy_from_text
+from support.clock import Clock
 
 START = 1_700_000_040.0  # on a minute boundary
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def make(text: str, clock: Clock | None = None) -> Limiter:
-    store = MemoryStore(clock=clock or Clock())
+    store = MemoryStore(clock=clock or Clock(START))
     return Limiter(policy_from_text(textwrap.dedent(text), name="t"), store=store)
 
 
@@ -109,9 +102,9 @@ headers: {style: both}
 
 
 def test_ietf_fields_list_every_rate_with_quota_window_remaining_and_reset() -> None:
-    clock = Clock()
+    clock = Clock(START)
     limiter = make(IETF, clock)
-    clock.now = START + 10.25
+    clock.t = START + 10.25
     d = limiter.check(path="/x", client_ip="192.0.2.1")
     assert d.headers["RateLimit-Policy"] == '"api-1s";q=2;w=1, "api-1m";q=5;w=60'
     assert d.headers["RateLimit"] == '"api-1s";r=1;t=1, "api-1m";r=4;t=50'
@@ -185,12 +178,12 @@ headers: {style: x-ratelimit, report: minute}
 
 
 def test_report_window_pins_the_reported_limit_while_allowed() -> None:
-    clock = Clock()
+    clock = Clock(START)
     limiter = make(REPORT, clock)
     first = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(3)]
     assert [d.headers["X-RateLimit-Limit"] for d in first] == ["3", "3", "3"]
     assert [d.headers["X-RateLimit-Remaining"] for d in first] == ["2", "1", "0"]
-    clock.now += 60
+    clock.t += 60
     allowed = limiter.check(path="/x", client_ip="192.0.2.1")
     assert allowed.headers["X-RateLimit-Limit"] == "3"  # hour has 0 left, minute is reported
     refused = limiter.check(path="/x", client_ip="192.0.2.1")
@@ -212,7 +205,7 @@ penalty: {rejections: 3, window: 1 minute, block: 10 minutes, escalation: 2}
 
 
 def test_clients_that_ignore_429_are_blocked_then_released() -> None:
-    clock = Clock()
+    clock = Clock(START)
     limiter = make(PENALTY, clock)
     answers = [limiter.check(path="/x", client_ip="192.0.2.1") for _ in range(5)]
     assert [d.status_code for d in answers] == [200, 429, 429, 429, 429]
@@ -224,7 +217,7 @@ def test_clients_that_ignore_429_are_blocked_then_released() -> None:
         "Retry-After": "600",
     }
     assert limiter.check(path="/x", client_ip="192.0.2.2").allowed  # others are untouched
-    clock.now += 600
+    clock.t += 600
     assert limiter.check(path="/x", client_ip="192.0.2.1").allowed
     store = limiter.store
     assert isinstance(store, MemoryStore)
@@ -232,11 +225,11 @@ def test_clients_that_ignore_429_are_blocked_then_released() -> None:
 
 
 def test_penalty_blocks_escalate_and_can_be_lifted() -> None:
-    clock = Clock()
+    clock = Clock(START)
     limiter = make(PENALTY, clock)
     for _ in range(4):
         limiter.check(path="/x", client_ip="192.0.2.1")
-    clock.now += 600
+    clock.t += 600
     for _ in range(5):
         last = limiter.check(path="/x", client_ip="192.0.2.1")
     assert last.headers["Retry-After"] == "1200"
@@ -268,7 +261,7 @@ lockouts:
 
 
 def test_route_lockout_blocks_after_failures_on_that_route_only() -> None:
-    clock = Clock()
+    clock = Clock(START)
     limiter = make(LOGIN, clock)
     for status in (401, 200, 403):
         d = limiter.check(method="POST", path="/login", client_ip="192.0.2.1")
@@ -286,7 +279,7 @@ def test_route_lockout_blocks_after_failures_on_that_route_only() -> None:
         "Blocked after too many failed attempts from 192.0.2.1."
     )
     assert limiter.check(method="GET", path="/other", client_ip="192.0.2.1").allowed
-    clock.now += 30
+    clock.t += 30
     assert limiter.check(method="POST", path="/login", client_ip="192.0.2.1").allowed
 
 
@@ -299,7 +292,9 @@ def test_unmatched_requests_pass_without_headers() -> None:
 async def test_async_limiter_answers_like_the_sync_one() -> None:
     sync = make(KEYED)
     text = textwrap.dedent(KEYED)
-    asynchronous = AsyncLimiter(policy_from_text(text, name="t"), store=MemoryStore(clock=Clock()))
+    asynchronous = AsyncLimiter(
+        policy_from_text(text, name="t"), store=MemoryStore(clock=Clock(START))
+    )
     for _ in range(5):
         expected = sync.check(path="/api/x", headers={"X-API-Key": "free-key"})
         got = await asynchronous.check(path="/api/x", headers={"X-API-Key": "free-key"})

@@ -10,32 +10,13 @@ import threading
 import pytest
 
 from ratekeeper import Block, LockoutRule, MemoryStore
+from support.clock import Clock
 
 T0 = 1_728_000.0
 NS = 1_000_000_000
 
 # "3 failed logins within a minute block for 5 minutes"
 RULE = LockoutRule(threshold=3, window=60.0, block=300.0)
-
-
-class Clock:
-    """A settable clock: ``clock.t`` is the time in epoch seconds."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> MemoryStore:
-    return MemoryStore(clock=clock)
 
 
 def fail(store: MemoryStore, key: str, times: int, rule: LockoutRule = RULE) -> Block:

@@ -21,24 +21,10 @@ from ratekeeper import (
     RateLimiter,
     Store,
 )
+from support.clock import Clock
 
 T0 = 1_728_000.0  # a day boundary: every fixed window used here starts there
 ALGORITHM_NAMES = sorted(ALGORITHMS)
-
-
-class Clock:
-    """A settable clock: ``clock.t`` is the time in epoch seconds."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 def limiter(

@@ -21,6 +21,7 @@ from ratekeeper import (
     Rate,
     RateLimiter,
 )
+from support.clock import Clock
 
 T0 = 1_728_000.0  # 20 days after the epoch: aligned to every window used here
 SECOND_NS = 1_000_000_000
@@ -42,26 +43,6 @@ RETRY_AFTER_SIXTH = {
     "token_bucket": 0.2,
     "fixed_window": 1.0,
 }
-
-
-class Clock:
-    """A settable clock: ``clock.t`` is the time in epoch seconds."""
-
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(clock: Clock) -> MemoryStore:
-    return MemoryStore(clock=clock)
 
 
 @pytest.fixture
@@ -461,7 +442,7 @@ def trace(rl: RateLimiter, clock: Clock, rates: Any, algorithm: str) -> list[Any
 
 @pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
 def test_a_rate_object_limits_exactly_like_its_rate_string(algorithm: str) -> None:
-    by_string, by_object = Clock(), Clock()
+    by_string, by_object = Clock(T0), Clock(T0)
 
     expected = trace(RateLimiter(MemoryStore(clock=by_string)), by_string, "3/second", algorithm)
     got = trace(RateLimiter(MemoryStore(clock=by_object)), by_object, Rate(3, SECOND_NS), algorithm)
@@ -475,7 +456,7 @@ def test_a_rate_object_limits_exactly_like_its_rate_string(algorithm: str) -> No
 def test_a_sequence_of_rates_limits_exactly_like_the_rate_string(
     algorithm: str, container: Callable[[list[Rate]], Any]
 ) -> None:
-    by_string, by_objects = Clock(), Clock()
+    by_string, by_objects = Clock(T0), Clock(T0)
     rates = container([Rate(3, SECOND_NS), Rate(5, MINUTE_NS)])
 
     expected = trace(
@@ -638,7 +619,7 @@ def summary(decision: Decision) -> tuple[Any, ...]:
 
 @pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
 async def test_async_limiter_gives_the_same_decisions_as_the_sync_one(algorithm: str) -> None:
-    sync_clock, async_clock = Clock(), Clock()
+    sync_clock, async_clock = Clock(T0), Clock(T0)
     sync_rl = RateLimiter(MemoryStore(clock=sync_clock), algorithm=algorithm)
     async_rl = AsyncRateLimiter(MemoryStore(clock=async_clock), algorithm=algorithm)
 

@@ -118,6 +118,11 @@ def test_fixed_window_state_expires_at_the_end_of_its_window() -> None:
     assert FixedWindow().expires_at((8 * S, 3), 5, S) == 8 * S
 
 
+def live(log: list[int]) -> list[int]:
+    """The live timestamps of a sliding log state ``[head, t1, t2, ...]``."""
+    return log[log[0] :]
+
+
 # --- sliding_log: 3 per 10 seconds --------------------------------------------------------
 
 
@@ -126,7 +131,7 @@ def test_sliding_log_resets_one_window_after_each_admission() -> None:
     assert key.hit(EPOCH) == (True, 3, EPOCH + 10 * S, 0)
     assert key.hit(EPOCH + 2 * S) == (True, 2, EPOCH + 12 * S, 0)
     assert key.hit(EPOCH + 4 * S) == (True, 1, EPOCH + 14 * S, 0)
-    assert list(key.state) == [EPOCH, EPOCH + 2 * S, EPOCH + 4 * S]
+    assert live(key.state) == [EPOCH, EPOCH + 2 * S, EPOCH + 4 * S]
 
 
 def test_sliding_log_retry_after_waits_for_the_oldest_units_that_must_leave() -> None:
@@ -146,13 +151,13 @@ def test_sliding_log_frees_a_unit_exactly_one_window_after_it_was_admitted() -> 
         key.hit(EPOCH + second * S)
     assert key.hit(EPOCH + 10 * S - 1) == (False, 0, EPOCH + 10 * S, 1)
     assert key.hit(EPOCH + 10 * S) == (True, 1, EPOCH + 20 * S, 0)
-    assert list(key.state) == [EPOCH + 2 * S, EPOCH + 4 * S, EPOCH + 10 * S]
+    assert live(key.state) == [EPOCH + 2 * S, EPOCH + 4 * S, EPOCH + 10 * S]
 
 
 def test_sliding_log_charges_cost_as_that_many_timestamps() -> None:
     key = Key(SlidingLog(), 3, 10 * S)
     assert key.hit(EPOCH, cost=2) == (True, 3, EPOCH + 10 * S, 0)
-    assert list(key.state) == [EPOCH, EPOCH]
+    assert live(key.state) == [EPOCH, EPOCH]
     assert key.hit(EPOCH + S, cost=2) == (False, 1, EPOCH + 10 * S, 9 * S)
     assert key.hit(EPOCH + S, cost=1) == (True, 1, EPOCH + 11 * S, 0)
 
@@ -172,10 +177,9 @@ def test_sliding_log_zero_cost_resets_when_the_newest_unit_leaves() -> None:
 
 
 def test_sliding_log_state_expires_when_its_newest_unit_leaves() -> None:
-    from collections import deque
-
-    assert SlidingLog().expires_at(deque([5, 9]), 3, 10) == 19
-    assert SlidingLog().expires_at(deque(), 3, 10) == 0
+    assert SlidingLog().expires_at([1, 5, 9], 3, 10) == 19
+    assert SlidingLog().expires_at([3, 5, 9], 3, 10) == 0  # both entries already skipped
+    assert SlidingLog().expires_at([1], 3, 10) == 0
 
 
 # --- sliding_window: 10 per 10 seconds ----------------------------------------------------
@@ -403,3 +407,22 @@ def test_token_bucket_at_a_realistic_epoch_admits_exactly_the_limit_at_once(offs
     assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
     assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0, 0]
     assert decisions[5].retry_after == pytest.approx(0.2, abs=1e-9)
+
+
+def test_sliding_log_compacts_expired_entries_and_keeps_exact_answers() -> None:
+    key = Key(SlidingLog(), 100, 10 * S)
+    for step in range(100):  # 100 units, one every 10 ms
+        assert key.hit(EPOCH + step * 10 * MS)[0]
+    # 0.5 s after the window: the first 50 units (0..490 ms) have left
+    t = EPOCH + 10 * S + 495 * MS
+    allowed, room, _, _ = key.hit(t)
+    assert (allowed, room) == (True, 50)
+    assert key.state[0] == 1  # compacted: the 50 expired entries are gone
+    assert len(key.state) == 1 + 51
+    assert live(key.state)[0] == EPOCH + 500 * MS
+    for _ in range(49):
+        assert key.hit(t)[0]
+    allowed, room, reset, retry = key.hit(t)  # full: the unit admitted at 500 ms leaves first
+    assert (allowed, room) == (False, 0)
+    assert retry == EPOCH + 500 * MS + 10 * S - t
+    assert reset == t + retry

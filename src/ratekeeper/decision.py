@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .stores.base import Charge, ChargeResult
 
-__all__ = ["Decision", "RateStatus", "build_decision", "single_decision", "tightest"]
+__all__ = ["Decision", "RateStatus", "build_decision", "tightest"]
 
 _NS = 1_000_000_000
 
@@ -162,13 +162,3 @@ def build_decision(
     """Wrap a store's results in a :class:`Decision` reporting the tightest rate."""
     limit, remaining, reset_at, retry_after = tightest(admitted, charges, results, clock)
     return Decision(admitted, limit, remaining, reset_at, retry_after, charges, results)
-
-
-def single_decision(
-    admitted: bool, charges: Sequence[Charge], results: Sequence[ChargeResult]
-) -> Decision:
-    """:func:`build_decision` for one enforced rate: nothing to compare."""
-    _, remaining, reset, retry = results[0]
-    return Decision(
-        admitted, charges[0][0].limit, remaining, reset / _NS, retry / _NS, charges, results
-    )

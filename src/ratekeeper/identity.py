@@ -88,9 +88,13 @@ class ClientIpResolver:
         """The client IP: ``peer`` unless a trusted proxy forwarded the request."""
         if peer[:7].lower() == "::ffff:":
             peer = _canonical_ip(peer) or peer
-        if not self._networks or not self.is_trusted(peer):
+        if not self._networks:
             return peer
         chain = headers.get("x-forwarded-for")
+        if not chain and not headers.get("forwarded"):
+            return peer  # nothing forwarded: no need to know whether the peer is a proxy
+        if not self.is_trusted(peer):
+            return peer
         if chain:
             hops = _xff_hops(chain)
         else:

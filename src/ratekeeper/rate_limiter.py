@@ -7,7 +7,13 @@
 
 Every rate in the string is checked and charged in one atomic step: a hit
 denied by any rate consumes from none. ``RateLimiter`` and ``AsyncRateLimiter``
-share everything but the one line that calls the store.
+share everything but the lines that call the store.
+
+A single rate takes a fast path, and a key refused at cost 1 is remembered
+until it could pass: until then every hit of cost 1 is refused without touching
+the store (time alone frees room, and other hits only take more), which is
+what keeps a limiter cheap under a flood of refused requests. The memory is
+bounded, and forgotten when the store is cleared.
 """
 
 from __future__ import annotations
@@ -15,32 +21,49 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .algorithms import DEFAULT_ALGORITHM, get_algorithm
-from .decision import Decision, build_decision, single_decision
+from .decision import Decision, build_decision
 from .rates import Rate, parse_rates
-from .stores.base import Charge, LimitSpec, Store
+from .stores.base import Charge, ChargeResult, LimitSpec, Store
 
 __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
 RatesLike = str | Rate | Sequence[Rate]
 
 
+_NS = 1_000_000_000
+_MAX_DENIED = 4096  # refused keys remembered per plan before the memory starts over
+_MAX_PLANS = 10_000  # callers building rate strings per request: stay bounded
+
+
+class _Plan:
+    """Rates x algorithm, compiled once: the specs, and keys refused until a time."""
+
+    __slots__ = ("denied", "single", "specs")
+
+    def __init__(self, specs: tuple[LimitSpec, ...]) -> None:
+        self.specs = specs
+        self.single = specs[0] if len(specs) == 1 else None
+        self.denied: dict[str, int] = {}  # key -> refused until (ns); single-rate plans only
+
+
 class _RateLimiterCore:
-    """Plans (rates x algorithm, compiled once) and the checks on arguments."""
+    """Plans, the checks on arguments, and the decisions built from store results."""
 
     def __init__(self, store: Store, *, algorithm: str = DEFAULT_ALGORITHM) -> None:
         get_algorithm(algorithm)
         self.store = store
         self.algorithm = algorithm
-        self._plans: dict[str, dict[object, tuple[LimitSpec, ...]]] = {algorithm: {}}
+        self._plans: dict[str, dict[object, _Plan]] = {algorithm: {}}
         self._default_plans = self._plans[algorithm]
+        self._generation = store.generation
 
-    def _single(
+    def _fast_plan(
         self, key: str, rates: RatesLike, cost: int, algorithm: str | None
-    ) -> tuple[Charge] | None:
-        """The one charge of a valid single-rate call already planned, else ``None``.
+    ) -> _Plan | None:
+        """The plan of a valid single-rate call already compiled, else ``None``.
 
-        The fast path: most calls repeat a rate string already seen; anything
-        else (a first call, several rates, bad arguments) goes the full way.
+        Most calls repeat a rate string already seen; anything else (a first
+        call, several rates, bad arguments) goes the full way.
         """
         if key.__class__ is not str or cost.__class__ is not int or cost < 1:
             return None
@@ -51,9 +74,51 @@ class _RateLimiterCore:
             plan = plans.get(rates)
         except TypeError:  # a list of rates: unhashable
             return None
-        if plan is None or len(plan) != 1:
+        if plan is None or plan.single is None:
             return None
-        return ((plan[0], key, cost, False),)
+        if self._generation != self.store.generation:  # the store forgot everything
+            self._forget_denials()
+        return plan
+
+    def _still_denied(self, plan: _Plan, key: str) -> Decision | None:
+        """The refusal of a hit of cost 1 on a key known to be over its limit, while it is.
+
+        Only cost 1: a larger hit may need longer, and its answer must say so.
+        """
+        until = plan.denied.get(key)
+        if until is None:
+            return None
+        now = self.store.now_ns()
+        if now >= until:
+            del plan.denied[key]
+            return None
+        spec = plan.single
+        assert spec is not None
+        retry = until - now
+        return Decision(
+            False, spec.limit, 0, until / _NS, retry / _NS,
+            ((spec, key, 1, False),), ((False, 0, until, retry),),
+        )  # fmt: skip
+
+    def _single_decision(self, plan: _Plan, key: str, cost: int, result: ChargeResult) -> Decision:
+        allowed, remaining, reset, retry = result
+        spec = plan.single
+        assert spec is not None
+        if not allowed and cost == 1:
+            denied = plan.denied
+            if len(denied) >= _MAX_DENIED:
+                denied.clear()
+            denied[key] = reset
+        return Decision(
+            allowed, spec.limit, remaining, reset / _NS, retry / _NS,
+            ((spec, key, cost, False),), (result,),
+        )  # fmt: skip
+
+    def _forget_denials(self) -> None:
+        for plans in self._plans.values():
+            for plan in plans.values():
+                plan.denied.clear()
+        self._generation = self.store.generation
 
     def _charges(
         self, key: str, rates: RatesLike, cost: int, algorithm: str | None
@@ -69,9 +134,9 @@ class _RateLimiterCore:
             plan = self._compile(rates, name)
         if type(key) is not str:
             raise TypeError(f"key must be a string, got {type(key).__name__}")
-        return [(spec, key, cost, False) for spec in plan]
+        return [(spec, key, cost, False) for spec in plan.specs]
 
-    def _compile(self, rates: RatesLike, algorithm_name: str) -> tuple[LimitSpec, ...]:
+    def _compile(self, rates: RatesLike, algorithm_name: str) -> _Plan:
         algorithm = get_algorithm(algorithm_name)
         if isinstance(rates, str):
             parsed = parse_rates(rates)
@@ -89,9 +154,9 @@ class _RateLimiterCore:
                 "rates must be a rate string, a Rate or a sequence of Rate, "
                 f"got {type(rates).__name__}"
             )
-        plan = tuple(LimitSpec.of(algorithm, rate) for rate in parsed)
+        plan = _Plan(tuple(LimitSpec.of(algorithm, rate) for rate in parsed))
         plans = self._plans.setdefault(algorithm_name, {})
-        if len(plans) >= 10_000:  # callers building rate strings per request: stay bounded
+        if len(plans) >= _MAX_PLANS:
             plans.clear()
         plans[rates] = plan
         return plan
@@ -108,10 +173,13 @@ class RateLimiter(_RateLimiterCore):
         self, key: str, rates: RatesLike, cost: int = 1, algorithm: str | None = None
     ) -> Decision:
         """Charge ``cost`` to ``key`` against every rate, or to none if any is full."""
-        single = self._single(key, rates, cost, algorithm)
-        if single is not None:
-            admitted, results = self.store.apply(single)
-            return single_decision(admitted, single, results)
+        plan = self._fast_plan(key, rates, cost, algorithm)
+        if plan is not None:
+            refused = self._still_denied(plan, key) if cost == 1 and plan.denied else None
+            if refused is not None:
+                return refused
+            result = self.store.apply_one(plan.single, key, cost)  # type: ignore[arg-type]
+            return self._single_decision(plan, key, cost, result)
         charges = self._charges(key, rates, cost, algorithm)
         admitted, results = self.store.apply(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)
@@ -135,10 +203,13 @@ class AsyncRateLimiter(_RateLimiterCore):
         self, key: str, rates: RatesLike, cost: int = 1, algorithm: str | None = None
     ) -> Decision:
         """Charge ``cost`` to ``key`` against every rate, or to none if any is full."""
-        single = self._single(key, rates, cost, algorithm)
-        if single is not None:
-            admitted, results = await self.store.apply_async(single)
-            return single_decision(admitted, single, results)
+        plan = self._fast_plan(key, rates, cost, algorithm)
+        if plan is not None:
+            refused = self._still_denied(plan, key) if cost == 1 and plan.denied else None
+            if refused is not None:
+                return refused
+            result = await self.store.apply_one_async(plan.single, key, cost)  # type: ignore[arg-type]
+            return self._single_decision(plan, key, cost, result)
         charges = self._charges(key, rates, cost, algorithm)
         admitted, results = await self.store.apply_async(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)

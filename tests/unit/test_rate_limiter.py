@@ -21,6 +21,7 @@ from ratekeeper import (
     Rate,
     RateLimiter,
 )
+from ratekeeper.stores import LimitSpec
 from support.clock import Clock
 
 T0 = 1_728_000.0  # 20 days after the epoch: aligned to every window used here
@@ -653,3 +654,54 @@ async def test_async_limiter_raises_the_same_errors(store: MemoryStore) -> None:
     with pytest.raises(TypeError, match="key must be a string, got int"):
         await rl.hit(42, "5/second")  # type: ignore[arg-type]
     assert store.stats().keys == 0
+
+
+# --- refusals remembered until the key could pass ------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHM_NAMES)
+def test_a_remembered_refusal_says_what_the_store_would_say(clock: Clock, algorithm: str) -> None:
+    remembering = RateLimiter(MemoryStore(clock=clock), algorithm=algorithm)
+    plain_store = MemoryStore(clock=clock)
+    for _ in range(3):
+        remembering.hit("k", "3/second")
+        plain_store.apply(
+            [(LimitSpec.of(ALGORITHMS[algorithm], Rate(3, SECOND_NS)), "k", 1, False)]
+        )
+    for step in range(4):  # refused, then refused again from memory as time passes
+        clock.t = T0 + step * 0.05
+        got = remembering.hit("k", "3/second")
+        admitted, [expected] = plain_store.apply(
+            [(LimitSpec.of(ALGORITHMS[algorithm], Rate(3, SECOND_NS)), "k", 1, False)]
+        )
+        assert (got.allowed, got.remaining) == (admitted, expected[1]) == (False, 0)
+        assert got.reset_at == expected[2] / 1e9
+        assert got.retry_after == pytest.approx(expected[3] / 1e9, abs=1e-9)
+        assert got.statuses[0].allowed is False
+
+
+def test_a_remembered_refusal_ends_when_the_key_could_pass(clock: Clock) -> None:
+    rl = RateLimiter(MemoryStore(clock=clock), algorithm="fixed_window")
+    for _ in range(2):
+        rl.hit("k", "2/second")
+    assert not rl.hit("k", "2/second").allowed
+    clock.t = T0 + 1.0
+    assert rl.hit("k", "2/second").allowed
+
+
+def test_clearing_the_store_forgets_remembered_refusals(clock: Clock) -> None:
+    store = MemoryStore(clock=clock)
+    rl = RateLimiter(store, algorithm="sliding_log")
+    for _ in range(3):
+        rl.hit("k", "2/minute")
+    store.clear()
+    assert rl.hit("k", "2/minute").remaining == 1
+
+
+def test_a_larger_hit_after_a_refusal_gets_its_own_exact_wait(clock: Clock) -> None:
+    rl = RateLimiter(MemoryStore(clock=clock), algorithm="sliding_log")
+    rl.hit("k", "3/second")
+    clock.t = T0 + 0.5
+    rl.hit("k", "3/second", cost=2)
+    assert rl.hit("k", "3/second").retry_after == pytest.approx(0.5)  # the first unit leaves
+    assert rl.hit("k", "3/second", cost=2).retry_after == pytest.approx(1.0)  # both must leave

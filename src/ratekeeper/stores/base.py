@@ -112,6 +112,19 @@ class Store(Protocol):
         """``apply`` for asyncio callers."""
         ...
 
+    def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        """``apply`` of a single enforced charge (the common case, kept lean)."""
+        ...
+
+    async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        """``apply_one`` for asyncio callers."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the store forgets its counters (``clear``)."""
+        ...
+
     def now_ns(self) -> int:
         """The store's clock, in integer nanoseconds since the epoch."""
         ...

@@ -89,6 +89,8 @@ class MemoryStore:
         self._sweep_interval_ns = round(sweep_interval * _NS)
         self._next_sweep = 0
         self._last_now = 0
+        #: changes when every counter is forgotten, so caches of decisions know
+        self.generation = 0
         self._tables: dict[str, _Table] = {}
         self._size = 0
         self._evictions = 0
@@ -104,7 +106,9 @@ class MemoryStore:
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
         if consume and len(charges) == 1:
-            return self._apply_one(charges[0])
+            spec, key, cost, shadow = charges[0]
+            result = self.apply_one(spec, key, cost)
+            return result[0] or shadow, [result]
         tables = self._tables
         with self._lock:
             # read under the lock, never going back: logs stay in time order even
@@ -154,9 +158,8 @@ class MemoryStore:
                     results.append((True, room - cost, reset, 0))
             return True, results
 
-    def _apply_one(self, charge: Charge) -> tuple[bool, list[ChargeResult]]:
-        """``apply`` for the common single-rate decision, without the batch bookkeeping."""
-        spec, key, cost, shadow = charge
+    def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        """``apply`` of one enforced charge, without the batch bookkeeping."""
         with self._lock:
             now = self._now()
             if now < self._last_now:
@@ -173,9 +176,9 @@ class MemoryStore:
                 state, now, cost, spec.limit, spec.window_ns, spec.capacity
             )
             if not allowed:
-                return shadow, [(False, room, reset, retry)]
+                return False, room, reset, retry
             if not cost:
-                return True, [(True, room, reset, 0)]
+                return True, room, reset, 0
             if spec.algorithm.in_place:
                 self._store(spec, key, now, cost, next_state)
             else:
@@ -183,7 +186,10 @@ class MemoryStore:
                     self._make_room(table, now)
                     self._size += 1
                 data[key] = next_state
-            return True, [(True, room - cost, reset, 0)]
+            return True, room - cost, reset, 0
+
+    async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        return self.apply_one(spec, key, cost)
 
     async def apply_async(
         self, charges: Sequence[Charge], consume: bool = True
@@ -279,6 +285,7 @@ class MemoryStore:
         with self._lock:
             self._tables.clear()
             self._size = 0
+            self.generation += 1
         self.leases.clear()
         self.lockouts.clear()
 

@@ -20,7 +20,16 @@ from .limiter import AsyncLimiter, Limiter, PolicyDecision
 from .policy import Policy, PolicyError, load_policy
 from .rate_limiter import AsyncRateLimiter, RateLimiter
 from .rates import Rate, parse_rates
-from .stores import Block, LeaseGrant, LockoutRule, MemoryStats, MemoryStore, Store
+from .stores import (
+    Block,
+    LeaseGrant,
+    LockoutRule,
+    MemoryStats,
+    MemoryStore,
+    RedisStore,
+    Store,
+    StoreUnavailableError,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -40,7 +49,9 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "RateStatus",
+    "RedisStore",
     "Store",
+    "StoreUnavailableError",
     "load_policy",
     "parse_rates",
 ]

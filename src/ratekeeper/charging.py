@@ -165,10 +165,17 @@ class Charger:
         headers: dict[str, str],
         params: dict[str, str],
     ) -> str:
-        """The value a limit counts by, e.g. ``"k-3f2a..."`` or ``"203.0.113.7"``."""
+        """The value a limit counts by, in braces: ``"{demo-pro}"``, ``"{203.0.113.7}"``.
+
+        The braces are a Redis Cluster hash tag: every counter of one caller
+        (``scanner:api:{demo-pro}``, ``scanner:scans:{demo-pro}``) lands on one
+        slot, so one script can check and charge them all atomically.
+        """
         if len(by) == 1:
-            return self._part(by[0], record, plan, ip, headers, params)
-        return "|".join(self._part(part, record, plan, ip, headers, params) for part in by)
+            return "{" + self._part(by[0], record, plan, ip, headers, params) + "}"
+        return (
+            "{" + "|".join(self._part(part, record, plan, ip, headers, params) for part in by) + "}"
+        )
 
     def _part(
         self,
@@ -202,8 +209,11 @@ class Charger:
 
 
 def _checked_value(value: str | None, what: str | None) -> str:
+    """A value taken from the request, checked, with braces escaped (see ``identity``)."""
     if not value:
         raise BadRequestError(f"missing {what}")
     if len(value) > _MAX_IDENTITY:
         raise BadRequestError(f"{what} is longer than {_MAX_IDENTITY} characters")
+    if "{" in value or "}" in value or "%" in value:
+        value = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
     return value

@@ -38,7 +38,7 @@ from .policy.compiler import (
     compile_policy,
 )
 from .policy.patterns import normalize_path
-from .stores.base import Charge, ChargeResult, Store
+from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block
 from .stores.memory import MemoryStore
 
@@ -344,6 +344,16 @@ class _LimiterCore:
             headers=self.compiled.header_writer.write_block(threshold, block.until, retry),
         )  # fmt: skip
 
+    def _unavailable(self, prepared: _Prepared) -> PolicyDecision:
+        """The answer when the store cannot decide and fails closed (503, retry in 1 s)."""
+        plan = prepared.plan
+        return PolicyDecision(
+            self, False, self.compiled.bodies["unavailable"].status, "unavailable",
+            prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
+            prepared.ip, prepared.method, prepared.path, retry_after=1.0,
+            reset_at=self.store.now_ns() / _NS + 1.0, headers={"Retry-After": "1"},
+        )  # fmt: skip
+
     def _decided(
         self, prepared: _Prepared, admitted: bool, results: list[ChargeResult]
     ) -> PolicyDecision:
@@ -456,7 +466,10 @@ class Limiter(_LimiterCore):
         blocked = self._check_blocks(prepared)
         if blocked is not None:
             return blocked
-        admitted, results = self.store.apply(prepared.charges)
+        try:
+            admitted, results = self.store.apply(prepared.charges)
+        except StoreUnavailableError:
+            return self._unavailable(prepared)
         return self._decided(prepared, admitted, results)
 
     def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
@@ -483,7 +496,10 @@ class AsyncLimiter(_LimiterCore):
         blocked = self._check_blocks(prepared)
         if blocked is not None:
             return blocked
-        admitted, results = await self.store.apply_async(prepared.charges)
+        try:
+            admitted, results = await self.store.apply_async(prepared.charges)
+        except StoreUnavailableError:
+            return self._unavailable(prepared)
         return self._decided(prepared, admitted, results)
 
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:

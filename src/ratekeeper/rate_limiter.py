@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from .algorithms import DEFAULT_ALGORITHM, get_algorithm
 from .decision import Decision, build_decision
 from .rates import Rate, parse_rates
-from .stores.base import Charge, ChargeResult, LimitSpec, Store
+from .stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
 
 __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
@@ -114,6 +114,12 @@ class _RateLimiterCore:
             ((spec, key, cost, False),), (result,),
         )  # fmt: skip
 
+    def _unavailable(self, charges: list[Charge]) -> Decision:
+        """The refusal when the store cannot decide and fails closed: try again in 1 s."""
+        until = self.store.now_ns() + _NS
+        results = [(False, 0, until, _NS) for _ in charges]
+        return build_decision(False, charges, results, self.store.now_ns)
+
     def _forget_denials(self) -> None:
         for plans in self._plans.values():
             for plan in plans.values():
@@ -178,10 +184,16 @@ class RateLimiter(_RateLimiterCore):
             refused = self._still_denied(plan, key) if cost == 1 and plan.denied else None
             if refused is not None:
                 return refused
-            result = self.store.apply_one(plan.single, key, cost)  # type: ignore[arg-type]
+            try:
+                result = self.store.apply_one(plan.single, key, cost)  # type: ignore[arg-type]
+            except StoreUnavailableError:
+                return self._unavailable([(plan.single, key, cost, False)])  # type: ignore[list-item]
             return self._single_decision(plan, key, cost, result)
         charges = self._charges(key, rates, cost, algorithm)
-        admitted, results = self.store.apply(charges)
+        try:
+            admitted, results = self.store.apply(charges)
+        except StoreUnavailableError:
+            return self._unavailable(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)
 
     def peek(
@@ -192,7 +204,10 @@ class RateLimiter(_RateLimiterCore):
         ``remaining`` is the quota left now.
         """
         charges = self._charges(key, rates, cost, algorithm)
-        admitted, results = self.store.apply(charges, consume=False)
+        try:
+            admitted, results = self.store.apply(charges, consume=False)
+        except StoreUnavailableError:
+            return self._unavailable(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)
 
 
@@ -208,10 +223,16 @@ class AsyncRateLimiter(_RateLimiterCore):
             refused = self._still_denied(plan, key) if cost == 1 and plan.denied else None
             if refused is not None:
                 return refused
-            result = await self.store.apply_one_async(plan.single, key, cost)  # type: ignore[arg-type]
+            try:
+                result = await self.store.apply_one_async(plan.single, key, cost)  # type: ignore[arg-type]
+            except StoreUnavailableError:
+                return self._unavailable([(plan.single, key, cost, False)])  # type: ignore[list-item]
             return self._single_decision(plan, key, cost, result)
         charges = self._charges(key, rates, cost, algorithm)
-        admitted, results = await self.store.apply_async(charges)
+        try:
+            admitted, results = await self.store.apply_async(charges)
+        except StoreUnavailableError:
+            return self._unavailable(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)
 
     async def peek(
@@ -219,5 +240,8 @@ class AsyncRateLimiter(_RateLimiterCore):
     ) -> Decision:
         """Whether a hit of ``cost`` would pass now; consumes nothing."""
         charges = self._charges(key, rates, cost, algorithm)
-        admitted, results = await self.store.apply_async(charges, consume=False)
+        try:
+            admitted, results = await self.store.apply_async(charges, consume=False)
+        except StoreUnavailableError:
+            return self._unavailable(charges)
         return build_decision(admitted, charges, results, self.store.now_ns)

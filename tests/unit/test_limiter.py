@@ -82,7 +82,7 @@ def test_unknown_key_can_be_treated_as_anonymous() -> None:
     limiter = make(text)
     d = limiter.check(path="/api/x", headers={"X-API-Key": "stolen"}, client_ip="192.0.2.1")
     assert (d.status_code, d.plan, d.limit) == (200, "free", 3)
-    assert d.statuses[0].key == "t:api:anon:192.0.2.1"
+    assert d.statuses[0].key == "t:api:{anon:192.0.2.1}"
 
 
 def test_over_long_api_key_is_unknown_not_hashed_forever() -> None:
@@ -237,7 +237,7 @@ def test_penalty_blocks_escalate_and_can_be_lifted() -> None:
     store = limiter.store
     assert isinstance(store, MemoryStore)
     (block,) = store.lockouts.blocks()
-    assert block.key == "t:penalty:192.0.2.1"
+    assert block.key == "t:penalty:{192.0.2.1}"
     assert store.lockouts.unblock(block.key)
     assert (
         limiter.check(path="/x", client_ip="192.0.2.1").status_code == 429

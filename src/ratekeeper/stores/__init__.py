@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .base import Charge, ChargeResult, LimitSpec, Store
+from .base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
 from .leases import LeaseGrant, LeaseTable
 from .lockouts import Block, LockoutRule, LockoutTable
 from .memory import MemoryStats, MemoryStore
+from .redis import RedisStore
 
 __all__ = [
     "Block",
@@ -18,5 +19,7 @@ __all__ = [
     "LockoutTable",
     "MemoryStats",
     "MemoryStore",
+    "RedisStore",
     "Store",
+    "StoreUnavailableError",
 ]

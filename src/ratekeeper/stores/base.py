@@ -28,7 +28,23 @@ from ..rates import Rate
 from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
 
-__all__ = ["Charge", "ChargeResult", "LeaseOps", "LimitSpec", "LockoutOps", "Store"]
+__all__ = [
+    "Charge",
+    "ChargeResult",
+    "LeaseOps",
+    "LimitSpec",
+    "LockoutOps",
+    "Store",
+    "StoreUnavailableError",
+]
+
+
+class StoreUnavailableError(Exception):
+    """The store could not decide (unreachable, timed out) and is set to fail closed.
+
+    The limiters catch it: ``RateLimiter`` answers a refusal with
+    ``retry_after`` 1 s, ``Limiter`` the policy's ``unavailable`` response (503).
+    """
 
 
 @dataclass(frozen=True, slots=True)

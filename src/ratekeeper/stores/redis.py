@@ -1,0 +1,311 @@
+"""Counters in Redis or Valkey: standalone, Sentinel or Cluster; sync and asyncio.
+
+One decision is one ``EVALSHA`` of ``lua/apply.lua``, whatever the number of
+rates: the script reads the server's clock, evaluates every charge, and writes
+all of them or none. redis-py's script objects load the script again when the
+server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+
+Key layout: ``rk:<algorithm>:<window_ns>[:<limit>:<capacity>]:<key>``. A key
+that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
+builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
+counters of one decision share a Cluster slot. Every key has a TTL.
+
+Time inside Redis is whole milliseconds (Lua numbers are doubles), so answers
+are exact to the millisecond; the memory store is exact to the nanosecond and
+both pass the same contract vectors, which are written in milliseconds.
+
+When Redis is unreachable or slower than ``timeout``, ``on_error`` decides:
+``"open"`` admits (the default: a rate limiter should not take an API down),
+``"closed"`` refuses (:class:`StoreUnavailableError`, which the limiters turn
+into a 503-style answer). One warning is logged per incident and one line when
+Redis answers again; ``errors`` counts failed calls.
+
+URL forms (:meth:`RedisStore.from_url`)::
+
+    redis://[:password@]host:6379/0            standalone
+    rediss://host:6380/0                       standalone over TLS
+    unix:///run/redis.sock?db=0                standalone over a socket
+    redis+cluster://host:7000[,host2:7001]     Redis Cluster (seed nodes)
+    redis+sentinel://host:26379[,host2:26379]/mymaster[/db]   Sentinel
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
+from .leases import LeaseTable
+from .lockouts import LockoutTable
+
+__all__ = ["RedisStore", "StoreUnavailableError"]
+
+OnError = Literal["open", "closed"]
+
+_NS_PER_MS = 1_000_000
+_ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
+_log = logging.getLogger("ratekeeper.redis")
+
+
+def _script_text() -> str:
+    return resources.files("ratekeeper.stores").joinpath("lua/apply.lua").read_text("utf-8")
+
+
+def _redis_key(prefix: str, spec: LimitSpec, key: str) -> str:
+    """The Redis key of a counter, with a hash tag (see the module docstring)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return f"{prefix}{spec.slot}:{key}"
+    return f"{prefix}{spec.slot}:{{{key}}}"
+
+
+class RedisStore:
+    """Counters in Redis, behind the same :class:`~ratekeeper.stores.Store` protocol.
+
+    Wrap existing redis-py clients (``client`` sync, ``async_client`` asyncio;
+    either may be ``None`` if that face is not used), or use :meth:`from_url`.
+    """
+
+    def __init__(
+        self,
+        client: Any = None,
+        *,
+        async_client: Any = None,
+        on_error: OnError = "open",
+        prefix: str = "rk:",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if on_error not in ("open", "closed"):
+            raise ValueError(f"on_error must be 'open' or 'closed', got {on_error!r}")
+        if client is None and async_client is None:
+            raise ValueError("RedisStore needs a client, an async_client, or from_url()")
+        self.on_error: OnError = on_error
+        self.prefix = prefix
+        # tests only: a fake clock (epoch seconds) instead of the server's TIME
+        self._clock = clock
+        self._client = client
+        self._async_client = async_client
+        self._async_factory: Any = None
+        self._script_text = _script_text()
+        self._script = client.register_script(self._script_text) if client is not None else None
+        self._async_script: Any = None
+        self.errors = 0
+        self._failing = False
+        self.generation = 0
+        # lockouts and leases are process-local until their Redis scripts land
+        self.leases = LeaseTable(time.time_ns, _lock())
+        self.lockouts = LockoutTable(time.time_ns, _lock())
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        on_error: OnError = "open",
+        timeout: float = 0.05,
+        prefix: str = "rk:",
+        **client_options: Any,
+    ) -> RedisStore:
+        """A store for ``url`` (forms in the module docstring), ``timeout`` seconds per call."""
+        import redis
+
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        options.update(client_options)
+        scheme = urlsplit(url).scheme
+        if scheme == "redis+cluster":
+            seeds = _hosts(url)
+            nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
+            client: Any = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
+            store = cls(client, on_error=on_error, prefix=prefix)
+            store._async_factory = lambda: _async_cluster(seeds, options)
+            return store
+        if scheme == "redis+sentinel":
+            seeds, service, db = _sentinel_parts(url)
+            sentinel = redis.sentinel.Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(service, db=db, **options)  # type: ignore[no-untyped-call]
+            store = cls(client, on_error=on_error, prefix=prefix)
+            store._async_factory = lambda: _async_sentinel(seeds, service, db, options)
+            return store
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                f"unsupported Redis URL scheme {scheme!r}: use redis://, rediss://, unix://, "
+                "redis+cluster:// or redis+sentinel://"
+            )
+        client = redis.Redis.from_url(url, **options)
+        store = cls(client, on_error=on_error, prefix=prefix)
+        store._async_factory = lambda: _async_from_url(url, options)
+        return store
+
+    # the Store protocol
+
+    def now_ns(self) -> int:
+        if self._clock is not None:
+            return round(self._clock() * 1_000_000_000)
+        return time.time_ns()
+
+    def apply(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        keys, args = self._script_call(charges, consume)
+        if self._script is None:
+            raise RuntimeError("this RedisStore has no sync client; use the async face")
+        try:
+            raw = self._script(keys=keys, args=args)
+        except Exception as error:
+            return self._failed(charges, error)
+        self._recovered()
+        return _parse(raw, len(charges))
+
+    async def apply_async(
+        self, charges: Sequence[Charge], consume: bool = True
+    ) -> tuple[bool, list[ChargeResult]]:
+        keys, args = self._script_call(charges, consume)
+        script = self._async_script or self._make_async_script()
+        try:
+            raw = await script(keys=keys, args=args)
+        except Exception as error:
+            return self._failed(charges, error)
+        self._recovered()
+        return _parse(raw, len(charges))
+
+    def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        return self.apply([(spec, key, cost, False)])[1][0]
+
+    async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        return (await self.apply_async([(spec, key, cost, False)]))[1][0]
+
+    # helpers
+
+    def _script_call(self, charges: Sequence[Charge], consume: bool) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        now = "" if self._clock is None else str(round(self._clock() * 1000))
+        args: list[Any] = [1 if consume else 0, now]
+        for spec, key, cost, shadow in charges:
+            keys.append(_redis_key(self.prefix, spec, key))
+            args.extend(
+                (
+                    _ALGORITHM_CODES[spec.algorithm.name],
+                    spec.limit,
+                    _ms(spec.window_ns),
+                    spec.capacity,
+                    cost,
+                    1 if shadow else 0,
+                )
+            )
+        return keys, args
+
+    def _make_async_script(self) -> Any:
+        if self._async_client is None:
+            if self._async_factory is None:
+                raise RuntimeError("this RedisStore has no asyncio client; pass async_client")
+            self._async_client = self._async_factory()
+        self._async_script = self._async_client.register_script(self._script_text)
+        return self._async_script
+
+    def _failed(
+        self, charges: Sequence[Charge], error: Exception
+    ) -> tuple[bool, list[ChargeResult]]:
+        self.errors += 1
+        if not self._failing:
+            self._failing = True
+            _log.warning(
+                "Redis unavailable (%s: %s); failing %s until it answers again",
+                type(error).__name__,
+                error,
+                self.on_error,
+            )
+        if self.on_error == "closed":
+            raise StoreUnavailableError(str(error)) from error
+        now = time.time_ns()
+        return True, [(True, spec.limit, now, 0) for spec, _key, _cost, _shadow in charges]
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            _log.warning("Redis answers again after %d failed calls", self.errors)
+
+    def close(self) -> None:
+        """Close the sync client's connections."""
+        if self._client is not None:
+            self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the asyncio client's connections."""
+        if self._async_client is not None:
+            await self._async_client.aclose()
+
+    def __repr__(self) -> str:
+        return f"RedisStore(on_error={self.on_error!r}, prefix={self.prefix!r})"
+
+
+def _ms(window_ns: int) -> int:
+    if window_ns % _NS_PER_MS:
+        raise ValueError("Redis counts in whole milliseconds: windows must be whole ms")
+    return window_ns // _NS_PER_MS
+
+
+def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
+    results: list[ChargeResult] = []
+    for index in range(count):
+        base = 2 + index * 4
+        results.append(
+            (
+                raw[base] == 1,
+                int(raw[base + 1]),
+                int(raw[base + 2]) * _NS_PER_MS,
+                int(raw[base + 3]) * _NS_PER_MS,
+            )
+        )
+    return raw[0] == 1, results
+
+
+def _lock() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def _hosts(url: str) -> list[tuple[str, int]]:
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    seeds = []
+    for item in netloc.split(","):
+        host, _, port = item.rpartition(":")
+        seeds.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return seeds
+
+
+def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
+    parts = [unquote(part) for part in urlsplit(url).path.split("/") if part]
+    if not parts:
+        raise ValueError(
+            "a redis+sentinel:// URL names the service: redis+sentinel://h:26379/mymaster"
+        )
+    db = int(parts[1]) if len(parts) > 1 else 0
+    return _hosts(url), parts[0], db
+
+
+def _async_from_url(url: str, options: dict[str, Any]) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, **options)
+
+
+def _async_cluster(seeds: list[tuple[str, int]], options: dict[str, Any]) -> Any:
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in seeds], **options)
+
+
+def _async_sentinel(
+    seeds: list[tuple[str, int]], service: str, db: int, options: dict[str, Any]
+) -> Any:
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel = Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
+    return sentinel.master_for(service, db=db, **options)

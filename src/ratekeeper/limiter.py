@@ -39,7 +39,7 @@ from .policy.compiler import (
 )
 from .policy.patterns import normalize_path
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
-from .stores.lockouts import Block
+from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
 
 __all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
@@ -375,8 +375,6 @@ class _LimiterCore:
         )  # fmt: skip
         decision.concurrency = prepared.concurrency
         decision.lockouts = prepared.lockouts
-        if not admitted:
-            self._record_rejection(prepared)
         return decision
 
     def _headers_for(self, decision: PolicyDecision) -> dict[str, str]:
@@ -409,31 +407,31 @@ class _LimiterCore:
         }
         return template.render(values)
 
-    # lockouts and penalty: in-process operations of every store today
+    # lockouts and penalty: what to ask the store (the faces do the asking)
 
-    def _check_blocks(self, prepared: _Prepared) -> PolicyDecision | None:
-        """The refusal for a blocked client, or ``None`` when nothing blocks it."""
-        lockouts = self.store.lockouts
-        for key, response, threshold in prepared.blocks:
-            block = lockouts.status(key)
-            if block.blocked:
-                return self._blocked(prepared, block, response, threshold)
-        return None
+    def _blocked_by(self, prepared: _Prepared, index: int, block: Block) -> PolicyDecision:
+        """The refusal for the ``index``-th block check of ``prepared``, now blocked."""
+        _, response, threshold = prepared.blocks[index]
+        return self._blocked(prepared, block, response, threshold)
 
-    def _record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
-        blocks: list[Block] = []
-        for lockout, key in decision.lockouts:
-            if status_code in lockout.failure_status:
-                block = self.store.lockouts.record_failure(key, lockout.rule)
-                if block.blocked:
-                    blocks.append(block)
-        return blocks
+    def _failures(
+        self, decision: PolicyDecision, status_code: int
+    ) -> list[tuple[str, LockoutRule]]:
+        """The lockout counters a response status feeds."""
+        return [
+            (key, lockout.rule)
+            for lockout, key in decision.lockouts
+            if status_code in lockout.failure_status
+        ]
 
-    def _record_rejection(self, prepared: _Prepared) -> None:
+    def _penalty_charge(
+        self, prepared: _Prepared, decision: PolicyDecision
+    ) -> tuple[str, LockoutRule] | None:
         """A refusal over a limit counts towards the penalty for ignoring 429s."""
         rule = self.compiled.penalty_rule
-        if rule is not None:
-            self.store.lockouts.record_failure(prepared.blocks[-1][0], rule)
+        if rule is None or decision.allowed:
+            return None
+        return prepared.blocks[-1][0], rule
 
 
 class Limiter(_LimiterCore):
@@ -463,18 +461,26 @@ class Limiter(_LimiterCore):
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
-        blocked = self._check_blocks(prepared)
-        if blocked is not None:
-            return blocked
+        lockouts = self.store.lockouts
+        for index, (key, _, _) in enumerate(prepared.blocks):
+            block = lockouts.status(key)
+            if block.blocked:
+                return self._blocked_by(prepared, index, block)
         try:
             admitted, results = self.store.apply(prepared.charges)
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        return self._decided(prepared, admitted, results)
+        decision = self._decided(prepared, admitted, results)
+        penalty = self._penalty_charge(prepared, decision)
+        if penalty is not None:
+            lockouts.record_failure(*penalty)
+        return decision
 
     def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
-        return self._record(decision, status_code)
+        record = self.store.lockouts.record_failure
+        blocks = [record(key, rule) for key, rule in self._failures(decision, status_code)]
+        return [block for block in blocks if block.blocked]
 
 
 class AsyncLimiter(_LimiterCore):
@@ -493,15 +499,23 @@ class AsyncLimiter(_LimiterCore):
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
-        blocked = self._check_blocks(prepared)
-        if blocked is not None:
-            return blocked
+        lockouts = self.store.lockouts
+        for index, (key, _, _) in enumerate(prepared.blocks):
+            block = await lockouts.status_async(key)
+            if block.blocked:
+                return self._blocked_by(prepared, index, block)
         try:
             admitted, results = await self.store.apply_async(prepared.charges)
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        return self._decided(prepared, admitted, results)
+        decision = self._decided(prepared, admitted, results)
+        penalty = self._penalty_charge(prepared, decision)
+        if penalty is not None:
+            await lockouts.record_failure_async(*penalty)
+        return decision
 
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
-        return self._record(decision, status_code)
+        record = self.store.lockouts.record_failure_async
+        blocks = [await record(key, rule) for key, rule in self._failures(decision, status_code)]
+        return [block for block in blocks if block.blocked]

@@ -63,6 +63,12 @@ class LeaseTable:
             held[lease_id] = now + round(ttl * _NS)
             return LeaseGrant(lease_id, limit, len(held))
 
+    async def acquire_async(self, key: str, limit: int, ttl: float) -> LeaseGrant:
+        return self.acquire(key, limit, ttl)
+
+    async def release_async(self, key: str, lease_id: str) -> bool:
+        return self.release(key, lease_id)
+
     def release(self, key: str, lease_id: str) -> bool:
         """Give a slot back; ``False`` when the lease had expired or was unknown."""
         now = self._now()

@@ -130,6 +130,12 @@ class LockoutTable:
             if entry.expires > now:
                 entries[key] = entry
 
+    async def record_failure_async(self, key: str, rule: LockoutRule) -> Block:
+        return self.record_failure(key, rule)
+
+    async def status_async(self, key: str) -> Block:
+        return self.status(key)
+
     def status(self, key: str) -> Block:
         """Whether ``key`` is blocked now, and its recent failures."""
         now = self._now()

@@ -39,8 +39,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
-from .leases import LeaseTable
-from .lockouts import LockoutTable
+from .redis_tables import RedisLeases, RedisLockouts, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
 
@@ -57,12 +56,7 @@ def _script_text() -> str:
 
 def _redis_key(prefix: str, spec: LimitSpec, key: str) -> str:
     """The Redis key of a counter, with a hash tag (see the module docstring)."""
-    start = key.find("{")
-    if start >= 0:
-        end = key.find("}", start + 1)
-        if end > start + 1:
-            return f"{prefix}{spec.slot}:{key}"
-    return f"{prefix}{spec.slot}:{{{key}}}"
+    return f"{prefix}{spec.slot}:{tagged(key)}"
 
 
 class RedisStore:
@@ -98,9 +92,8 @@ class RedisStore:
         self.errors = 0
         self._failing = False
         self.generation = 0
-        # lockouts and leases are process-local until their Redis scripts land
-        self.leases = LeaseTable(time.time_ns, _lock())
-        self.lockouts = LockoutTable(time.time_ns, _lock())
+        self.leases = RedisLeases(client, self._get_async_client, prefix, self._now_ms_arg)
+        self.lockouts = RedisLockouts(client, self._get_async_client, prefix, self._now_ms_arg)
 
     @classmethod
     def from_url(
@@ -182,10 +175,13 @@ class RedisStore:
 
     # helpers
 
+    def _now_ms_arg(self) -> str:
+        """The time the scripts use: ``""`` for the server's own, else the fake clock's."""
+        return "" if self._clock is None else str(round(self._clock() * 1000))
+
     def _script_call(self, charges: Sequence[Charge], consume: bool) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
-        now = "" if self._clock is None else str(round(self._clock() * 1000))
-        args: list[Any] = [1 if consume else 0, now]
+        args: list[Any] = [1 if consume else 0, self._now_ms_arg()]
         for spec, key, cost, shadow in charges:
             keys.append(_redis_key(self.prefix, spec, key))
             args.extend(
@@ -200,12 +196,15 @@ class RedisStore:
             )
         return keys, args
 
-    def _make_async_script(self) -> Any:
+    def _get_async_client(self) -> Any:
         if self._async_client is None:
             if self._async_factory is None:
                 raise RuntimeError("this RedisStore has no asyncio client; pass async_client")
             self._async_client = self._async_factory()
-        self._async_script = self._async_client.register_script(self._script_text)
+        return self._async_client
+
+    def _make_async_script(self) -> Any:
+        self._async_script = self._get_async_client().register_script(self._script_text)
         return self._async_script
 
     def _failed(

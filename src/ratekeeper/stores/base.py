@@ -149,6 +149,11 @@ class Store(Protocol):
         """Changes whenever the store forgets its counters (``clear``)."""
         ...
 
+    @property
+    def degraded(self) -> bool:
+        """True while answers come from a fallback (the store is failing open or local)."""
+        ...
+
     def now_ns(self) -> int:
         """The store's clock, in integer nanoseconds since the epoch."""
         ...

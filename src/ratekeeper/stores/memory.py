@@ -91,6 +91,8 @@ class MemoryStore:
         self._last_now = 0
         #: changes when every counter is forgotten, so caches of decisions know
         self.generation = 0
+        #: never: memory is always there (see ``RedisStore.degraded``)
+        self.degraded = False
         self._tables: dict[str, _Table] = {}
         self._size = 0
         self._evictions = 0

@@ -17,8 +17,12 @@ both pass the same contract vectors, which are written in milliseconds.
 When Redis is unreachable or slower than ``timeout``, ``on_error`` decides:
 ``"open"`` admits (the default: a rate limiter should not take an API down),
 ``"closed"`` refuses (:class:`StoreUnavailableError`, which the limiters turn
-into a 503-style answer). One warning is logged per incident and one line when
-Redis answers again; ``errors`` counts failed calls.
+into a 503-style answer), ``"local"`` falls back to an in-process memory store
+where each of ``instances`` processes takes ``1/instances`` of every limit (so
+together they still hold roughly the limit); its counts are dropped when Redis
+answers again. Lockouts and leases fail the same way (``"local"`` keeps them
+in memory meanwhile). One warning is logged per incident and one when Redis
+answers again; ``errors`` counts failed calls. No Redis error reaches the caller.
 
 URL forms (:meth:`RedisStore.from_url`)::
 
@@ -31,7 +35,6 @@ URL forms (:meth:`RedisStore.from_url`)::
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -39,17 +42,17 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
-from .redis_tables import RedisLeases, RedisLockouts, tagged
+from .memory import MemoryStore
+from .redis_tables import Outage, RedisLeases, RedisLockouts, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
 
-OnError = Literal["open", "closed"]
+OnError = Literal["open", "closed", "local"]
 
 _NS_PER_MS = 1_000_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
-_log = logging.getLogger("ratekeeper.redis")
 
 
 def _script_text() -> str:
@@ -76,9 +79,12 @@ class RedisStore:
         on_error: OnError = "open",
         prefix: str = "rk:",
         clock: Callable[[], float] | None = None,
+        instances: int = 1,
     ) -> None:
-        if on_error not in ("open", "closed"):
-            raise ValueError(f"on_error must be 'open' or 'closed', got {on_error!r}")
+        if on_error not in ("open", "closed", "local"):
+            raise ValueError(f"on_error must be 'open', 'closed' or 'local', got {on_error!r}")
+        if instances < 1:
+            raise ValueError(f"instances must be at least 1, got {instances}")
         if client is None and async_client is None:
             raise ValueError("RedisStore needs a client, an async_client, or from_url()")
         self.on_error: OnError = on_error
@@ -91,11 +97,17 @@ class RedisStore:
         self._script_text = _script_text()
         self._script = client.register_script(self._script_text) if client is not None else None
         self._async_script: Any = None
-        self.errors = 0
-        self._failing = False
+        self.outage = Outage(on_error)
         self.generation = 0
-        self.leases = RedisLeases(client, self._get_async_client, prefix, self._now_ms_arg)
-        self.lockouts = RedisLockouts(client, self._get_async_client, prefix, self._now_ms_arg)
+        self.instances = instances
+        self._local = MemoryStore(clock=clock) if on_error == "local" else None
+        self._local_specs: dict[LimitSpec, LimitSpec] = {}
+        self.leases = RedisLeases(
+            client, self._get_async_client, prefix, self._now_ms_arg, self.outage, self._local
+        )
+        self.lockouts = RedisLockouts(
+            client, self._get_async_client, prefix, self._now_ms_arg, self.outage, self._local
+        )
 
     @classmethod
     def from_url(
@@ -106,6 +118,7 @@ class RedisStore:
         timeout: float = 0.05,
         prefix: str = "rk:",
         clock: Callable[[], float] | None = None,
+        instances: int = 1,
         **client_options: Any,
     ) -> RedisStore:
         """A store for ``url`` (forms in the module docstring), ``timeout`` seconds per call."""
@@ -122,14 +135,14 @@ class RedisStore:
             seeds = _hosts(url)
             nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
             client: Any = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
-            store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
+            store = cls(client, on_error=on_error, prefix=prefix, clock=clock, instances=instances)
             store._async_factory = lambda: _async_cluster(seeds, options)
             return store
         if scheme == "redis+sentinel":
             seeds, service, db = _sentinel_parts(url)
             sentinel = redis.sentinel.Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
             client = sentinel.master_for(service, db=db, **sync_options)  # type: ignore[no-untyped-call]
-            store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
+            store = cls(client, on_error=on_error, prefix=prefix, clock=clock, instances=instances)
             store._async_factory = lambda: _async_sentinel(seeds, service, db, options)
             return store
         if scheme not in ("redis", "rediss", "unix"):
@@ -138,7 +151,7 @@ class RedisStore:
                 "redis+cluster:// or redis+sentinel://"
             )
         client = redis.Redis.from_url(url, **sync_options)
-        store = cls(client, on_error=on_error, prefix=prefix, clock=clock)
+        store = cls(client, on_error=on_error, prefix=prefix, clock=clock, instances=instances)
         store._async_factory = lambda: _async_from_url(url, options)
         return store
 
@@ -158,8 +171,9 @@ class RedisStore:
         try:
             raw = self._script(keys=keys, args=args)
         except Exception as error:
-            return self._failed(charges, error)
-        self._recovered()
+            return self._failed(charges, consume, error)
+        if self.outage.failing:
+            self._recover()
         return _parse(raw, len(charges))
 
     async def apply_async(
@@ -170,8 +184,9 @@ class RedisStore:
         try:
             raw = await script(keys=keys, args=args)
         except Exception as error:
-            return self._failed(charges, error)
-        self._recovered()
+            return self._failed(charges, consume, error)
+        if self.outage.failing:
+            self._recover()
         return _parse(raw, len(charges))
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
@@ -214,27 +229,45 @@ class RedisStore:
         self._async_script = self._get_async_client().register_script(self._script_text)
         return self._async_script
 
+    @property
+    def degraded(self) -> bool:
+        """True while Redis fails and answers come from ``on_error``."""
+        return self.outage.failing
+
+    @property
+    def errors(self) -> int:
+        """Failed calls to Redis since the store was made."""
+        return self.outage.errors
+
     def _failed(
-        self, charges: Sequence[Charge], error: Exception
+        self, charges: Sequence[Charge], consume: bool, error: Exception
     ) -> tuple[bool, list[ChargeResult]]:
-        self.errors += 1
-        if not self._failing:
-            self._failing = True
-            _log.warning(
-                "Redis unavailable (%s: %s); failing %s until it answers again",
-                type(error).__name__,
-                error,
-                self.on_error,
-            )
-        if self.on_error == "closed":
-            raise StoreUnavailableError(str(error)) from error
+        self.outage.failed(error)  # raises StoreUnavailableError when failing closed
+        if self._local is not None:
+            return self._local.apply([self._local_charge(charge) for charge in charges], consume)
         now = time.time_ns()
         return True, [(True, spec.limit, now, 0) for spec, _key, _cost, _shadow in charges]
 
-    def _recovered(self) -> None:
-        if self._failing:
-            self._failing = False
-            _log.warning("Redis answers again after %d failed calls", self.errors)
+    def _local_charge(self, charge: Charge) -> Charge:
+        """``charge`` against this instance's share of its limit."""
+        spec, key, cost, shadow = charge
+        local = self._local_specs.get(spec)
+        if local is None:
+            share = self.instances
+            local = self._local_specs[spec] = LimitSpec(
+                spec.algorithm,
+                max(1, spec.limit // share),
+                spec.window_ns,
+                max(1, spec.capacity // share),
+                spec.slot,
+            )
+        return local, key, cost, shadow
+
+    def _recover(self) -> None:
+        self.outage.recovered()
+        if self._local is not None:
+            self._local.clear()  # Redis is the truth again
+            self.generation += 1  # and refusals remembered from local counts are void
 
     def close(self) -> None:
         """Close the sync client's connections."""

@@ -13,17 +13,52 @@ Keys: ``rk:lease:{key}`` (a sorted set of lease ids by expiry),
 
 from __future__ import annotations
 
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
+from .base import StoreUnavailableError
 from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
+from .memory import MemoryStore
 
-__all__ = ["RedisLeases", "RedisLockouts", "tagged"]
+__all__ = ["Outage", "RedisLeases", "RedisLockouts", "tagged"]
 
 _NS_PER_MS = 1_000_000
+_log = logging.getLogger("ratekeeper.redis")
+
+
+class Outage:
+    """Redis failures: a count, one warning per incident, and what ``on_error`` says.
+
+    ``failed`` raises :class:`StoreUnavailableError` when failing closed; the
+    caller answers its "open" or "local" way otherwise.
+    """
+
+    def __init__(self, on_error: str) -> None:
+        self.on_error = on_error
+        self.errors = 0
+        self.failing = False
+
+    def failed(self, error: Exception) -> None:
+        self.errors += 1
+        if not self.failing:
+            self.failing = True
+            _log.warning(
+                "Redis unavailable (%s: %s); failing %s until it answers again",
+                type(error).__name__,
+                error,
+                self.on_error,
+            )
+        if self.on_error == "closed":
+            raise StoreUnavailableError(str(error)) from error
+
+    def recovered(self) -> None:
+        if self.failing:
+            self.failing = False
+            _log.warning("Redis answers again (%d failed calls so far)", self.errors)
 
 
 def script_text(name: str) -> str:
@@ -62,8 +97,13 @@ class _Scripts:
         return script
 
 
-class RedisLeases:
-    """Concurrency leases in Redis: ``acquire`` / ``release`` / ``in_use``."""
+T = TypeVar("T")
+
+
+class _RedisTable:
+    """What leases and lockouts share: the clients, scripts, and failing per ``on_error``."""
+
+    _script_names: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -71,12 +111,43 @@ class RedisLeases:
         async_client: Callable[[], Any],
         prefix: str,
         now_ms: Callable[[], str],
+        outage: Outage,
+        local: MemoryStore | None = None,
     ) -> None:
         self._client = client
         self._async_client = async_client
         self._prefix = prefix
         self._now_ms = now_ms
-        self._scripts = _Scripts(("lease_acquire", "lease_release"), client, async_client)
+        self._outage = outage
+        self._local = local
+        self._scripts = _Scripts(self._script_names, client, async_client)
+
+    def _guarded(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """``call()``; when Redis fails, ``fallback()`` (or StoreUnavailableError if closed)."""
+        try:
+            return call()
+        except Exception as error:  # any client failure is a store failure
+            self._outage.failed(error)
+            return fallback()
+
+    async def _guarded_async(
+        self, call: Callable[[], Awaitable[T]], fallback: Callable[[], T]
+    ) -> T:
+        try:
+            return await call()
+        except Exception as error:  # any client failure is a store failure
+            self._outage.failed(error)
+            return fallback()
+
+
+class RedisLeases(_RedisTable):
+    """Concurrency leases in Redis: ``acquire`` / ``release`` / ``in_use``.
+
+    While Redis is down, failing open grants leases that count nowhere;
+    ``"local"`` keeps them in this process.
+    """
+
+    _script_names = ("lease_acquire", "lease_release")
 
     def _key(self, key: str) -> str:
         return f"{self._prefix}lease:{tagged(key)}"
@@ -88,51 +159,73 @@ class RedisLeases:
             raise ValueError(f"lease ttl must be positive, got {ttl}")
         return [limit, max(1, round(ttl * 1000)), secrets.token_hex(8), self._now_ms()]
 
+    def _acquire_fallback(self, key: str, limit: int, ttl: float) -> LeaseGrant:
+        if self._local is not None:
+            return self._local.leases.acquire(key, limit, ttl)
+        return LeaseGrant(secrets.token_hex(8), limit, 0)
+
     def acquire(self, key: str, limit: int, ttl: float) -> LeaseGrant:
         """Take one of ``limit`` slots of ``key`` for at most ``ttl`` seconds."""
         args = self._acquire_args(limit, ttl)
-        granted, held = self._scripts.sync("lease_acquire")(keys=[self._key(key)], args=args)
-        return LeaseGrant(args[2] if granted == 1 else None, limit, int(held))
+
+        def call() -> LeaseGrant:
+            script = self._scripts.sync("lease_acquire")
+            granted, held = script(keys=[self._key(key)], args=args)
+            return LeaseGrant(args[2] if granted == 1 else None, limit, int(held))
+
+        return self._guarded(call, lambda: self._acquire_fallback(key, limit, ttl))
 
     async def acquire_async(self, key: str, limit: int, ttl: float) -> LeaseGrant:
         args = self._acquire_args(limit, ttl)
-        script = self._scripts.asynchronous("lease_acquire")
-        granted, held = await script(keys=[self._key(key)], args=args)
-        return LeaseGrant(args[2] if granted == 1 else None, limit, int(held))
+
+        async def call() -> LeaseGrant:
+            script = self._scripts.asynchronous("lease_acquire")
+            granted, held = await script(keys=[self._key(key)], args=args)
+            return LeaseGrant(args[2] if granted == 1 else None, limit, int(held))
+
+        return await self._guarded_async(call, lambda: self._acquire_fallback(key, limit, ttl))
+
+    def _release_fallback(self, key: str, lease_id: str) -> bool:
+        return self._local.leases.release(key, lease_id) if self._local is not None else False
 
     def release(self, key: str, lease_id: str) -> bool:
         """Give a slot back; ``False`` when the lease had expired or was unknown."""
-        script = self._scripts.sync("lease_release")
-        return bool(script(keys=[self._key(key)], args=[lease_id, self._now_ms()]) == 1)
+
+        def call() -> bool:
+            script = self._scripts.sync("lease_release")
+            return bool(script(keys=[self._key(key)], args=[lease_id, self._now_ms()]) == 1)
+
+        return self._guarded(call, lambda: self._release_fallback(key, lease_id))
 
     async def release_async(self, key: str, lease_id: str) -> bool:
-        script = self._scripts.asynchronous("lease_release")
-        return bool(await script(keys=[self._key(key)], args=[lease_id, self._now_ms()]) == 1)
+        async def call() -> bool:
+            script = self._scripts.asynchronous("lease_release")
+            return bool(await script(keys=[self._key(key)], args=[lease_id, self._now_ms()]) == 1)
+
+        return await self._guarded_async(call, lambda: self._release_fallback(key, lease_id))
 
     def in_use(self, key: str) -> int:
         """Live leases of ``key`` now."""
-        now = self._now_ms() or _server_now_ms(self._client)
-        return int(self._client.zcount(self._key(key), f"({now}", "+inf"))
+
+        def call() -> int:
+            now = self._now_ms() or _server_now_ms(self._client)
+            return int(self._client.zcount(self._key(key), f"({now}", "+inf"))
+
+        local = self._local
+        return self._guarded(call, lambda: local.leases.in_use(key) if local is not None else 0)
 
     def clear(self) -> None:
         """Nothing to do: leases expire by themselves (``FLUSHDB`` forgets them)."""
 
 
-class RedisLockouts:
-    """Failure counters and blocks in Redis."""
+class RedisLockouts(_RedisTable):
+    """Failure counters and blocks in Redis.
 
-    def __init__(
-        self,
-        client: Any,
-        async_client: Callable[[], Any],
-        prefix: str,
-        now_ms: Callable[[], str],
-    ) -> None:
-        self._client = client
-        self._async_client = async_client
-        self._prefix = prefix
-        self._now_ms = now_ms
-        self._scripts = _Scripts(("lockout_failure",), client, async_client)
+    While Redis is down, failing open counts nothing and blocks no one;
+    ``"local"`` counts and blocks in this process.
+    """
+
+    _script_names = ("lockout_failure",)
 
     def _keys(self, key: str) -> list[str]:
         base = f"{self._prefix}lockout:{tagged(key)}"
@@ -149,56 +242,90 @@ class RedisLockouts:
             self._now_ms(),
         ]
 
+    def _failure_fallback(self, key: str, rule: LockoutRule) -> Block:
+        if self._local is not None:
+            return self._local.lockouts.record_failure(key, rule)
+        return Block(key, 0, 0, 0)
+
+    def _status_fallback(self, key: str) -> Block:
+        if self._local is not None:
+            return self._local.lockouts.status(key)
+        return Block(key, 0, 0, 0)
+
     def record_failure(self, key: str, rule: LockoutRule) -> Block:
         """Count one failure of ``key``; block it when this reaches the threshold."""
-        script = self._scripts.sync("lockout_failure")
-        until, failures, streak = script(keys=self._keys(key), args=self._args(rule))
-        return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+
+        def call() -> Block:
+            script = self._scripts.sync("lockout_failure")
+            until, failures, streak = script(keys=self._keys(key), args=self._args(rule))
+            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+
+        return self._guarded(call, lambda: self._failure_fallback(key, rule))
 
     async def record_failure_async(self, key: str, rule: LockoutRule) -> Block:
-        script = self._scripts.asynchronous("lockout_failure")
-        until, failures, streak = await script(keys=self._keys(key), args=self._args(rule))
-        return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+        async def call() -> Block:
+            script = self._scripts.asynchronous("lockout_failure")
+            until, failures, streak = await script(keys=self._keys(key), args=self._args(rule))
+            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+
+        return await self._guarded_async(call, lambda: self._failure_fallback(key, rule))
 
     def status(self, key: str) -> Block:
         """Whether ``key`` is blocked now, and its recent failures."""
-        log, block = self._keys(key)
-        state = self._client.get(block)
-        failures = self._client.llen(log)
-        now = self._now_ms() or _server_now_ms(self._client) if state else "0"
-        return _block(key, state, failures, int(now))
+
+        def call() -> Block:
+            log, block = self._keys(key)
+            state = self._client.get(block)
+            failures = self._client.llen(log)
+            now = self._now_ms() or _server_now_ms(self._client) if state else "0"
+            return _block(key, state, failures, int(now))
+
+        return self._guarded(call, lambda: self._status_fallback(key))
 
     async def status_async(self, key: str) -> Block:
-        log, block = self._keys(key)
-        client = self._async_client()
-        state = await client.get(block)
-        failures = await client.llen(log)
-        now = self._now_ms()
-        if state and not now:
-            seconds, micros = await client.time()
-            now = str(int(seconds) * 1000 + int(micros) // 1000)
-        return _block(key, state, failures, int(now or 0))
+        async def call() -> Block:
+            log, block = self._keys(key)
+            client = self._async_client()
+            state = await client.get(block)
+            failures = await client.llen(log)
+            now = self._now_ms()
+            if state and not now:
+                seconds, micros = await client.time()
+                now = str(int(seconds) * 1000 + int(micros) // 1000)
+            return _block(key, state, failures, int(now or 0))
+
+        return await self._guarded_async(call, lambda: self._status_fallback(key))
 
     def unblock(self, key: str) -> bool:
         """Lift ``key``'s block and forget its failures; ``False`` if it had none."""
-        blocked = self.status(key).blocked
-        self._client.delete(*self._keys(key))
-        return blocked
+
+        def call() -> bool:
+            blocked = self.status(key).blocked
+            self._client.delete(*self._keys(key))
+            return blocked
+
+        local = self._local
+        return self._guarded(call, lambda: local.lockouts.unblock(key) if local else False)
 
     def blocks(self) -> list[Block]:
         """Every key blocked now, soonest to end first (scans the keyspace: admin use)."""
-        pattern = f"{self._prefix}lockout:*:block"
-        start = len(self._prefix) + len("lockout:")
-        live = []
-        for raw in self._client.scan_iter(match=pattern, count=1000):
-            name = raw.decode() if isinstance(raw, bytes) else raw
-            key = name[start : -len(":block")]
-            if key.startswith("{") and key.endswith("}") and key.count("{") == 1:
-                key = key[1:-1]
-            block = self.status(key)
-            if block.blocked:
-                live.append(block)
-        return sorted(live, key=lambda block: block.until_ns)
+
+        def call() -> list[Block]:
+            pattern = f"{self._prefix}lockout:*:block"
+            start = len(self._prefix) + len("lockout:")
+            live = []
+            for raw in self._client.scan_iter(match=pattern, count=1000):
+                name = raw.decode() if isinstance(raw, bytes) else raw
+                key = name[start : -len(":block")]
+                if key.startswith("{") and key.endswith("}") and key.count("{") == 1:
+                    key = key[1:-1]
+                block = self.status(key)
+                if block.blocked:
+                    live.append(block)
+            return sorted(live, key=lambda block: block.until_ns)
+
+        local = self._local
+        return self._guarded(call, lambda: local.lockouts.blocks() if local else [])
 
     def clear(self) -> None:
         """Nothing to do: entries expire by themselves (``FLUSHDB`` forgets them)."""

@@ -231,3 +231,13 @@ def test_a_policy_with_lockouts_never_raises_while_redis_is_down(
             assert type(grant_or_error).__name__ == "StoreUnavailableError"
         restartable_redis.start()
         store.close()
+
+
+async def test_decisions_that_arrive_together_share_pipelines(async_store: RedisStore) -> None:
+    limiter = AsyncRateLimiter(async_store, algorithm="sliding_window")
+    answers = await asyncio.gather(*(limiter.hit(f"k{index}", "10/minute") for index in range(300)))
+    assert [answer.remaining for answer in answers] == [9] * 300
+    pool = async_store._get_async_client().connection_pool
+    connections = len(pool._available_connections) + len(pool._in_use_connections)
+    # one for the first caller, a few for the pipelines the others shared; not 64 or 300
+    assert connections <= 4

@@ -3,7 +3,9 @@
 One decision is one ``EVALSHA`` of ``lua/apply.lua``, whatever the number of
 rates: the script reads the server's clock, evaluates every charge, and writes
 all of them or none. redis-py's script objects load the script again when the
-server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
+decisions that arrive in the same turn of the event loop share one pipeline
+(``redis_batch.py``).
 
 Key layout: ``rk:<algorithm>:<window_ns>[:<limit>:<capacity>]:<key>``. A key
 that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
@@ -43,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
+from .redis_batch import ScriptBatcher
 from .redis_tables import Outage, RedisLeases, RedisLockouts, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
@@ -226,7 +229,17 @@ class RedisStore:
         return self._async_client
 
     def _make_async_script(self) -> Any:
-        self._async_script = self._get_async_client().register_script(self._script_text)
+        """The asyncio face of the decision script: batched into pipelines, but on Cluster.
+
+        A Cluster routes each call to its slot's node, so its calls go one by one.
+        """
+        client = self._get_async_client()
+        script = client.register_script(self._script_text)
+        if "Cluster" in type(client).__name__:
+            self._async_script = script
+        else:
+            batcher = ScriptBatcher(client, script)
+            self._async_script = lambda keys, args: batcher(keys, args)
         return self._async_script
 
     @property

@@ -11,6 +11,12 @@ the caller (API key, plan, client IP behind trusted proxies); refuse a blocked
 client (lockout or penalty); charge every limit of the category in one atomic
 store step; answer with headers and, when refused, the policy's body.
 
+With ``remember_refusals=True`` (for stores across a network), a counter that
+refused one unit is remembered until it could pass: requests that charge it
+meanwhile are refused without a round trip (as Envoy's over-limit cache does).
+That never admits what the store would refuse; such a refusal reports only the
+limit that refused (``statuses`` and the IETF fields list that one).
+
 Concurrency caps and login lockouts live as long as the response, so ``check``
 only reports them (``decision.concurrency``, ``decision.lockouts``); the
 middleware and gateway take the leases and call :meth:`Limiter.record_response`.
@@ -47,6 +53,7 @@ __all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
 _NS = 1_000_000_000
 _MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
 _MAX_KNOWN_KEYS = 4096
+_MAX_REFUSED = 65_536  # counters remembered as over their limit before starting over
 _EMPTY: dict[str, str] = {}
 
 
@@ -181,7 +188,13 @@ class _Prepared:
 class _LimiterCore:
     """Everything but the store calls; see the module docstring."""
 
-    def __init__(self, policy: Policy | str | Path, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        policy: Policy | str | Path,
+        store: Store | None = None,
+        *,
+        remember_refusals: bool = False,
+    ) -> None:
         if isinstance(policy, str | Path):
             policy = load_policy(policy)
         self.policy = policy
@@ -195,6 +208,10 @@ class _LimiterCore:
         self._known_keys: dict[str, CompiledKey] = {}
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = bool(compiled.has_route_lockouts or policy.penalty or policy.lockouts)
+        # counters known to be over their limit: "slot key" -> refused until (ns)
+        self._refused: dict[str, int] = {}
+        self._remember = remember_refusals
+        self._generation = self.store.generation
 
     # the request path, before the store
 
@@ -354,6 +371,53 @@ class _LimiterCore:
             reset_at=self.store.now_ns() / _NS + 1.0, headers={"Retry-After": "1"},
         )  # fmt: skip
 
+    def _known_refusal(self, prepared: _Prepared) -> PolicyDecision | None:
+        """The refusal of a request charging a counter known to be over its limit.
+
+        A counter that refused one unit stays refused until the time it gave
+        (only time frees room; other requests only take more), so such a request
+        is answered without asking the store. Everything else asks the store.
+        """
+        store = self.store
+        if self._generation != store.generation:
+            self._refused.clear()
+            self._generation = store.generation
+            return None
+        refused = self._refused
+        now = 0
+        for charge in prepared.charges:
+            spec, key, units, shadow = charge
+            if shadow or units < 1:
+                continue
+            until = refused.get(spec.slot + " " + key)
+            if until is None:
+                continue
+            now = now or store.now_ns()
+            if now >= until:
+                del refused[spec.slot + " " + key]
+                continue
+            index = prepared.charges.index(charge)
+            known = _Prepared(
+                prepared.category, prepared.plan, prepared.key_id, prepared.ip,
+                prepared.method, prepared.path, (charge,), (prepared.names[index],),
+                prepared.concurrency,
+            )  # fmt: skip
+            known.lockouts = prepared.lockouts
+            return self._decided(known, False, [(False, 0, until, until - now)])
+        return None
+
+    def _remember_refusals(self, prepared: _Prepared, results: list[ChargeResult]) -> None:
+        if self.store.degraded:
+            return  # a fallback's refusals say nothing about the real counters
+        refused = self._refused
+        for (spec, key, units, shadow), (allowed, _, reset, _) in zip(
+            prepared.charges, results, strict=True
+        ):
+            if not allowed and not shadow and units == 1:
+                if len(refused) >= _MAX_REFUSED:
+                    refused.clear()
+                refused[spec.slot + " " + key] = reset
+
     def _decided(
         self, prepared: _Prepared, admitted: bool, results: list[ChargeResult]
     ) -> PolicyDecision:
@@ -375,6 +439,8 @@ class _LimiterCore:
         )  # fmt: skip
         decision.concurrency = prepared.concurrency
         decision.lockouts = prepared.lockouts
+        if not admitted and self._remember and len(results) == len(prepared.charges):
+            self._remember_refusals(prepared, results)
         return decision
 
     def _headers_for(self, decision: PolicyDecision) -> dict[str, str]:
@@ -467,6 +533,9 @@ class Limiter(_LimiterCore):
                 block = lockouts.status(key)
                 if block.blocked:
                     return self._blocked_by(prepared, index, block)
+            known = self._known_refusal(prepared) if self._refused else None
+            if known is not None:
+                return known
             admitted, results = self.store.apply(prepared.charges)
             decision = self._decided(prepared, admitted, results)
             penalty = self._penalty_charge(prepared, decision)
@@ -508,6 +577,9 @@ class AsyncLimiter(_LimiterCore):
                 block = await lockouts.status_async(key)
                 if block.blocked:
                     return self._blocked_by(prepared, index, block)
+            known = self._known_refusal(prepared) if self._refused else None
+            if known is not None:
+                return known
             admitted, results = await self.store.apply_async(prepared.charges)
             decision = self._decided(prepared, admitted, results)
             penalty = self._penalty_charge(prepared, decision)

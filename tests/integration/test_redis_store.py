@@ -241,3 +241,34 @@ async def test_decisions_that_arrive_together_share_pipelines(async_store: Redis
     connections = len(pool._available_connections) + len(pool._in_use_connections)
     # one for the first caller, a few for the pipelines the others shared; not 64 or 300
     assert connections <= 4
+
+
+def test_remembered_refusals_skip_the_round_trip_and_end_when_the_counter_could_pass(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    clock = [1_700_000_000.0]
+    store = RedisStore.from_url(redis_url, timeout=2.0, clock=lambda: clock[0])
+    limiter = Limiter(load_policy("examples/scanner.yaml"), store=store, remember_refusals=True)
+    headers = {"X-API-Key": "demo-free"}
+
+    def scan() -> int:
+        return limiter.check(
+            method="POST", path="/api/scans", headers=headers, client_ip="192.0.2.1"
+        ).status_code
+
+    assert [scan() for _ in range(21)] == [200] * 20 + [429]
+    client = redis_server.client()
+    before = _commandstats(client)["cmdstat_evalsha"]
+    refused = [
+        limiter.check(method="POST", path="/api/scans", headers=headers, client_ip="192.0.2.1")
+        for _ in range(10)
+    ]
+    assert _commandstats(client)["cmdstat_evalsha"] == before  # answered from memory
+    assert {d.status_code for d in refused} == {429}
+    assert refused[-1].headers["Retry-After"] == "3600"  # the first scan leaves the log
+    assert [s.name for s in refused[-1].statuses] == ["scans"]
+    listing = limiter.check(method="GET", path="/api/servers", headers=headers)
+    assert listing.remaining == 39  # the API limit is still asked, and still exact
+    clock[0] += 3600
+    assert scan() == 200  # the scan quota has room again: asked, and admitted
+    store.close()

@@ -11,20 +11,25 @@ A test that uses Redis carries ``pytest.mark.redis``, so that
 ``pytest -m "not redis"`` runs everything else; in a store matrix, mark the
 param: ``pytest.param(redis_store, id="redis", marks=pytest.mark.redis)``.
 
-=====================  ========  ==================================================
-fixture                scope     gives
-=====================  ========  ==================================================
-``redis_server``       session   a :class:`RedisServer` shared by the session
-``redis_url``          function  ``redis://127.0.0.1:PORT/0`` of it, FLUSHALLed first
-``redis_cluster``      session   a :class:`RedisCluster`: 3 masters, 1 replica each
-``redis_cluster_url``  function  ``redis+cluster://127.0.0.1:PORT``, masters flushed
-``restartable_redis``  function  a :class:`RedisServer` of the test's own, to
-                                 ``stop()`` (SIGKILL; ``graceful=True``: SIGTERM)
-                                 and ``start()`` again on the same port
-=====================  ========  ==================================================
+======================  ========  ==================================================
+fixture                 scope     gives
+======================  ========  ==================================================
+``redis_server``        session   a :class:`RedisServer` shared by the session
+``redis_url``           function  ``redis://127.0.0.1:PORT/0`` of it, FLUSHALLed first
+``redis_cluster``       session   a :class:`RedisCluster`: 3 masters, 1 replica each
+``redis_cluster_url``   function  ``redis+cluster://127.0.0.1:PORT``, masters flushed
+``redis_sentinel``      session   a :class:`RedisSentinel`: a master, its replica,
+                                  3 Sentinels (quorum 2) watching ``mymaster``
+``redis_sentinel_url``  function  ``redis+sentinel://127.0.0.1:P1,...,P3/mymaster/0``
+                                  of it (its 3 Sentinels), the master flushed
+``restartable_redis``   function  a :class:`RedisServer` of the test's own, to
+                                  ``stop()`` (SIGKILL; ``graceful=True``: SIGTERM)
+                                  and ``start()`` again on the same port
+======================  ========  ==================================================
 
-Do not stop the shared ``redis_server`` or ``redis_cluster`` nodes in a test:
-take ``restartable_redis`` (or build a ``RedisCluster`` of the test's own).
+Do not stop the shared ``redis_server``, ``redis_cluster`` or ``redis_sentinel``
+processes in a test: take ``restartable_redis`` (or build a ``RedisCluster`` or
+``RedisSentinel`` of the test's own).
 Should one be down anyway, the function fixtures start it again first.
 """
 
@@ -38,6 +43,7 @@ import pytest
 from support.redis_servers import (
     RedisBinaryNotFoundError,
     RedisCluster,
+    RedisSentinel,
     RedisServer,
     find_redis_server,
     require_redis_server,
@@ -104,6 +110,29 @@ def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     redis_cluster.ensure_running()
     redis_cluster.flushall()
     return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(
+    redis_server_binary: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisSentinel]:
+    """A master and its replica watched by 3 Sentinels (quorum 2) as ``mymaster``."""
+    sentinel = RedisSentinel(
+        redis_server_binary, directory=tmp_path_factory.mktemp("redis-sentinel")
+    )
+    try:
+        yield sentinel.start()
+    finally:
+        sentinel.close()
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel: RedisSentinel) -> str:
+    """``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3/mymaster/0``, master empty."""
+    redis_sentinel.ensure_running()
+    redis_sentinel.flushall()
+    return redis_sentinel.url
 
 
 @pytest.fixture

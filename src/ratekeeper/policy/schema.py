@@ -466,47 +466,37 @@ def _headers(field: Field) -> HeaderSettings:
     )
 
 
+#: the built-in answers: kind -> (status, title, code, message, typed extras)
+_DEFAULT_ANSWERS: dict[str, tuple[int, str, str, str, dict[str, str]]] = {
+    "rate_limited": (
+        429, "Too Many Requests", "rate_limited",
+        "Rate limit exceeded. Retry after {retry_after} seconds.",
+        {"retry_after": "{retry_after}"},
+    ),
+    "unauthorized": (401, "Unauthorized", "unauthorized", "A valid API key is required.", {}),
+    "blocked": (
+        429, "Too Many Requests", "blocked", "Blocked after too many failed attempts from {ip}.",
+        {"retry_after": "{retry_after}"},
+    ),
+    "bad_request": (400, "Bad Request", "bad_request", "{detail}", {}),
+    "unavailable": (
+        503, "Service Unavailable", "unavailable", "Rate limiting is unavailable.", {}
+    ),
+}  # fmt: skip
+
+
 def _default_responses(style: str, docs_url: str) -> dict[str, ResponseTemplate]:
-    if style == "problem":
-
-        def problem(status: int, title: str, detail: str, **extra: Any) -> ResponseTemplate:
-            body = {"type": docs_url or "about:blank", "title": title, "status": status}
-            body["detail"] = detail
-            body.update(extra)
-            return ResponseTemplate(status, "application/problem+json", body)
-
-        return {
-            "rate_limited": problem(
-                429, "Too Many Requests", "Rate limit exceeded. Retry after {retry_after} seconds.",
-                retry_after="{retry_after}",
-            ),
-            "unauthorized": problem(401, "Unauthorized", "A valid API key is required."),
-            "blocked": problem(
-                429, "Too Many Requests", "Blocked after too many failed attempts from {ip}.",
-                retry_after="{retry_after}",
-            ),
-            "bad_request": problem(400, "Bad Request", "{detail}"),
-            "unavailable": problem(503, "Service Unavailable", "Rate limiting is unavailable."),
-        }  # fmt: skip
-
-    def error(status: int, code: str, message: str, **extra: Any) -> ResponseTemplate:
-        return ResponseTemplate(
-            status, "application/json", {"error": {"code": code, "message": message, **extra}}
-        )
-
-    return {
-        "rate_limited": error(
-            429, "rate_limited", "Rate limit exceeded. Retry after {retry_after} seconds.",
-            retry_after="{retry_after}",
-        ),
-        "unauthorized": error(401, "unauthorized", "A valid API key is required."),
-        "blocked": error(
-            429, "blocked", "Blocked after too many failed attempts from {ip}.",
-            retry_after="{retry_after}",
-        ),
-        "bad_request": error(400, "bad_request", "{detail}"),
-        "unavailable": error(503, "unavailable", "Rate limiting is unavailable."),
-    }  # fmt: skip
+    """The built-in answers as JSON errors, or as RFC 9457 problem details."""
+    responses: dict[str, ResponseTemplate] = {}
+    for kind, (status, title, code, message, extra) in _DEFAULT_ANSWERS.items():
+        if style == "problem":
+            body: dict[str, Any] = {"type": docs_url or "about:blank", "title": title}
+            body.update(status=status, detail=message, **extra)
+            responses[kind] = ResponseTemplate(status, "application/problem+json", body)
+        else:
+            error = {"code": code, "message": message, **extra}
+            responses[kind] = ResponseTemplate(status, "application/json", {"error": error})
+    return responses
 
 
 def _responses(field: Field | None, docs_url: str) -> dict[str, ResponseTemplate]:

@@ -126,7 +126,7 @@ async def _close(store: RedisStore) -> None:
 def _counter(key: str) -> str:
     """The Redis key RedisStore keeps a RATE sliding-log counter of ``key`` under."""
     tagged = key if "{" in key else f"{{{key}}}"
-    return f"rk:sliding_log:60000000000:{tagged}"
+    return f"rk:l60000:{tagged}"
 
 
 def _summary(faces: list[Face]) -> list[tuple[str, int, int]]:

@@ -104,8 +104,8 @@ def test_a_policy_decision_with_two_limits_is_one_script_call(
     assert after["cmdstat_evalsha"] - before["cmdstat_evalsha"] == 20
     keys = sorted(key.decode() for key in client.keys("rk:*"))
     assert keys == [
-        "rk:sliding_log:3600000000000:scanner:scans:{demo-pro}",
-        "rk:sliding_window:60000000000:scanner:api:{demo-pro}",
+        "rk:l3600000:scanner:scans:{demo-pro}",
+        "rk:w60000:scanner:api:{demo-pro}",
     ]
 
 
@@ -233,14 +233,79 @@ def test_a_policy_with_lockouts_never_raises_while_redis_is_down(
         store.close()
 
 
-async def test_decisions_that_arrive_together_share_pipelines(async_store: RedisStore) -> None:
+async def test_decisions_that_arrive_together_share_one_script_call(
+    async_store: RedisStore, redis_server: RedisServer
+) -> None:
     limiter = AsyncRateLimiter(async_store, algorithm="sliding_window")
+    await limiter.hit("warm-up", "10/minute")  # the script is loaded: no NOSCRIPT retries below
+    client = redis_server.client()
+    before = _commandstats(client)
     answers = await asyncio.gather(*(limiter.hit(f"k{index}", "10/minute") for index in range(300)))
+    after = _commandstats(client)
     assert [answer.remaining for answer in answers] == [9] * 300
+    # the first caller goes alone; the other 299 wait one turn and go in batches of 128
+    assert after["cmdstat_evalsha"] - before["cmdstat_evalsha"] == 1 + 3
     pool = async_store._get_async_client().connection_pool
     connections = len(pool._available_connections) + len(pool._in_use_connections)
-    # one for the first caller, a few for the pipelines the others shared; not 64 or 300
     assert connections <= 4
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+async def test_a_batch_answers_exactly_as_the_same_decisions_one_by_one(
+    redis_url: str, redis_server: RedisServer, algorithm: str
+) -> None:
+    """Keys repeat inside a batch: each decision sees what the ones before it took."""
+    clock = [1_700_000_000.0]
+    calls = [(f"k{index % 7}", "5/minute;8/hour", 1 + index % 3) for index in range(120)]
+
+    async def answers(together: bool) -> list[tuple[bool, int, float, float]]:
+        store = RedisStore.from_url(redis_url, timeout=2.0, clock=lambda: clock[0])
+        redis_server.client().flushdb()
+        limiter = AsyncRateLimiter(store, algorithm=algorithm)
+        if together:
+            decisions = await asyncio.gather(*(limiter.hit(k, r, cost=c) for k, r, c in calls))
+        else:
+            decisions = [await limiter.hit(k, r, cost=c) for k, r, c in calls]
+        await store.aclose()
+        return [(d.allowed, d.remaining, d.reset_at, d.retry_after) for d in decisions]
+
+    one_by_one = await answers(together=False)
+    together = await answers(together=True)
+    assert together == one_by_one
+    # and the batch was all-or-nothing per decision: 5 per minute per key at most
+    assert sum(allowed for allowed, *_ in together) <= 7 * 5
+
+
+async def test_decisions_of_a_batch_with_several_rates_take_all_or_nothing(
+    async_store: RedisStore, redis_server: RedisServer
+) -> None:
+    limiter = AsyncRateLimiter(async_store, algorithm="fixed_window")
+    decisions = await asyncio.gather(
+        *(limiter.hit("both", "3 per 7 days;100 per 30 days") for _ in range(10))
+    )
+    assert [d.allowed for d in decisions] == [True] * 3 + [False] * 7
+    # the refused seven took nothing from the wider rate either
+    assert (await limiter.peek("both", "100 per 30 days")).remaining == 97
+
+
+def test_counters_are_kept_small(store: RedisStore, redis_server: RedisServer) -> None:
+    """Short keys and values: Redis memory per counter is mostly the key itself."""
+    clock = 1_700_000_000.0
+    store = RedisStore(store._client, clock=lambda: clock)
+    limiter = RateLimiter(store)
+    limiter.hit("user:1", "10/minute", algorithm="sliding_window")
+    limiter.hit("user:1", "10/minute", algorithm="fixed_window")
+    limiter.hit("user:1", "60/minute", algorithm="token_bucket")
+    limiter.hit("user:1", "7/minute", algorithm="token_bucket")
+    client = redis_server.client()
+    index = int(clock * 1000) // 60_000
+    assert client.get("rk:w60000:{user:1}") == f"{index} 0 1".encode()
+    assert client.get("rk:f60000:{user:1}") == f"{index} 1".encode()
+    # one token every whole second: the TAT alone, kept by Redis as an integer
+    assert client.get("rk:t60000:60:60:{user:1}") == b"1700000001000"
+    assert client.object("encoding", "rk:t60000:60:60:{user:1}") == b"int"
+    # 60000 / 7 ms is not whole: the remainder comes along
+    assert client.get("rk:t60000:7:7:{user:1}") == b"1700000008571 3"
 
 
 def test_remembered_refusals_skip_the_round_trip_and_end_when_the_counter_could_pass(

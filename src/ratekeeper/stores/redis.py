@@ -4,11 +4,13 @@ One decision is one ``EVALSHA`` of ``lua/apply.lua``, whatever the number of
 rates: the script reads the server's clock, evaluates every charge, and writes
 all of them or none. redis-py's script objects load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
-decisions that arrive in the same turn of the event loop share one pipeline
-(``redis_batch.py``).
+decisions that arrive in the same turn of the event loop share one call of the
+same script (``redis_batch.py``).
 
-Key layout: ``rk:<algorithm>:<window_ns>[:<limit>:<capacity>]:<key>``. A key
-that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
+Key layout: ``rk:<letter><window_ms>[:<limit>:<capacity>]:<key>``, the letter
+naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state
+depends on its limit): short, because Redis keeps every key name in full. A
+key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
 counters of one decision share a Cluster slot. Every key has a TTL.
 
@@ -45,7 +47,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
-from .redis_batch import ScriptBatcher
+from .redis_batch import DecisionCall, ScriptBatcher
 from .redis_tables import Outage, RedisLeases, RedisLockouts, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
@@ -56,15 +58,17 @@ _NS_PER_MS = 1_000_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
+_ALGORITHM_LETTERS = {
+    "fixed_window": "f",
+    "sliding_window": "w",
+    "sliding_log": "l",
+    "token_bucket": "t",
+}
+_MAX_LAYOUTS = 4096  # specs whose key prefix is remembered (a policy has a handful)
 
 
 def _script_text() -> str:
     return resources.files("ratekeeper.stores").joinpath("lua/apply.lua").read_text("utf-8")
-
-
-def _redis_key(prefix: str, spec: LimitSpec, key: str) -> str:
-    """The Redis key of a counter, with a hash tag (see the module docstring)."""
-    return f"{prefix}{spec.slot}:{tagged(key)}"
 
 
 class RedisStore:
@@ -99,7 +103,8 @@ class RedisStore:
         self._async_factory: Any = None
         self._script_text = _script_text()
         self._script = client.register_script(self._script_text) if client is not None else None
-        self._async_script: Any = None
+        self._async_decide: DecisionCall | None = None
+        self._layout: dict[LimitSpec, tuple[str, tuple[int, int, int, int]]] = {}
         self.outage = Outage(on_error)
         self.generation = 0
         self.instances = instances
@@ -170,11 +175,11 @@ class RedisStore:
     def apply(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
-        keys, args = self._script_call(charges, consume)
         if self._script is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
+        keys, args = self._decision_args(charges, consume)
         try:
-            raw = self._script(keys=keys, args=args)
+            raw = self._script(keys=keys, args=[self._now_ms_arg(), *args])
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -184,10 +189,10 @@ class RedisStore:
     async def apply_async(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
-        keys, args = self._script_call(charges, consume)
-        script = self._async_script or self._make_async_script()
+        keys, args = self._decision_args(charges, consume)
+        decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await script(keys=keys, args=args)
+            raw = await decide(keys, args, self._now_ms_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -195,10 +200,28 @@ class RedisStore:
         return _parse(raw, len(charges))
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
-        return self.apply([(spec, key, cost, False)])[1][0]
+        if self._script is None:
+            raise RuntimeError("this RedisStore has no sync client; use the async face")
+        slot, values = self._layout.get(spec) or self._lay_out(spec)
+        args = [self._now_ms_arg(), 1, 1, *values, cost, 0]
+        try:
+            raw = self._script(keys=[slot + tagged(key)], args=args)
+        except Exception as error:
+            return self._failed([(spec, key, cost, False)], True, error)[1][0]
+        if self.outage.failing:
+            self._recover()
+        return _parse_one(raw)
 
     async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
-        return (await self.apply_async([(spec, key, cost, False)]))[1][0]
+        slot, values = self._layout.get(spec) or self._lay_out(spec)
+        decide = self._async_decide or self._make_async_decide()
+        try:
+            raw = await decide([slot + tagged(key)], [1, 1, *values, cost, 0], self._now_ms_arg())
+        except Exception as error:
+            return self._failed([(spec, key, cost, False)], True, error)[1][0]
+        if self.outage.failing:
+            self._recover()
+        return _parse_one(raw)
 
     # helpers
 
@@ -206,21 +229,31 @@ class RedisStore:
         """The time the scripts use: ``""`` for the server's own, else the fake clock's."""
         return "" if self._clock is None else str(round(self._clock() * 1000))
 
-    def _script_call(self, charges: Sequence[Charge], consume: bool) -> tuple[list[str], list[Any]]:
+    def _lay_out(self, spec: LimitSpec) -> tuple[str, tuple[int, int, int, int]]:
+        """A spec's key prefix and script values, computed once per spec (see the module doc)."""
+        algorithm = spec.algorithm
+        window_ms = _ms(spec.window_ns)
+        slot = f"{self.prefix}{_ALGORITHM_LETTERS[algorithm.name]}{window_ms}:"
+        if algorithm.state_depends_on_limit:
+            slot = f"{slot}{spec.limit}:{spec.capacity}:"
+        layout = (slot, (_ALGORITHM_CODES[algorithm.name], spec.limit, window_ms, spec.capacity))
+        if len(self._layout) < _MAX_LAYOUTS:
+            self._layout[spec] = layout
+        return layout
+
+    def _decision_args(
+        self, charges: Sequence[Charge], consume: bool
+    ) -> tuple[list[str], list[Any]]:
+        """One decision's keys and its part of the script's arguments (no clock)."""
         keys: list[str] = []
-        args: list[Any] = [1 if consume else 0, self._now_ms_arg()]
+        args: list[Any] = [1 if consume else 0, len(charges)]
+        layout = self._layout
         for spec, key, cost, shadow in charges:
-            keys.append(_redis_key(self.prefix, spec, key))
-            args.extend(
-                (
-                    _ALGORITHM_CODES[spec.algorithm.name],
-                    spec.limit,
-                    _ms(spec.window_ns),
-                    spec.capacity,
-                    cost,
-                    1 if shadow else 0,
-                )
-            )
+            slot, values = layout.get(spec) or self._lay_out(spec)
+            keys.append(slot + tagged(key))
+            args.extend(values)
+            args.append(cost)
+            args.append(1 if shadow else 0)
         return keys, args
 
     def _get_async_client(self) -> Any:
@@ -230,19 +263,23 @@ class RedisStore:
             self._async_client = self._async_factory()
         return self._async_client
 
-    def _make_async_script(self) -> Any:
-        """The asyncio face of the decision script: batched into pipelines, but on Cluster.
+    def _make_async_decide(self) -> DecisionCall:
+        """How asyncio decisions reach Redis: batched, but on Cluster.
 
-        A Cluster routes each call to its slot's node, so its calls go one by one.
+        A Cluster routes each call to its slot's node, and the decisions of a
+        batch rarely share one, so there each decision is its own call.
         """
         client = self._get_async_client()
         script = client.register_script(self._script_text)
         if "Cluster" in type(client).__name__:
-            self._async_script = script
+
+            async def alone(keys: list[str], args: list[Any], now: str) -> Any:
+                return await script(keys=keys, args=[now, *args])
+
+            self._async_decide = alone
         else:
-            batcher = ScriptBatcher(client, script)
-            self._async_script = lambda keys, args: batcher(keys, args)
-        return self._async_script
+            self._async_decide = ScriptBatcher(script)
+        return self._async_decide
 
     @property
     def degraded(self) -> bool:
@@ -309,6 +346,7 @@ def _ms(window_ns: int) -> int:
 
 
 def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
+    """One decision's answer: ``[now, admitted, then four values per charge]``."""
     results: list[ChargeResult] = []
     for index in range(count):
         base = 2 + index * 4
@@ -320,7 +358,12 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
                 int(raw[base + 3]) * _NS_PER_MS,
             )
         )
-    return raw[0] == 1, results
+    return raw[1] == 1, results
+
+
+def _parse_one(raw: list[Any]) -> ChargeResult:
+    """The answer of a decision of one enforced charge."""
+    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_MS, int(raw[5]) * _NS_PER_MS
 
 
 def _lock() -> Any:

@@ -1,46 +1,59 @@
-"""Decisions that arrive together go to Redis together, in one pipeline.
+"""Decisions that arrive together go to Redis together, as one script call.
 
 Under load, many asyncio tasks ask for a decision in the same turn of the event
-loop. Sending each on its own connection costs a round trip and a connection
-each; instead, the first caller schedules a flush for the next turn and every
-caller of this turn joins it: one pipeline of ``EVALSHA`` calls, one round trip,
-and each caller gets its own answer. A caller that finds nothing on its way to
-Redis goes at once, so a lone caller waits for nothing.
+loop. Sending each on its own costs a round trip, a connection and a script
+run each; instead, the first caller schedules a flush for the next turn and
+every caller of this turn joins it: one ``EVALSHA`` of ``apply.lua`` carrying
+every decision (the script decides them in order, each all-or-nothing, exactly
+as if they came one by one), one reply, and each caller gets its own part of
+it. A caller that finds nothing on its way to Redis goes at once, so a lone
+caller waits for nothing.
+
+One command per batch also keeps redis-py's per-command costs (packing,
+a timer per reply, a connection from the pool) per batch, not per decision.
+Batches are for one server: on Cluster the store sends each decision alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["ScriptBatcher"]
+__all__ = ["DecisionCall", "ScriptBatcher"]
 
-_MAX_BATCH = 256  # calls per pipeline; a bigger wave is sent as several pipelines
+#: ``(keys, decision args, now arg)`` → ``[now, admitted, 4 values per charge]``
+DecisionCall = Callable[[list[str], list[Any], str], Awaitable[Any]]
+
+_MAX_BATCH = 128  # decisions per script call; a bigger wave is sent as several calls
+
+_Pending = tuple[list[str], list[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    """Runs calls of one script through shared pipelines of an asyncio client."""
+    """Runs decisions through shared calls of the decision script on an asyncio client."""
 
-    def __init__(self, client: Any, script: Any) -> None:
-        self._client = client
+    def __init__(self, script: Any) -> None:
         self._script = script
-        self._pending: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []
+        self._pending: list[_Pending] = []
+        self._now = ""
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()  # held so they are not collected
-        self._busy = 0  # calls on their way to Redis (alone or in a pipeline)
+        self._busy = 0  # calls on their way to Redis
 
-    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
-        """The script's answer for ``keys`` and ``args`` (or the error it raised)."""
+    async def __call__(self, keys: list[str], args: list[Any], now: str) -> Any:
+        """The script's answer for one decision (or the error the call raised)."""
         if not self._busy:  # nothing on the way: go now, no turn of the loop to wait
             self._busy += 1
             try:
-                return await self._script(keys=keys, args=args)
+                return await self._script(keys=keys, args=[now, *args])
             finally:
                 self._busy -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
         if not self._scheduled:
             self._scheduled = True
+            self._now = now  # one clock per batch (only a test's fake clock is not "")
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
@@ -52,25 +65,26 @@ class ScriptBatcher:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[tuple[list[str], list[Any], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[_Pending]) -> None:
+        keys: list[str] = []
+        args: list[Any] = [self._now]
+        for decision_keys, decision_args, _ in batch:
+            keys += decision_keys
+            args += decision_args
         self._busy += 1
         try:
-            if len(batch) == 1:
-                keys, args, future = batch[0]
-                answers: list[Any] = [await self._script(keys=keys, args=args)]
-            else:
-                pipe = self._client.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    await self._script(keys=keys, args=args, client=pipe)
-                answers = await pipe.execute(raise_on_error=False)
-        except Exception as error:  # the connection failed: every caller gets the error
-            answers = [error] * len(batch)
+            reply = await self._script(keys=keys, args=args)
+        except Exception as error:  # the call failed: every decision of it gets the error
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
         finally:
             self._busy -= 1
-        for (_, _, future), answer in zip(batch, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
-                future.set_result(answer)
+        now = reply[0]
+        at = 1
+        for decision_keys, _, future in batch:
+            end = at + 1 + 4 * len(decision_keys)
+            if not future.done():  # its caller may have been cancelled meanwhile
+                future.set_result([now, *reply[at:end]])
+            at = end

@@ -1,88 +1,92 @@
--- ratekeeper: decide and charge every rate of one decision, all or none.
+-- ratekeeper: decide a batch of decisions; each one charges all of its rates or none.
 --
--- KEYS[i]   the counter of charge i (all keys share one hash tag)
--- ARGV[1]   1 to consume, 0 to only look (peek)
--- ARGV[2]   '' to use the server's clock; a time in ms for tests with a fake clock
--- ARGV[3..] six values per charge: algorithm, limit, window_ms, capacity, cost, shadow
+-- KEYS      the counters of every charge, decision after decision (the keys
+--           of one decision share a hash tag)
+-- ARGV[1]   '' to use the server's clock; a time in ms for tests with a fake clock
+-- then, per decision: consume (1 to take, 0 to only look), its number of
+--           charges, and six values per charge: algorithm, limit, window_ms,
+--           capacity, cost, shadow
 --           algorithm: 1 fixed_window, 2 sliding_window, 3 sliding_log, 4 token_bucket
 --
--- Returns {admitted, now_ms, allowed_1, remaining_1, reset_ms_1, retry_ms_1, ...}.
+-- Returns {now_ms, then per decision: admitted, then per charge: allowed,
+-- remaining, reset_ms, retry_ms}.
+--
+-- Decisions run in order, so a later one sees what an earlier one took: a
+-- batch answers exactly as the same decisions sent one by one would.
 --
 -- Time is the server's (TIME), in whole milliseconds, so every app server
 -- agrees. Lua numbers are doubles: integers are exact below 2^53, so every
 -- product below is kept under that (limit x window_ms < 9e15: 100 million per
 -- day) and divisions go through idiv/ceildiv, which are exact.
+--
+-- State is kept small, since Redis keeps one string per counter:
+--   fixed_window    "<window index> <count>"          (the window is [i*w, (i+1)*w))
+--   sliding_window  "<window index> <previous> <current>"
+--   token_bucket    "<q>" or "<q> <r>": the TAT is q + r / limit ms; with r = 0
+--                   (always, when window / limit is whole ms) Redis keeps an integer
+--   sliding_log     a list of admission times in ms, oldest first
+-- Evaluators do not write: they answer allowed, room, reset, retry and the
+-- state (and its TTL in ms) to write if the decision is admitted.
 
-if redis.replicate_commands then pcall(redis.replicate_commands) end
+local fmod, match, format = math.fmod, string.match, string.format
+local call = redis.call
 
 local function idiv(a, b)  -- floor(a / b) for a >= 0, b > 0, exactly
-  return (a - math.fmod(a, b)) / b
+  return (a - fmod(a, b)) / b
 end
 
 local function ceildiv(a, b)  -- ceil(a / b) for a >= 0, b > 0, exactly
-  local r = math.fmod(a, b)
+  local r = fmod(a, b)
   if r == 0 then return a / b end
   return (a - r) / b + 1
 end
 
-local function num(x) return string.format('%.0f', x) end
-
-local function words(key)
-  local v = redis.call('GET', key)
-  if not v then return nil end
-  local out = {}
-  for w in string.gmatch(v, '%S+') do out[#out + 1] = tonumber(w) end
-  return out
-end
-
--- Each evaluator answers allowed, room, reset, retry and a commit function
--- that writes the state for an admitted request.
+local function num(x) return format('%.0f', x) end
 
 local function fixed_window(key, now, cost, limit, window)
-  local s = words(key)
-  local e, count
-  if s and s[1] - window <= now and now < s[1] then
-    e, count = s[1], s[2]
-  else
-    e, count = now - math.fmod(now, window) + window, 0
+  local index = idiv(now, window)
+  local count = 0
+  local v = call('GET', key)
+  if v then
+    local i, c = match(v, '^(%d+) (%d+)$')
+    if tonumber(i) == index then count = tonumber(c) end
   end
+  local e = (index + 1) * window
   local room = limit - count
   if room < 0 then room = 0 end
   if cost <= room then
-    local after = count + cost
     local reset = now
-    if after > 0 then reset = e end
-    return 1, room, reset, 0, function()
-      redis.call('SET', key, num(e) .. ' ' .. num(after), 'PX', num(e - now))
-    end
+    if count + cost > 0 then reset = e end
+    return 1, room, reset, 0, num(index) .. ' ' .. num(count + cost), e - now
   end
   local retry = window
   if cost <= limit then retry = e - now end
-  return 0, room, now + retry, retry, nil
+  return 0, room, now + retry, retry
 end
 
 local function sliding_window(key, now, cost, limit, window)
-  local s = words(key)
-  local e, previous, current
-  if s and s[1] - window <= now and now < s[1] then
-    e, previous, current = s[1], s[2], s[3]
-  else
-    e = now - math.fmod(now, window) + window
-    previous, current = 0, 0
-    if s and s[1] == e - window then previous = s[3] end
+  local index = idiv(now, window)
+  local previous, current = 0, 0
+  local v = call('GET', key)
+  if v then
+    local i, p, c = match(v, '^(%d+) (%d+) (%d+)$')
+    i = tonumber(i)
+    if i == index then
+      previous, current = tonumber(p), tonumber(c)
+    elseif i == index - 1 then
+      previous = tonumber(c)
+    end
   end
+  local e = (index + 1) * window
   local left = e - now
   local weighted = previous * left  -- the previous window's share, scaled by window
   local spare = limit - current - cost
-  local function commit()
-    redis.call('SET', key, num(e) .. ' ' .. num(previous) .. ' ' .. num(current + cost),
-      'PX', num(e + window - now))
-  end
   if spare >= 0 and weighted <= spare * window then
     local room = limit - current - ceildiv(weighted, window)
     local reset
     if current + cost > 0 then reset = e + window elseif previous > 0 then reset = e else reset = now end
-    return 1, room, reset, 0, commit
+    return 1, room, reset, 0,
+      num(index) .. ' ' .. num(previous) .. ' ' .. num(current + cost), left + window
   end
   local free = limit * window - weighted - current * window
   local room = 0
@@ -95,17 +99,17 @@ local function sliding_window(key, now, cost, limit, window)
   else
     retry = left + window - idiv((limit - cost) * window, current)
   end
-  return 0, room, now + retry, retry, nil
+  return 0, room, now + retry, retry
 end
 
 local function sliding_log(key, now, cost, limit, window)
   local horizon = now - window
   while true do
-    local head = redis.call('LINDEX', key, 0)
+    local head = call('LINDEX', key, 0)
     if not head or tonumber(head) > horizon then break end
-    redis.call('LPOP', key)
+    call('LPOP', key)
   end
-  local count = redis.call('LLEN', key)
+  local count = call('LLEN', key)
   local room = limit - count
   if room < 0 then room = 0 end
   if cost <= room then
@@ -113,99 +117,111 @@ local function sliding_log(key, now, cost, limit, window)
     if cost > 0 then
       reset = now + window
     elseif count > 0 then
-      reset = tonumber(redis.call('LINDEX', key, -1)) + window
+      reset = tonumber(call('LINDEX', key, -1)) + window
     end
-    return 1, room, reset, 0, function()
-      local stamp = num(now)
-      local left = cost
-      while left > 0 do
-        local batch = {}
-        for i = 1, math.min(left, 1000) do batch[i] = stamp end
-        redis.call('RPUSH', key, unpack(batch))
-        left = left - #batch
-      end
-      redis.call('PEXPIRE', key, num(window))
-    end
+    return 1, room, reset, 0
   end
   local retry = window
   if cost <= limit then
-    retry = tonumber(redis.call('LINDEX', key, count + cost - limit - 1)) + window - now
+    retry = tonumber(call('LINDEX', key, count + cost - limit - 1)) + window - now
   end
-  return 0, room, now + retry, retry, nil
+  return 0, room, now + retry, retry
 end
 
--- token bucket (GCRA): the TAT is q + r / limit milliseconds, 0 <= r < limit,
--- so it stays exact whatever window / limit is
+local function log_admit(key, now, cost, window)
+  local stamp = num(now)
+  local left = cost
+  while left > 0 do
+    local batch = {}
+    for i = 1, math.min(left, 1000) do batch[i] = stamp end
+    call('RPUSH', key, unpack(batch))
+    left = left - #batch
+  end
+  call('PEXPIRE', key, window)
+end
+
 local function token_bucket(key, now, cost, limit, window, capacity)
-  local s = words(key)
   local q, r = now, 0
-  if s and (s[1] > now or (s[1] == now and s[2] > 0)) then q, r = s[1], s[2] end
+  local v = call('GET', key)
+  if v then
+    local sq, sr = match(v, '^(%d+) ?(%d*)$')
+    sq, sr = tonumber(sq), tonumber(sr) or 0
+    if sq > now or (sq == now and sr > 0) then q, r = sq, sr end
+  end
   local span = capacity * window
-  local used = (q - now) * limit + r
-  local free = span - used
+  local free = span - (q - now) * limit - r
   local room = 0
   if free > 0 then room = idiv(free, window) end
   local total = r + cost * window
   local nq = q + idiv(total, limit)
-  local nr = math.fmod(total, limit)
+  local nr = fmod(total, limit)
   local after = (nq - now) * limit + nr
   if after <= span then
     local reset = nq
-    if nr > 0 then reset = nq + 1 end
-    return 1, room, reset, 0, function()
-      if reset > now then
-        redis.call('SET', key, num(nq) .. ' ' .. num(nr), 'PX', num(reset - now))
-      end
+    local state = num(nq)
+    if nr > 0 then
+      reset = nq + 1
+      state = state .. ' ' .. num(nr)
     end
+    if reset <= now then state = nil end  -- nothing taken and nothing owed
+    return 1, room, reset, 0, state, reset - now
   end
   local retry = window
   if cost <= capacity then retry = ceildiv(after - span, limit) end
-  return 0, room, now + retry, retry, nil
+  return 0, room, now + retry, retry
 end
 
 local evaluators = {fixed_window, sliding_window, sliding_log, token_bucket}
 
-local now = tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local consume = ARGV[1] == '1'
-local n = #KEYS
-local answers = {}
-local admitted = 1
-for i = 1, n do
-  local base = 2 + (i - 1) * 6
-  local algorithm = tonumber(ARGV[base + 1])
-  local limit, window = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  local capacity, cost = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
-  local shadow = ARGV[base + 6] == '1'
-  local evaluate = evaluators[algorithm]
-  local allowed, room, reset, retry, commit = evaluate(KEYS[i], now, cost, limit, window, capacity)
-  answers[i] = {allowed, room, reset, retry, commit, evaluate, limit, window, capacity, cost}
-  if allowed == 0 and not shadow then admitted = 0 end
+  local t = call('TIME')
+  now = tonumber(t[1]) * 1000 + idiv(tonumber(t[2]), 1000)
 end
 
-local out = {admitted, now}
-for i = 1, n do
-  local a = answers[i]
-  local allowed, room, reset, retry, commit = a[1], a[2], a[3], a[4], a[5]
-  local remaining = room
-  if allowed == 1 then
-    if admitted == 1 and consume then
-      if a[10] > 0 then
-        commit()
-        remaining = room - a[10]
+local out = {now}
+local states, ttls = {}, {}
+local k, a, last = 0, 1, #ARGV
+while a < last do
+  local consume = ARGV[a + 1] == '1'
+  local n = tonumber(ARGV[a + 2])
+  a = a + 2
+  local head = #out + 1  -- where this decision's answers start
+  local admitted = 1
+  for i = 1, n do
+    local base = a + (i - 1) * 6
+    local allowed, room, reset, retry, state, ttl = evaluators[tonumber(ARGV[base + 1])](
+      KEYS[k + i], now, tonumber(ARGV[base + 5]), tonumber(ARGV[base + 2]),
+      tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))
+    local at = head + (i - 1) * 4
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset, retry
+    states[i], ttls[i] = state, ttl
+    if allowed == 0 and ARGV[base + 6] ~= '1' then admitted = 0 end
+  end
+  out[head] = admitted
+  for i = 1, n do
+    local at = head + (i - 1) * 4
+    if out[at + 1] == 1 then
+      local base = a + (i - 1) * 6
+      local algorithm, cost = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 5])
+      if admitted == 1 and consume then
+        if cost > 0 then
+          if algorithm == 3 then
+            log_admit(KEYS[k + i], now, cost, tonumber(ARGV[base + 3]))
+          elseif states[i] then
+            call('SET', KEYS[k + i], states[i], 'PX', ttls[i])
+          end
+          out[at + 2] = out[at + 2] - cost
+        end
+      else
+        -- nothing is taken: report when this rate is whole again as it stands
+        local _, _, untouched = evaluators[algorithm](KEYS[k + i], now, 0,
+          tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))
+        out[at + 3] = untouched
       end
-    else
-      -- nothing is taken: report when this rate is whole again as it stands
-      local _, _, untouched = a[6](KEYS[i], now, 0, a[7], a[8], a[9])
-      reset = untouched
     end
   end
-  out[#out + 1] = allowed
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = retry
+  k = k + n
+  a = a + n * 6
 end
 return out

@@ -1,31 +1,100 @@
-"""Shared ground for the example policies' tests: one example on a fake clock.
+"""Shared ground for the example policies' tests: one example on a fake clock, three faces.
 
-Every test drives a real policy file from ``examples/`` through the
-policy-driven :class:`~ratekeeper.Limiter`; time moves by assignment, never by
-sleeping. The documented numbers come from SEEDS.md (the four providers'
-published limits and the conventions the examples follow).
+Every test drives a real policy file from ``examples/``; time moves by
+assignment on a :class:`~support.clock.Clock`, never by sleeping. The
+documented numbers come from SEEDS.md (the four providers' published limits and
+the conventions the examples follow).
 
-Test modules get an :class:`ExampleApi` from the ``example`` fixture. They
-name these classes in annotations only (under ``TYPE_CHECKING``): importing
-``conftest`` at run time picks whichever conftest pytest loaded last.
+Each test that takes the ``example`` fixture runs once per *face*:
+
+``limiter``
+    :class:`LimiterApi`: the policy-driven :class:`~ratekeeper.Limiter`
+    itself; ``check`` returns its :class:`~ratekeeper.PolicyDecision`.
+``asgi``
+    :class:`AsgiApi`: real HTTP requests through ``httpx.ASGITransport`` to
+    ``ratekeeper.integrations.asgi.RateLimitMiddleware`` in front of the
+    example's upstream (``upstreams.AsgiUpstream``, Starlette).
+``wsgi``
+    :class:`WsgiApi`: the same through ``httpx.WSGITransport`` and
+    ``ratekeeper.integrations.wsgi.RateLimitMiddleware`` in front of
+    ``upstreams.WsgiUpstream``.
+
+The HTTP faces return an :class:`HttpAnswer`, which reads like a decision: its
+``status_code``, ``headers`` (the header fields the middleware added), ``body``
+and ``content_type`` (a refusal's; ``None`` when the upstream answered) and
+``allowed`` (the upstream answered) come from the wire, so every assertion a
+test makes on them is an assertion on what a client receives. What the wire
+does not show (``category``, ``plan``, ``statuses``, ``client_ip``, ...) is
+read from the decision the middleware made, caught by a spy on
+``Limiter.check``/``AsyncLimiter.check``. Every answer is also checked against
+that decision as it arrives: the same status, header fields and body bytes, and
+the upstream's own answer passed through untouched when admitted.
+
+A test that only makes sense on one face says so with
+``@pytest.mark.faces("limiter")``. Test modules name these classes in
+annotations only (under ``TYPE_CHECKING``): importing ``conftest`` at run time
+picks whichever conftest pytest loaded last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import importlib.util
 import math
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote, unquote, unquote_to_bytes
 
+import httpx
 import pytest
+from upstreams import LOGIN_BODIES, UPSTREAM_HEADER, AsgiUpstream, WsgiUpstream, answer
 
-from ratekeeper import Block, Limiter, MemoryStore, Policy, PolicyDecision, load_policy
+from ratekeeper import (
+    AsyncLimiter,
+    Block,
+    Limiter,
+    MemoryStore,
+    Policy,
+    PolicyDecision,
+    load_policy,
+)
 from support.clock import Clock
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
 #: the default client address of a request (TEST-NET-3)
 CLIENT_IP = "203.0.113.7"
+#: the faces every example test runs on, in order
+FACES = ("limiter", "asgi")  # "wsgi" joins when ratekeeper.integrations.wsgi lands
+LOGIN = ("POST", "/api/authenticate")
+
+#: the request header that carries a path exactly as the test wrote it (see ``as_sent``)
+PATH_AS_SENT = "X-Test-Path-As-Sent"
+_PATH_AS_SENT_ASGI = PATH_AS_SENT.lower().encode()
+_PATH_AS_SENT_WSGI = "HTTP_" + PATH_AS_SENT.upper().replace("-", "_")
+
+#: header fields a response may carry besides the middleware's: the upstream's own
+_NOT_RATE_LIMIT_FIELDS = frozenset({"content-type", "content-length", UPSTREAM_HEADER.lower()})
+#: how SEEDS.md spells the fields the middleware adds (HTTP names are case-insensitive)
+_SPELLING = {
+    name.lower(): name
+    for name in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "faces(*names): run an example test on these faces only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "face" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("faces")
+        faces = marker.args if marker is not None else FACES
+        assert set(faces) <= set(FACES), faces
+        metafunc.parametrize("face", faces)
 
 
 @functools.cache
@@ -35,12 +104,16 @@ def example_policy(name: str) -> Policy:
 
 
 class ExampleApi:
-    """One example policy behind a :class:`Limiter` with a fresh memory store."""
+    """One example policy on a fake clock and a fresh memory store, behind one face."""
+
+    face: ClassVar[str]
 
     def __init__(self, name: str, start: float) -> None:
         self.name = name
         self.clock = Clock(start)
-        self.limiter = Limiter(example_policy(name), store=MemoryStore(clock=self.clock))
+        self.store = MemoryStore(clock=self.clock)
+        #: a limiter on the face's store (the HTTP faces' middleware has its own)
+        self.limiter = Limiter(example_policy(name), store=self.store)
 
     @property
     def now(self) -> float:
@@ -62,13 +135,14 @@ class ExampleApi:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         ip: str = CLIENT_IP,
-        cost: int = 1,
-    ) -> PolicyDecision:
-        """Decide one request; ``key`` is sent as ``X-API-Key``."""
-        sent = dict(headers or {})
-        if key is not None:
-            sent["X-API-Key"] = key
-        return self.limiter.check(method=method, path=path, headers=sent, client_ip=ip, cost=cost)
+        body: bytes = b"",
+    ) -> Any:
+        """Decide (or send) one request from ``ip``; ``key`` is sent as ``X-API-Key``.
+
+        ``body`` reaches only the HTTP faces' upstream; the returned object reads
+        like a :class:`PolicyDecision` on every face.
+        """
+        raise NotImplementedError
 
     def repeat(
         self,
@@ -79,13 +153,23 @@ class ExampleApi:
         key: str | None = None,
         headers: Mapping[str, str] | None = None,
         ip: str = CLIENT_IP,
-    ) -> list[PolicyDecision]:
-        """The decisions of ``times`` identical requests sent at the same instant."""
+    ) -> list[Any]:
+        """The answers to ``times`` identical requests sent at the same instant."""
         return [self.check(method, path, key=key, headers=headers, ip=ip) for _ in range(times)]
 
-    def record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
-        """Feed the upstream's response status back (lockouts)."""
-        return self.limiter.record_response(decision, status_code)
+    def login(
+        self, upstream_status: int, *, ip: str = CLIENT_IP, headers: Mapping[str, str] | None = None
+    ) -> Any:
+        """utmstack: a login attempt the upstream answers with ``upstream_status`` if it gets it.
+
+        The HTTP faces send the credentials that make the upstream answer so
+        (``upstreams.LOGIN_BODIES``) and the middleware feeds the status to the
+        lockout; the limiter face feeds it with ``record_response``.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the face holds (clients, event loop)."""
 
     @staticmethod
     def rate_headers(
@@ -101,7 +185,7 @@ class ExampleApi:
             headers["Retry-After"] = str(retry_after)
         return headers
 
-    def refusal_timing(self, decision: PolicyDecision) -> tuple[int, int]:
+    def refusal_timing(self, decision: Any) -> tuple[int, int]:
         """``(Retry-After, X-RateLimit-Reset)`` of a 429, checked against SEEDS's rules.
 
         ``Retry-After`` is whole seconds rounded up, never 0. ``X-RateLimit-Reset``
@@ -123,10 +207,315 @@ class ExampleApi:
         return retry_after, reset
 
 
-ExampleFactory = Callable[[str, float], ExampleApi]
+class LimiterApi(ExampleApi):
+    """The face without HTTP: :meth:`Limiter.check` answers with its decision."""
+
+    face = "limiter"
+
+    def check(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ip: str = CLIENT_IP,
+        body: bytes = b"",
+    ) -> PolicyDecision:
+        sent = dict(headers or {})
+        if key is not None:
+            sent["X-API-Key"] = key
+        return self.limiter.check(method=method, path=path, headers=sent, client_ip=ip)
+
+    def record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        """Feed the upstream's response status back (lockouts)."""
+        return self.limiter.record_response(decision, status_code)
+
+    def login(
+        self, upstream_status: int, *, ip: str = CLIENT_IP, headers: Mapping[str, str] | None = None
+    ) -> PolicyDecision:
+        decision = self.check(*LOGIN, ip=ip, headers=headers)
+        if decision.allowed:
+            self.record(decision, upstream_status)
+        return decision
+
+
+# the HTTP faces
+
+
+class DecisionSpy:
+    """Catches every decision ``Limiter.check``/``AsyncLimiter.check`` returns."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.decisions: list[PolicyDecision] = []
+        sync_check, async_check = Limiter.check, AsyncLimiter.check
+
+        def check(limiter: Limiter, **kwargs: Any) -> PolicyDecision:
+            decision = sync_check(limiter, **kwargs)
+            self.decisions.append(decision)
+            return decision
+
+        async def acheck(limiter: AsyncLimiter, **kwargs: Any) -> PolicyDecision:
+            decision = await async_check(limiter, **kwargs)
+            self.decisions.append(decision)
+            return decision
+
+        monkeypatch.setattr(Limiter, "check", check)
+        monkeypatch.setattr(AsyncLimiter, "check", acheck)
+
+    def during(self, send: Callable[[], httpx.Response]) -> tuple[httpx.Response, PolicyDecision]:
+        """The response to ``send()`` and the one decision the middleware made for it."""
+        before = len(self.decisions)
+        response = send()
+        made = self.decisions[before:]
+        assert len(made) == 1, f"the middleware decided {len(made)} times for one request"
+        return response, made[0]
+
+
+def rate_limit_fields(response: httpx.Response) -> dict[str, str]:
+    """The header fields of ``response`` that are not the upstream's (nor framing), each once.
+
+    Spelled as SEEDS.md spells them; anything unexpected keeps its wire name so
+    that comparing with ``rate_headers(...)`` shows it.
+    """
+    fields: dict[str, str] = {}
+    for name, value in response.headers.multi_items():
+        if name in _NOT_RATE_LIMIT_FIELDS:
+            continue
+        spelled = _SPELLING.get(name, name)
+        assert spelled not in fields, f"{spelled} sent twice: {fields[spelled]!r}, {value!r}"
+        fields[spelled] = value
+    return fields
+
+
+class HttpAnswer:
+    """One HTTP response through the middleware, readable like a :class:`PolicyDecision`.
+
+    ``status_code``, ``headers``, ``body``, ``content_type`` and ``allowed`` are
+    what the client received; other attributes are the middleware's decision's.
+    """
+
+    def __init__(self, response: httpx.Response, decision: PolicyDecision) -> None:
+        self.response = response
+        self.decision = decision
+        self.status_code = response.status_code
+        #: the request reached the upstream (its answer carries ``X-Upstream``)
+        self.allowed = UPSTREAM_HEADER in response.headers
+        self.headers = rate_limit_fields(response)
+        self.body: bytes | None = None if self.allowed else response.content
+        self.content_type: str | None = (
+            None if self.allowed else response.headers.get("content-type")
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decision, name)
+
+    def __repr__(self) -> str:
+        return f"HttpAnswer({self.status_code}, {self.headers}, {self.response.content!r})"
+
+
+def path_as_sent(path: str) -> str:
+    """``path`` (and query) percent-encoded only where HTTP requires it, dot segments kept."""
+    return quote(path, safe="/?&=;:@!$'()*+,~-._%")
+
+
+def as_sent_asgi(app: Any) -> Any:
+    """Puts back the path a client sent as written (``curl --path-as-is``).
+
+    httpx removes ``.`` and ``..`` segments before sending; real clients need
+    not, and servers (uvicorn, gunicorn) pass such paths on unchanged. The
+    test's path rides in a request header that this removes.
+    """
+
+    async def shim(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = scope["headers"]
+        raw = next((value for name, value in headers if name == _PATH_AS_SENT_ASGI), None)
+        if raw is not None:
+            raw_path = raw.split(b"?")[0]
+            scope = {
+                **scope,
+                "headers": [(name, value) for name, value in headers if name != _PATH_AS_SENT_ASGI],
+                "raw_path": raw_path,
+                "path": unquote(raw_path.decode("ascii")),
+            }
+        await app(scope, receive, send)
+
+    return shim
+
+
+def as_sent_wsgi(app: Any) -> Any:
+    """:func:`as_sent_asgi` for WSGI: ``PATH_INFO`` is the sent path, decoded as latin-1."""
+
+    def shim(environ: dict[str, Any], start_response: Any) -> Any:
+        raw = environ.pop(_PATH_AS_SENT_WSGI, None)
+        if raw is not None:
+            environ["PATH_INFO"] = unquote_to_bytes(raw.split("?")[0]).decode("latin-1")
+        return app(environ, start_response)
+
+    return shim
+
+
+class HttpApi(ExampleApi):
+    """A face that sends real HTTP requests through the middleware to the upstream."""
+
+    def __init__(self, name: str, start: float, spy: DecisionSpy) -> None:
+        super().__init__(name, start)
+        self.spy = spy
+
+    def send(self, ip: str, request: httpx.Request) -> httpx.Response:
+        raise NotImplementedError
+
+    def check(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ip: str = CLIENT_IP,
+        body: bytes = b"",
+    ) -> HttpAnswer:
+        sent = dict(headers or {})
+        if key is not None:
+            sent["X-API-Key"] = key
+        target = path_as_sent(path)
+        sent[PATH_AS_SENT] = target
+        request = httpx.Request(method, "http://api.example" + target, headers=sent, content=body)
+        response, decision = self.spy.during(lambda: self.send(ip, request))
+        got = HttpAnswer(response, decision)
+        self.check_against_decision(got, request.method, path, body)
+        return got
+
+    def check_against_decision(self, got: HttpAnswer, method: str, path: str, body: bytes) -> None:
+        """The wire says what the decision says; an admitted request gets the upstream's answer."""
+        decision = got.decision
+        response = got.response
+        assert got.allowed == decision.allowed, (got, decision)
+        assert got.headers == decision.headers, (got, decision)
+        if "content-length" in response.headers:
+            assert int(response.headers["content-length"]) == len(response.content)
+        if got.allowed:
+            expected = answer(self.name, method, unquote(path.split("?")[0]), body)
+            assert (response.status_code, response.content) == expected, (got, decision)
+            assert response.headers["content-type"] == "application/json"
+        else:
+            assert (got.status_code, got.body, got.content_type) == (
+                decision.status_code, decision.body, decision.content_type,
+            ), (got, decision)  # fmt: skip
+
+    def login(
+        self, upstream_status: int, *, ip: str = CLIENT_IP, headers: Mapping[str, str] | None = None
+    ) -> HttpAnswer:
+        got = self.check(*LOGIN, ip=ip, headers=headers, body=LOGIN_BODIES[upstream_status])
+        if got.allowed:
+            assert got.status_code == upstream_status
+        return got
+
+
+class AsgiApi(HttpApi):
+    """The ASGI middleware in front of the Starlette upstream, through ``httpx.ASGITransport``.
+
+    The test bodies are synchronous: each request runs to completion on this
+    face's own event loop. One client per client address (``scope["client"]``).
+    """
+
+    face = "asgi"
+
+    def __init__(self, name: str, start: float, spy: DecisionSpy) -> None:
+        from ratekeeper.integrations.asgi import RateLimitMiddleware
+
+        super().__init__(name, start, spy)
+        self.upstream = AsgiUpstream(name)
+        self.middleware = RateLimitMiddleware(
+            self.upstream, policy=example_policy(name), store=self.store
+        )
+        self.app = as_sent_asgi(self.middleware)
+        self._runner = asyncio.Runner()
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(self, ip: str) -> httpx.AsyncClient:
+        client = self._clients.get(ip)
+        if client is None:
+            transport = httpx.ASGITransport(app=self.app, client=(ip, 51000))
+            client = self._clients[ip] = httpx.AsyncClient(transport=transport)
+        return client
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        async def wait() -> Any:
+            return await awaitable
+
+        return self._runner.run(wait())
+
+    def send(self, ip: str, request: httpx.Request) -> httpx.Response:
+        return self.run(self.client(ip).send(request))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            self.run(client.aclose())
+        self._runner.close()
+
+
+class WsgiApi(HttpApi):
+    """The WSGI middleware in front of the WSGI upstream, through ``httpx.WSGITransport``.
+
+    One client per client address (``REMOTE_ADDR``).
+    """
+
+    face = "wsgi"
+
+    def __init__(self, name: str, start: float, spy: DecisionSpy) -> None:
+        from ratekeeper.integrations.wsgi import RateLimitMiddleware
+
+        super().__init__(name, start, spy)
+        self.upstream = WsgiUpstream(name)
+        self.middleware = RateLimitMiddleware(
+            self.upstream, policy=example_policy(name), store=self.store
+        )
+        self.app = as_sent_wsgi(self.middleware)
+        self._clients: dict[str, httpx.Client] = {}
+
+    def client(self, ip: str) -> httpx.Client:
+        client = self._clients.get(ip)
+        if client is None:
+            transport = httpx.WSGITransport(app=self.app, remote_addr=ip)
+            client = self._clients[ip] = httpx.Client(transport=transport)
+        return client
+
+    def send(self, ip: str, request: httpx.Request) -> httpx.Response:
+        return self.client(ip).send(request)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+
+ExampleFactory = Callable[[str, float], Any]
 
 
 @pytest.fixture
-def example() -> ExampleFactory:
-    """``example(name, start)``: a fresh :class:`ExampleApi` whose clock reads ``start``."""
-    return ExampleApi
+def example(face: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleFactory]:
+    """``example(name, start)``: a fresh face of example ``name`` whose clock reads ``start``."""
+    made: list[ExampleApi] = []
+    spy = DecisionSpy(monkeypatch) if face != "limiter" else None
+    if face == "asgi" and importlib.util.find_spec("sniffio") is None:
+        # httpx's ASGITransport imports sniffio on every request to ask for trio;
+        # without it each request pays a failed import that searches sys.path
+        # (most of a request's cost). ``None`` in sys.modules fails it at once.
+        monkeypatch.setitem(sys.modules, "sniffio", None)
+
+    def make(name: str, start: float) -> ExampleApi:
+        api: ExampleApi
+        if face == "asgi":
+            assert spy is not None
+            api = AsgiApi(name, start, spy)
+        elif face == "wsgi":
+            assert spy is not None
+            api = WsgiApi(name, start, spy)
+        else:
+            api = LimiterApi(name, start)
+        made.append(api)
+        return api
+
+    yield make
+    for api in reversed(made):
+        api.close()

@@ -283,6 +283,7 @@ def test_webhooks_are_exempt_uncounted_and_send_no_headers(api: ExampleApi, path
 # concurrency
 
 
+@pytest.mark.faces("limiter")  # it takes the leases itself; test_http_faces.py sends requests
 def test_the_starter_cap_admits_five_requests_in_flight_per_key(api: ExampleApi) -> None:
     decision = api.check("GET", "/api/pages", key=STARTER)
     [(lease_key, cap, ttl)] = decision.concurrency

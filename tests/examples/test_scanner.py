@@ -407,6 +407,7 @@ def answer(decision: PolicyDecision) -> tuple[object, ...]:
     )  # fmt: skip
 
 
+@pytest.mark.faces("limiter")
 async def test_async_limiter_gives_the_same_answers_as_limiter(api: ExampleApi) -> None:
     sync_limiter = api.limiter
     async_limiter = AsyncLimiter(sync_limiter.policy, store=MemoryStore(clock=api.clock))

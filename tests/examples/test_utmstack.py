@@ -6,6 +6,12 @@
 - General ``/api/*`` per user account (API key): admin 600/minute, user
   100/minute.
 - ``/api/health``, ``/api/alerts/emergency`` and ``/api/webhooks/*`` are exempt.
+
+A login goes through ``api.login(status)``: on the HTTP faces the upstream
+checks the credentials sent and answers ``status`` (200 right password, 401
+wrong one, 403 disabled account, 400 not JSON), and the middleware feeds that
+status to the lockout; on the limiter face ``record_response`` does. A login
+that must pass without counting as a failure is a successful one (200).
 """
 
 from __future__ import annotations
@@ -52,11 +58,16 @@ def fail_logins(
     for n in range(times):
         if n and every:
             api.advance(every)
-        decision = api.check(*LOGIN, ip=ip)
+        decision = api.login(status, ip=ip)
         assert decision.allowed
-        api.record(decision, status)
         decisions.append(decision)
     return decisions
+
+
+def logs_in(api: ExampleApi, ip: str = ATTACKER) -> bool:
+    """A login with the right password passes (and, passing, counts as no failure)."""
+    answer = api.login(200, ip=ip)
+    return bool(answer.allowed)
 
 
 def assert_blocked(decision: PolicyDecision, retry_after: int) -> None:
@@ -80,6 +91,19 @@ def test_the_seeds_body_text_is_what_json_dumps_writes() -> None:
 def test_five_failed_logins_from_one_ip_block_its_next_login_for_15_minutes(
     api: ExampleApi,
 ) -> None:
+    four = fail_logins(api, 4)
+    right_password = api.login(200, ip=ATTACKER)
+    fifth = api.login(401, ip=ATTACKER)
+    refused = api.login(200, ip=ATTACKER)  # even with the right password
+
+    assert all(attempt.allowed for attempt in [*four, right_password, fifth])
+    assert_blocked(refused, BLOCK)
+    assert refused.body == SEEDS_BLOCKED
+    assert refused.client_ip == ATTACKER
+
+
+@pytest.mark.faces("limiter")  # record_response's answer is the limiter's API
+def test_record_response_reports_the_block_the_fifth_failure_starts(api: ExampleApi) -> None:
     attempts = [api.check(*LOGIN, ip=ATTACKER) for _ in range(5)]
     blocks = [api.record(attempt, 401) for attempt in attempts]
     refused = api.check(*LOGIN, ip=ATTACKER)
@@ -97,12 +121,12 @@ def test_403_counts_as_a_failed_login_too(api: ExampleApi) -> None:
     fail_logins(api, 3, status=403)
     fail_logins(api, 2, status=401)
 
-    assert_blocked(api.check(*LOGIN, ip=ATTACKER), BLOCK)
+    assert_blocked(api.login(200, ip=ATTACKER), BLOCK)
 
 
 def test_another_ip_is_not_blocked(api: ExampleApi) -> None:
     fail_logins(api, 5, ip=ATTACKER)
-    neighbour = api.check(*LOGIN, ip=NEIGHBOUR)
+    neighbour = api.login(200, ip=NEIGHBOUR)
 
     assert (neighbour.allowed, neighbour.status_code) == (True, 200)
 
@@ -110,37 +134,48 @@ def test_another_ip_is_not_blocked(api: ExampleApi) -> None:
 def test_five_failures_within_15_minutes_block(api: ExampleApi) -> None:
     fail_logins(api, 5, every=224.75)  # the fifth comes 899 s after the first
 
-    assert_blocked(api.check(*LOGIN, ip=ATTACKER), BLOCK)
+    assert_blocked(api.login(200, ip=ATTACKER), BLOCK)
 
 
 def test_failures_spread_over_more_than_15_minutes_do_not_block(api: ExampleApi) -> None:
     fail_logins(api, 5, every=226)  # the first has left the window when the fifth comes
 
-    assert api.check(*LOGIN, ip=ATTACKER).allowed
+    assert logs_in(api)
 
 
 def test_successful_logins_do_not_count_as_failures(api: ExampleApi) -> None:
     fail_logins(api, 4)
-    for _ in range(20):
-        api.record(api.check(*LOGIN, ip=ATTACKER), 200)
+    successes = [api.login(200, ip=ATTACKER) for _ in range(20)]
 
-    assert api.check(*LOGIN, ip=ATTACKER).allowed
+    assert all(success.allowed for success in successes)
+    assert logs_in(api)
 
 
 def test_a_successful_login_does_not_forgive_earlier_failures(api: ExampleApi) -> None:
     fail_logins(api, 4)
-    api.record(api.check(*LOGIN, ip=ATTACKER), 200)
+    assert logs_in(api)
     fail_logins(api, 1)
 
-    assert_blocked(api.check(*LOGIN, ip=ATTACKER), BLOCK)
+    assert_blocked(api.login(200, ip=ATTACKER), BLOCK)
 
 
+@pytest.mark.faces("limiter")  # statuses the upstream never answers a login with
 @pytest.mark.parametrize("status", [200, 204, 302, 400, 404, 429, 500, 503])
 def test_other_upstream_statuses_are_not_failed_logins(api: ExampleApi, status: int) -> None:
     for _ in range(10):
         api.record(api.check(*LOGIN, ip=ATTACKER), status)
 
     assert api.check(*LOGIN, ip=ATTACKER).allowed
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_logins_the_upstream_answers_with_200_or_400_are_not_failed_logins(
+    api: ExampleApi, status: int
+) -> None:
+    answers = [api.login(status, ip=ATTACKER) for _ in range(10)]
+
+    assert all(a.allowed for a in answers)  # the HTTP faces: with the upstream's status
+    assert logs_in(api)
 
 
 def test_retry_after_counts_down_to_the_end_of_the_block(api: ExampleApi) -> None:
@@ -157,12 +192,25 @@ def test_retry_after_counts_down_to_the_end_of_the_block(api: ExampleApi) -> Non
 
 def test_login_is_allowed_again_when_the_block_ends(api: ExampleApi) -> None:
     fail_logins(api, 5)
-    api.advance(BLOCK)
+    api.at(T0 + BLOCK - 0.001)
+    assert_blocked(api.login(200, ip=ATTACKER), 1)
+    api.at(T0 + BLOCK)
 
-    assert api.check(*LOGIN, ip=ATTACKER).allowed
+    assert logs_in(api)
 
 
-def test_attempts_refused_during_the_block_cannot_extend_it(api: ExampleApi) -> None:
+def test_failed_attempts_refused_during_the_block_cannot_extend_it(api: ExampleApi) -> None:
+    fail_logins(api, 5)
+    for _ in range(10):
+        api.advance(60)
+        assert api.login(401, ip=ATTACKER).status_code == 429
+    api.at(T0 + BLOCK)
+
+    assert logs_in(api)
+
+
+@pytest.mark.faces("limiter")  # feeds a refusal to record_response on purpose
+def test_refused_decisions_fed_back_cannot_extend_the_block(api: ExampleApi) -> None:
     fail_logins(api, 5)
     for _ in range(10):
         api.advance(60)
@@ -180,10 +228,10 @@ def test_after_a_block_the_count_starts_afresh_and_the_next_block_also_lasts_15_
     fail_logins(api, 5)
     api.advance(BLOCK)
     fail_logins(api, 4)
-    assert api.check(*LOGIN, ip=ATTACKER).allowed
+    assert logs_in(api)
 
     fail_logins(api, 1)
-    assert_blocked(api.check(*LOGIN, ip=ATTACKER), BLOCK)
+    assert_blocked(api.login(200, ip=ATTACKER), BLOCK)
 
 
 def test_the_block_covers_only_authentication_requests(api: ExampleApi) -> None:
@@ -223,9 +271,8 @@ def test_login_needs_no_key_ignores_an_unknown_one_and_sends_no_rate_headers(
 
 def test_rotating_x_forwarded_for_does_not_escape_the_block(api: ExampleApi) -> None:
     for n in range(5):
-        attempt = api.check(*LOGIN, ip=ATTACKER, headers={"X-Forwarded-For": f"10.0.0.{n}"})
-        api.record(attempt, 401)
-    refused = api.check(*LOGIN, ip=ATTACKER, headers={"X-Forwarded-For": "10.0.0.99"})
+        assert api.login(401, ip=ATTACKER, headers={"X-Forwarded-For": f"10.0.0.{n}"}).allowed
+    refused = api.login(200, ip=ATTACKER, headers={"X-Forwarded-For": "10.0.0.99"})
 
     assert_blocked(refused, BLOCK)
     assert refused.body == SEEDS_BLOCKED
@@ -236,9 +283,9 @@ def test_behind_a_trusted_proxy_the_block_falls_on_the_forwarded_client(
 ) -> None:
     via_proxy = {"X-Forwarded-For": f"10.9.8.7, {ATTACKER}"}
     for _ in range(5):
-        api.record(api.check(*LOGIN, ip="127.0.0.1", headers=via_proxy), 403)
-    refused = api.check(*LOGIN, ip="127.0.0.1", headers=via_proxy)
-    neighbour = api.check(*LOGIN, ip="127.0.0.1", headers={"X-Forwarded-For": NEIGHBOUR})
+        assert api.login(403, ip="127.0.0.1", headers=via_proxy).allowed
+    refused = api.login(200, ip="127.0.0.1", headers=via_proxy)
+    neighbour = api.login(200, ip="127.0.0.1", headers={"X-Forwarded-For": NEIGHBOUR})
 
     assert_blocked(refused, BLOCK)
     assert refused.body == SEEDS_BLOCKED
@@ -353,6 +400,7 @@ def test_exempt_endpoints_stay_open_to_a_blocked_ip(api: ExampleApi) -> None:
 # the async twin records responses the same way
 
 
+@pytest.mark.faces("limiter")
 async def test_async_limiter_blocks_after_five_failed_logins(api: ExampleApi) -> None:
     limiter = AsyncLimiter(api.limiter.policy, store=MemoryStore(clock=api.clock))
     blocks = []

@@ -11,7 +11,8 @@ providers would, so that what reaches a client is what a real deployment sends:
   statuses to the login lockout;
 - flowcms's ``GET /api/export`` streams its body in chunks and does not finish
   until the test says so: the request stays in flight, holding a concurrency
-  lease, as long as the test wants.
+  lease, as long as the test wants. With ``?fail=before`` it raises before
+  answering, with ``?fail=during`` after its first chunk (a crashing upstream).
 
 Every answer of the upstream carries ``X-Upstream: <example>``: a response
 without it was written by the middleware (a refusal). The answers are computed
@@ -25,6 +26,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -34,6 +36,7 @@ __all__ = [
     "LOGIN_BODIES",
     "UPSTREAM_HEADER",
     "AsgiUpstream",
+    "UpstreamError",
     "WsgiUpstream",
     "answer",
 ]
@@ -56,6 +59,10 @@ LOGIN_BODIES: dict[int, bytes] = {
 #: flowcms's streamed export: these chunks, the last one sent when released
 EXPORT_CHUNKS = (b'{"page": 1}\n', b'{"page": 2}\n', b'{"page": 3}\n')
 EXPORT_PATH = "/api/export"
+
+
+class UpstreamError(RuntimeError):
+    """What the export raises when asked to fail."""
 
 
 def _json(payload: dict[str, Any]) -> bytes:
@@ -119,18 +126,23 @@ class AsgiUpstream:
         request = Request(scope, receive)
         response: Response
         if (request.method, scope["path"]) == ("GET", EXPORT_PATH):
-            response = self._export(request.query_params.get("id", ""))
+            fail = request.query_params.get("fail")
+            if fail == "before":
+                raise UpstreamError("export failed before answering")
+            response = self._export(request.query_params.get("id", ""), fail == "during")
         else:
             status, body = answer(self.example, request.method, scope["path"], await request.body())
             response = Response(body, status, _headers(self.example), "application/json")
         await response(scope, receive, send)
 
-    def _export(self, request_id: str) -> StreamingResponse:
+    def _export(self, request_id: str, fail: bool) -> StreamingResponse:
         gate = self.gate(request_id)
 
         async def chunks() -> AsyncIterator[bytes]:
             yield EXPORT_CHUNKS[0]
             self.started.add(request_id)
+            if fail:
+                raise UpstreamError("export failed half-way")
             await gate.wait()
             for chunk in EXPORT_CHUNKS[1:]:
                 yield chunk
@@ -156,9 +168,12 @@ class WsgiUpstream:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         if (method, path) == ("GET", EXPORT_PATH):
+            fail = parse_qs(environ.get("QUERY_STRING", "")).get("fail", [""])[0]
+            if fail == "before":
+                raise UpstreamError("export failed before answering")
             start_response("200 OK", [("Content-Type", "application/x-ndjson"),
                                       *_headers(self.example).items()])  # fmt: skip
-            return self._export()
+            return self._export(fail == "during")
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         status, payload = answer(self.example, method, path, body)
@@ -169,9 +184,12 @@ class WsgiUpstream:
         ])  # fmt: skip
         return iter([payload])
 
-    def _export(self) -> Iterator[bytes]:
+    def _export(self, fail: bool) -> Iterator[bytes]:
         try:
-            yield from EXPORT_CHUNKS
+            yield EXPORT_CHUNKS[0]
+            if fail:
+                raise UpstreamError("export failed half-way")
+            yield from EXPORT_CHUNKS[1:]
         finally:
             with self._lock:
                 self.closed += 1

@@ -254,9 +254,14 @@ async def test_decisions_that_arrive_together_share_one_script_call(
 async def test_a_batch_answers_exactly_as_the_same_decisions_one_by_one(
     redis_url: str, redis_server: RedisServer, algorithm: str
 ) -> None:
-    """Keys repeat inside a batch: each decision sees what the ones before it took."""
+    """Keys repeat inside a batch: each decision sees what the ones before it took.
+
+    The first caller of a wave goes alone and may reach Redis before or after
+    the batch of the others (two connections): it is given a key of its own.
+    """
     clock = [1_700_000_000.0]
-    calls = [(f"k{index % 7}", "5/minute;8/hour", 1 + index % 3) for index in range(120)]
+    calls = [("alone", "5/minute", 1)]
+    calls += [(f"k{index % 7}", "5/minute;8/hour", 1 + index % 3) for index in range(100)]
 
     async def answers(together: bool) -> list[tuple[bool, int, float, float]]:
         store = RedisStore.from_url(redis_url, timeout=2.0, clock=lambda: clock[0])

@@ -104,7 +104,7 @@ class RedisStore:
         self._script_text = _script_text()
         self._script = client.register_script(self._script_text) if client is not None else None
         self._async_decide: DecisionCall | None = None
-        self._layout: dict[LimitSpec, tuple[str, tuple[int, int, int, int]]] = {}
+        self._layout: dict[LimitSpec, tuple[str, str]] = {}
         self.outage = Outage(on_error)
         self.generation = 0
         self.instances = instances
@@ -177,9 +177,9 @@ class RedisStore:
     ) -> tuple[bool, list[ChargeResult]]:
         if self._script is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
-        keys, args = self._decision_args(charges, consume)
+        keys, numbers = self._decision_args(charges, consume)
         try:
-            raw = self._script(keys=keys, args=[self._now_ms_arg(), *args])
+            raw = self._script(keys=keys, args=[self._now_ms_arg(), numbers])
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -189,10 +189,10 @@ class RedisStore:
     async def apply_async(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
-        keys, args = self._decision_args(charges, consume)
+        keys, numbers = self._decision_args(charges, consume)
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide(keys, args, self._now_ms_arg())
+            raw = await decide(keys, numbers, self._now_ms_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -203,7 +203,7 @@ class RedisStore:
         if self._script is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         slot, values = self._layout.get(spec) or self._lay_out(spec)
-        args = [self._now_ms_arg(), 1, 1, *values, cost, 0]
+        args = [self._now_ms_arg(), f"1 1 {values} {cost} 0"]
         try:
             raw = self._script(keys=[slot + tagged(key)], args=args)
         except Exception as error:
@@ -216,7 +216,7 @@ class RedisStore:
         slot, values = self._layout.get(spec) or self._lay_out(spec)
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide([slot + tagged(key)], [1, 1, *values, cost, 0], self._now_ms_arg())
+            raw = await decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -229,32 +229,29 @@ class RedisStore:
         """The time the scripts use: ``""`` for the server's own, else the fake clock's."""
         return "" if self._clock is None else str(round(self._clock() * 1000))
 
-    def _lay_out(self, spec: LimitSpec) -> tuple[str, tuple[int, int, int, int]]:
-        """A spec's key prefix and script values, computed once per spec (see the module doc)."""
+    def _lay_out(self, spec: LimitSpec) -> tuple[str, str]:
+        """A spec's key prefix and script numbers, computed once per spec (module doc)."""
         algorithm = spec.algorithm
         window_ms = _ms(spec.window_ns)
         slot = f"{self.prefix}{_ALGORITHM_LETTERS[algorithm.name]}{window_ms}:"
         if algorithm.state_depends_on_limit:
             slot = f"{slot}{spec.limit}:{spec.capacity}:"
-        layout = (slot, (_ALGORITHM_CODES[algorithm.name], spec.limit, window_ms, spec.capacity))
+        code = _ALGORITHM_CODES[algorithm.name]
+        layout = (slot, f"{code} {spec.limit} {window_ms} {spec.capacity}")
         if len(self._layout) < _MAX_LAYOUTS:
             self._layout[spec] = layout
         return layout
 
-    def _decision_args(
-        self, charges: Sequence[Charge], consume: bool
-    ) -> tuple[list[str], list[Any]]:
-        """One decision's keys and its part of the script's arguments (no clock)."""
+    def _decision_args(self, charges: Sequence[Charge], consume: bool) -> tuple[list[str], str]:
+        """One decision's keys and its numbers for the script (``ARGV[2]`` of apply.lua)."""
         keys: list[str] = []
-        args: list[Any] = [1 if consume else 0, len(charges)]
+        numbers = [f"{1 if consume else 0} {len(charges)}"]
         layout = self._layout
         for spec, key, cost, shadow in charges:
             slot, values = layout.get(spec) or self._lay_out(spec)
             keys.append(slot + tagged(key))
-            args.extend(values)
-            args.append(cost)
-            args.append(1 if shadow else 0)
-        return keys, args
+            numbers.append(f"{values} {cost} {1 if shadow else 0}")
+        return keys, " ".join(numbers)
 
     def _get_async_client(self) -> Any:
         if self._async_client is None:
@@ -273,8 +270,8 @@ class RedisStore:
         script = client.register_script(self._script_text)
         if "Cluster" in type(client).__name__:
 
-            async def alone(keys: list[str], args: list[Any], now: str) -> Any:
-                return await script(keys=keys, args=[now, *args])
+            async def alone(keys: list[str], numbers: str, now: str) -> Any:
+                return await script(keys=keys, args=[now, numbers])
 
             self._async_decide = alone
         else:

@@ -22,12 +22,13 @@ from typing import Any
 
 __all__ = ["DecisionCall", "ScriptBatcher"]
 
-#: ``(keys, decision args, now arg)`` → ``[now, admitted, 4 values per charge]``
-DecisionCall = Callable[[list[str], list[Any], str], Awaitable[Any]]
+#: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (apply.lua's
+#: ``ARGV[2]`` and ``ARGV[1]`` for one decision)
+DecisionCall = Callable[[list[str], str, str], Awaitable[Any]]
 
 _MAX_BATCH = 128  # decisions per script call; a bigger wave is sent as several calls
 
-_Pending = tuple[list[str], list[Any], "asyncio.Future[Any]"]
+_Pending = tuple[list[str], str, "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
@@ -41,16 +42,16 @@ class ScriptBatcher:
         self._sending: set[asyncio.Task[None]] = set()  # held so they are not collected
         self._busy = 0  # calls on their way to Redis
 
-    async def __call__(self, keys: list[str], args: list[Any], now: str) -> Any:
+    async def __call__(self, keys: list[str], numbers: str, now: str) -> Any:
         """The script's answer for one decision (or the error the call raised)."""
         if not self._busy:  # nothing on the way: go now, no turn of the loop to wait
             self._busy += 1
             try:
-                return await self._script(keys=keys, args=[now, *args])
+                return await self._script(keys=keys, args=[now, numbers])
             finally:
                 self._busy -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
+        self._pending.append((keys, numbers, future))
         if not self._scheduled:
             self._scheduled = True
             self._now = now  # one clock per batch (only a test's fake clock is not "")
@@ -67,13 +68,12 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Pending]) -> None:
         keys: list[str] = []
-        args: list[Any] = [self._now]
-        for decision_keys, decision_args, _ in batch:
+        for decision_keys, _, _ in batch:
             keys += decision_keys
-            args += decision_args
+        numbers = " ".join([decision_numbers for _, decision_numbers, _ in batch])
         self._busy += 1
         try:
-            reply = await self._script(keys=keys, args=args)
+            reply = await self._script(keys=keys, args=[self._now, numbers])
         except Exception as error:  # the call failed: every decision of it gets the error
             for _, _, future in batch:
                 if not future.done():

@@ -3,10 +3,12 @@
 -- KEYS      the counters of every charge, decision after decision (the keys
 --           of one decision share a hash tag)
 -- ARGV[1]   '' to use the server's clock; a time in ms for tests with a fake clock
--- then, per decision: consume (1 to take, 0 to only look), its number of
---           charges, and six values per charge: algorithm, limit, window_ms,
---           capacity, cost, shadow
+-- ARGV[2]   whole numbers separated by spaces, per decision: consume (1 to take,
+--           0 to only look), its number of charges, and six per charge:
+--           algorithm, limit, window_ms, capacity, cost, shadow (1 or 0)
 --           algorithm: 1 fixed_window, 2 sliding_window, 3 sliding_log, 4 token_bucket
+--           (one string, not one argument per number: the client packs and
+--           the server parses each argument on its own, which costs more)
 --
 -- Returns {now_ms, then per decision: admitted, then per charge: allowed,
 -- remaining, reset_ms, retry_ms}.
@@ -179,35 +181,40 @@ if not now then
   now = tonumber(t[1]) * 1000 + idiv(tonumber(t[2]), 1000)
 end
 
+local v, last = {}, 0
+for w in string.gmatch(ARGV[2], '%d+') do
+  last = last + 1
+  v[last] = tonumber(w)
+end
+
 local out = {now}
 local states, ttls = {}, {}
-local k, a, last = 0, 1, #ARGV
+local k, a = 0, 0
 while a < last do
-  local consume = ARGV[a + 1] == '1'
-  local n = tonumber(ARGV[a + 2])
+  local consume = v[a + 1] == 1
+  local n = v[a + 2]
   a = a + 2
   local head = #out + 1  -- where this decision's answers start
   local admitted = 1
   for i = 1, n do
-    local base = a + (i - 1) * 6
-    local allowed, room, reset, retry, state, ttl = evaluators[tonumber(ARGV[base + 1])](
-      KEYS[k + i], now, tonumber(ARGV[base + 5]), tonumber(ARGV[base + 2]),
-      tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))
+    local b = a + (i - 1) * 6
+    local allowed, room, reset, retry, state, ttl =
+      evaluators[v[b + 1]](KEYS[k + i], now, v[b + 5], v[b + 2], v[b + 3], v[b + 4])
     local at = head + (i - 1) * 4
     out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset, retry
     states[i], ttls[i] = state, ttl
-    if allowed == 0 and ARGV[base + 6] ~= '1' then admitted = 0 end
+    if allowed == 0 and v[b + 6] ~= 1 then admitted = 0 end
   end
   out[head] = admitted
   for i = 1, n do
     local at = head + (i - 1) * 4
     if out[at + 1] == 1 then
-      local base = a + (i - 1) * 6
-      local algorithm, cost = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 5])
+      local b = a + (i - 1) * 6
+      local cost = v[b + 5]
       if admitted == 1 and consume then
         if cost > 0 then
-          if algorithm == 3 then
-            log_admit(KEYS[k + i], now, cost, tonumber(ARGV[base + 3]))
+          if v[b + 1] == 3 then
+            log_admit(KEYS[k + i], now, cost, v[b + 3])
           elseif states[i] then
             call('SET', KEYS[k + i], states[i], 'PX', ttls[i])
           end
@@ -215,8 +222,7 @@ while a < last do
         end
       else
         -- nothing is taken: report when this rate is whole again as it stands
-        local _, _, untouched = evaluators[algorithm](KEYS[k + i], now, 0,
-          tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4]))
+        local _, _, untouched = evaluators[v[b + 1]](KEYS[k + i], now, 0, v[b + 2], v[b + 3], v[b + 4])
         out[at + 3] = untouched
       end
     end

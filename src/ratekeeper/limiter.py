@@ -448,6 +448,22 @@ class _LimiterCore:
             return {}
         return self.compiled.header_writer.write(decision, self.store.now_ns() / _NS)
 
+    def raw_headers(self, decision: PolicyDecision) -> list[tuple[bytes, bytes]]:
+        """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them.
+
+        For an ordinary decision they are written straight from its numbers,
+        without building ``decision.headers`` first (the middleware's hot path).
+        """
+        fields = decision._headers
+        if fields is None:
+            if not decision._charges:
+                return []
+            return self.compiled.header_writer.write_raw(decision, self.store.now_ns() / _NS)
+        return [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in fields.items()
+        ]
+
     def _body_for(self, decision: PolicyDecision) -> bytes:
         template = self.compiled.bodies[decision.response or "rate_limited"]
         window = 0
@@ -472,6 +488,40 @@ class _LimiterCore:
             "status": decision.status_code,
         }
         return template.render(values)
+
+    def over_concurrency(self, decision: PolicyDecision, cap: int) -> PolicyDecision:
+        """The refusal of an admitted request whose concurrency cap ``cap`` is full.
+
+        Slots free up as other responses finish, not on a window, so the client
+        is told to come back in a second: status and body of the policy's
+        ``rate_limited`` response rendered with ``retry_after`` 1, the
+        ``X-RateLimit-*`` trio describing the cap (``cap``, 0 remaining, reset
+        in 1 s) and ``Retry-After: 1``. The request's rate charges stay spent:
+        the leases are taken after ``check`` admitted it.
+        """
+        until = self.store.now_ns() / _NS + 1.0
+        refusal = PolicyDecision(
+            self, False, self._rate_limited_status, "rate_limited", decision.category,
+            decision.plan, decision.key_id, decision.client_ip, decision.method, decision.path,
+            cap, 0, until, 1.0,
+            headers=self.compiled.header_writer.write_block(cap, until, 1.0),
+        )  # fmt: skip
+        refusal.detail = "too many concurrent requests"
+        return refusal
+
+    def unavailable(self, decision: PolicyDecision) -> PolicyDecision:
+        """The 503 for ``decision``'s request when the store fails closed after ``check``.
+
+        ``check`` answers this itself; the middleware needs it when taking a
+        concurrency lease fails the same way.
+        """
+        now = self.store.now_ns() / _NS
+        return PolicyDecision(
+            self, False, self.compiled.bodies["unavailable"].status, "unavailable",
+            decision.category, decision.plan, decision.key_id, decision.client_ip,
+            decision.method, decision.path, retry_after=1.0, reset_at=now + 1.0,
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
 
     # lockouts and penalty: what to ask the store (the faces do the asking)
 

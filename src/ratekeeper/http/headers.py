@@ -55,6 +55,27 @@ class HeaderWriter:
             headers["Retry-After"] = str(retry_after_seconds(decision.retry_after))
         return headers
 
+    def write_raw(self, decision: Decision, now: float) -> list[tuple[bytes, bytes]]:
+        """:meth:`write` as lower-case latin-1 byte pairs, the way ASGI sends headers.
+
+        The middleware's hot path: numbers go straight to bytes, without the
+        dictionary of strings in between.
+        """
+        headers: list[tuple[bytes, bytes]] = []
+        if self._x:
+            limit, remaining, reset_at = self._reported(decision)
+            headers.append((b"x-ratelimit-limit", b"%d" % limit))
+            headers.append((b"x-ratelimit-remaining", b"%d" % remaining))
+            headers.append((b"x-ratelimit-reset", b"%d" % math.ceil(reset_at)))
+        if self._ietf:
+            statuses = [status for status in decision.statuses if not status.shadow]
+            if statuses:
+                headers.append((b"ratelimit-policy", _policy_field(statuses).encode("latin-1")))
+                headers.append((b"ratelimit", _state_field(statuses, now).encode("latin-1")))
+        if not decision.allowed and self._retry_after:
+            headers.append((b"retry-after", b"%d" % retry_after_seconds(decision.retry_after)))
+        return headers
+
     def write_block(self, threshold: int, until: float, retry_after: float) -> dict[str, str]:
         """The header fields for a blocked client (lockout or penalty).
 

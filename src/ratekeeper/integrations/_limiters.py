@@ -1,0 +1,60 @@
+"""The middleware's limiter, from ``policy=``/``store=`` or an existing ``limiter=``.
+
+Both middleware accept either spelling so that one policy file, or one limiter
+already shared with other code, drives everything. A limiter of the other face
+(a ``Limiter`` handed to the ASGI middleware) is rebuilt as its twin on the same
+policy and store: the counters are the store's, so both see the same state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..limiter import AsyncLimiter, Limiter, _LimiterCore
+from ..policy import Policy
+from ..stores.base import Store
+
+__all__ = ["async_limiter", "sync_limiter"]
+
+PolicyLike = Policy | str | Path
+AnyLimiter = Limiter | AsyncLimiter
+
+
+def _core(
+    policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+) -> _LimiterCore | None:
+    if limiter is None:
+        if policy is None:
+            raise TypeError("RateLimitMiddleware needs policy= (a path or a Policy) or limiter=")
+        return None
+    if policy is not None or store is not None:
+        raise TypeError("pass either limiter= or policy=/store=, not both")
+    if not isinstance(limiter, _LimiterCore):
+        raise TypeError(f"limiter must be a Limiter or AsyncLimiter, got {type(limiter).__name__}")
+    return limiter
+
+
+def async_limiter(
+    policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+) -> AsyncLimiter:
+    """The :class:`AsyncLimiter` an ASGI middleware decides with."""
+    core = _core(policy, store, limiter)
+    if core is None:
+        assert policy is not None
+        return AsyncLimiter(policy, store)
+    if isinstance(core, AsyncLimiter):
+        return core
+    return AsyncLimiter(core.policy, core.store, remember_refusals=core._remember)
+
+
+def sync_limiter(
+    policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+) -> Limiter:
+    """The :class:`Limiter` a WSGI middleware decides with."""
+    core = _core(policy, store, limiter)
+    if core is None:
+        assert policy is not None
+        return Limiter(policy, store)
+    if isinstance(core, Limiter):
+        return core
+    return Limiter(core.policy, core.store, remember_refusals=core._remember)

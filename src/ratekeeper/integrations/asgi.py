@@ -1,0 +1,209 @@
+"""A pure ASGI middleware that enforces a policy on every HTTP request.
+
+    app.add_middleware(RateLimitMiddleware, policy="policy.yaml")          # FastAPI, Starlette
+    app = RateLimitMiddleware(app, policy="policy.yaml", store=RedisStore(...))  # any ASGI app
+
+It is a plain ``(scope, receive, send)`` callable, not Starlette's
+``BaseHTTPMiddleware``: the response streams through untouched (only the
+``http.response.start`` message gets the rate limit headers appended), so
+streaming, server-sent events and background tasks keep working, and a request
+costs one ``check`` plus one extra coroutine frame. Non-HTTP scopes
+(``websocket``, ``lifespan``) pass straight through.
+
+For one request: decide with :meth:`AsyncLimiter.check` (client IP from
+``scope["client"]``, forwarding headers believed only from the policy's trusted
+proxies); exempt requests go to the app untouched; refusals are answered here
+with the policy's status, body and headers; admitted requests take their
+concurrency leases, go to the app with the headers added to its response, feed
+its status to the login lockouts, and give the leases back when the app
+returns, however it returns (finished, raised, cancelled, client gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from ..limiter import AsyncLimiter, Limiter, PolicyDecision
+from ..policy import Policy
+from ..stores.base import LeaseOps, Store, StoreUnavailableError
+from ._limiters import async_limiter
+
+__all__ = ["RateLimitMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+RawHeaders = list[tuple[bytes, bytes]]
+
+#: header fields the limiter writes, as ASGI names them
+_OURS = frozenset(
+    (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
+     b"ratelimit-policy", b"ratelimit", b"retry-after")
+)  # fmt: skip
+_LIST_HEADERS = (b"x-forwarded-for", b"forwarded")  # repeated lines form one list
+
+
+def request_headers(raw: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]) -> dict[str, str]:
+    """The request headers the policy reads, decoded; everything else is skipped unread.
+
+    ASGI header names are lower-case already. Repeated forwarding headers are
+    joined into one list (as HTTP reads them); other repeats keep the first.
+    """
+    found: dict[str, str] = {}
+    for name, value in raw:
+        if name in wanted:
+            text = name.decode("latin-1")
+            if text not in found:
+                found[text] = value.decode("latin-1")
+            elif name in _LIST_HEADERS:
+                found[text] += ", " + value.decode("latin-1")
+    return found
+
+
+def _with_headers(headers: Iterable[tuple[bytes, bytes]] | None, extra: RawHeaders) -> RawHeaders:
+    """The app's response headers and ours; a field the app set itself is left to the app.
+
+    Always a new list: the app's list may be a response object's own, sent again later.
+    """
+    if not headers:
+        return extra
+    merged = list(headers)
+    for name, _ in merged:
+        if name in _OURS:
+            own = {name for name, _ in merged}
+            merged.extend(pair for pair in extra if pair[0] not in own)
+            return merged
+    merged.extend(extra)
+    return merged
+
+
+async def send_refusal(send: Send, limiter: AsyncLimiter, decision: PolicyDecision) -> None:
+    """Answer a refused request with the policy's status, headers and body."""
+    body = decision.body or b""
+    headers = limiter.raw_headers(decision)
+    headers.append((b"content-type", (decision.content_type or "application/json").encode()))
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": decision.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _release(leases: LeaseOps, taken: list[tuple[str, str]]) -> None:
+    for key, lease_id in taken:
+        with contextlib.suppress(StoreUnavailableError):  # else it runs out with its ttl
+            await leases.release_async(key, lease_id)
+
+
+async def release_leases(leases: LeaseOps, taken: list[tuple[str, str]]) -> None:
+    """Give leases back even while the request's task is being cancelled.
+
+    On asyncio the release runs in a shielded task, so a cancellation arriving
+    meanwhile (a server cancelling the request, an anyio cancel scope) cannot
+    leave the slot taken until its ttl; elsewhere it is simply awaited.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # another event loop (trio): nothing to shield with
+        await _release(leases, taken)
+        return
+    await asyncio.shield(_release(leases, taken))
+
+
+async def acquire_leases(
+    limiter: AsyncLimiter, decision: PolicyDecision
+) -> tuple[list[tuple[str, str]], PolicyDecision | None]:
+    """Take every concurrency lease of an admitted request, or none of them.
+
+    Returns the leases taken and, when one cap is full or the store fails
+    closed, the refusal to send instead (having given back those already taken).
+    """
+    leases = limiter.store.leases
+    taken: list[tuple[str, str]] = []
+    refusal: PolicyDecision | None = None
+    try:
+        for key, cap, ttl in decision.concurrency:
+            grant = await leases.acquire_async(key, cap, ttl)
+            if grant.lease_id is None:
+                refusal = limiter.over_concurrency(decision, cap)
+                break
+            taken.append((key, grant.lease_id))
+    except StoreUnavailableError:
+        refusal = limiter.unavailable(decision)
+    if refusal is not None and taken:
+        await release_leases(leases, taken)
+        taken = []
+    return taken, refusal
+
+
+class RateLimitMiddleware:
+    """Enforce a policy in front of any ASGI app.
+
+    ``policy`` is a path to a policy file or a loaded :class:`Policy`; ``store``
+    defaults to a new :class:`MemoryStore`. Or pass ``limiter=``, an existing
+    :class:`AsyncLimiter` (a :class:`Limiter` is turned into its async twin on
+    the same policy and store).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy | str | Path | None = None,
+        store: Store | None = None,
+        *,
+        limiter: AsyncLimiter | Limiter | None = None,
+    ) -> None:
+        self.app = app
+        self.limiter = async_limiter(policy, store, limiter)
+        self._wanted = frozenset(
+            name.encode("latin-1") for name in self.limiter.compiled.wanted_headers
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limiter = self.limiter
+        client = scope.get("client")
+        decision = await limiter.check(
+            method=scope["method"],
+            path=scope["path"],
+            headers=request_headers(scope["headers"], self._wanted),
+            client_ip=client[0] if client else "",
+        )
+        if decision.exempt:
+            await self.app(scope, receive, send)
+            return
+        if not decision.allowed:
+            await send_refusal(send, limiter, decision)
+            return
+        taken: list[tuple[str, str]] = []
+        if decision.concurrency:
+            taken, refusal = await acquire_leases(limiter, decision)
+            if refusal is not None:
+                await send_refusal(send, limiter, refusal)
+                return
+        extra = limiter.raw_headers(decision)
+        lockouts = decision.lockouts
+        if not extra and not lockouts and not taken:  # nothing limited (e.g. unlimited plan)
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _with_headers(message.get("headers"), extra)
+                if lockouts:
+                    await limiter.record_response(decision, message["status"])
+            await send(message)
+
+        if not taken:
+            await self.app(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            await release_leases(limiter.store.leases, taken)

@@ -18,13 +18,17 @@ That never admits what the store would refuse; such a refusal reports only the
 limit that refused (``statuses`` and the IETF fields list that one).
 
 Concurrency caps and login lockouts live as long as the response, so ``check``
-only reports them (``decision.concurrency``, ``decision.lockouts``); the
-middleware and gateway take the leases and call :meth:`Limiter.record_response`.
+reports them (``decision.concurrency``, ``decision.lockouts``). With
+``lease=True`` it also takes the leases, within the same all-or-nothing
+decision (a request over a cap charges no rate); the middleware gives them back
+with ``release`` once the response is over and feeds the response status to
+:meth:`Limiter.record_response`.
 ``Limiter`` and ``AsyncLimiter`` share all of this but the store calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
@@ -66,8 +70,8 @@ class PolicyDecision(Decision):
     """
 
     __slots__ = ("_body", "_headers", "_limiter", "category", "client_ip", "concurrency",
-                 "detail", "exempt", "key_id", "lockouts", "method", "path", "plan",
-                 "response", "status_code")  # fmt: skip
+                 "detail", "exempt", "key_id", "leases", "lockouts", "method", "path",
+                 "plan", "response", "status_code")  # fmt: skip
 
     _limiter: _LimiterCore
     _headers: dict[str, str] | None
@@ -86,6 +90,8 @@ class PolicyDecision(Decision):
     concurrency: tuple[tuple[str, int, float], ...]
     #: ``(lockout, counter key)`` for each lockout the response status feeds
     lockouts: tuple[tuple[CompiledLockout, str], ...]
+    #: ``(lease key, lease id)`` held for this request: ``check(lease=True)`` only
+    leases: tuple[tuple[str, str], ...]
 
     def __init__(
         self,
@@ -124,6 +130,7 @@ class PolicyDecision(Decision):
         self.detail = ""
         self.concurrency = ()
         self.lockouts = ()
+        self.leases = ()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -490,37 +497,56 @@ class _LimiterCore:
         return template.render(values)
 
     def over_concurrency(self, decision: PolicyDecision, cap: int) -> PolicyDecision:
-        """The refusal of an admitted request whose concurrency cap ``cap`` is full.
+        """The refusal of ``decision``'s request because its concurrency cap ``cap`` is full.
 
         Slots free up as other responses finish, not on a window, so the client
-        is told to come back in a second: status and body of the policy's
-        ``rate_limited`` response rendered with ``retry_after`` 1, the
-        ``X-RateLimit-*`` trio describing the cap (``cap``, 0 remaining, reset
-        in 1 s) and ``Retry-After: 1``. The request's rate charges stay spent:
-        the leases are taken after ``check`` admitted it.
+        is told to come back in a second: the status and body of the policy's
+        ``rate_limited`` response rendered with ``retry_after`` 1, and
+        ``Retry-After: 1``. The ``X-RateLimit-*`` trio describes the cap (``cap``,
+        0 remaining, reset in 1 s), or, when the policy reports one window
+        (``report: minute``), that window's limit as for any other 429.
+        ``check(lease=True)`` answers this itself, before charging anything.
         """
+        return self._over_cap(
+            decision.category, decision.plan, decision.key_id, decision.client_ip,
+            decision.method, decision.path, decision._charges, cap,
+        )  # fmt: skip
+
+    def _over_cap(
+        self,
+        category: str | None,
+        plan: str | None,
+        key_id: str | None,
+        ip: str,
+        method: str,
+        path: str,
+        charges: Sequence[Charge],
+        cap: int,
+    ) -> PolicyDecision:
         until = self.store.now_ns() / _NS + 1.0
+        reported = cap
+        window = self.policy.headers.report_window
+        if window is not None:
+            window_ns = round(window * _NS)
+            for spec, _, _, shadow in charges:
+                if spec.window_ns == window_ns and not shadow:
+                    reported = spec.limit
+                    break
+        headers = self.compiled.header_writer.write_block(reported, until, 1.0)
+        if not self.policy.headers.retry_after:
+            del headers["Retry-After"]
         refusal = PolicyDecision(
-            self, False, self._rate_limited_status, "rate_limited", decision.category,
-            decision.plan, decision.key_id, decision.client_ip, decision.method, decision.path,
-            cap, 0, until, 1.0,
-            headers=self.compiled.header_writer.write_block(cap, until, 1.0),
+            self, False, self._rate_limited_status, "rate_limited", category, plan, key_id, ip,
+            method, path, cap, 0, until, 1.0, headers=headers,
         )  # fmt: skip
         refusal.detail = "too many concurrent requests"
         return refusal
 
-    def unavailable(self, decision: PolicyDecision) -> PolicyDecision:
-        """The 503 for ``decision``'s request when the store fails closed after ``check``.
-
-        ``check`` answers this itself; the middleware needs it when taking a
-        concurrency lease fails the same way.
-        """
-        now = self.store.now_ns() / _NS
-        return PolicyDecision(
-            self, False, self.compiled.bodies["unavailable"].status, "unavailable",
-            decision.category, decision.plan, decision.key_id, decision.client_ip,
-            decision.method, decision.path, retry_after=1.0, reset_at=now + 1.0,
-            headers={"Retry-After": "1"},
+    def _over_cap_of(self, prepared: _Prepared, cap: int) -> PolicyDecision:
+        plan = prepared.plan
+        return self._over_cap(
+            prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
+            prepared.ip, prepared.method, prepared.path, prepared.charges, cap,
         )  # fmt: skip
 
     # lockouts and penalty: what to ask the store (the faces do the asking)
@@ -565,6 +591,7 @@ class Limiter(_LimiterCore):
         headers: Mapping[str, str] | None = None,
         client_ip: str = "",
         cost: int = 1,
+        lease: bool = False,
     ) -> PolicyDecision:
         """Decide one request and charge its limits (all or none).
 
@@ -573,11 +600,18 @@ class Limiter(_LimiterCore):
         use any case; ``client_ip`` is the connection's peer, and forwarding
         headers are believed only from the policy's trusted proxies. A
         ``cost`` below 1 raises ``ValueError`` before anything is counted.
+
+        With ``lease=True`` the concurrency caps are part of the one decision:
+        their leases are taken before the rates are charged, so a request over
+        a cap takes nothing from its rates and a request refused by a rate
+        holds no slot. An admitted decision then holds ``decision.leases``;
+        give them back with :meth:`release` when the response is over.
         """
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
         lockouts = self.store.lockouts
+        taken: list[tuple[str, str]] = []
         try:
             for index, (key, _, _) in enumerate(prepared.blocks):
                 block = lockouts.status(key)
@@ -586,14 +620,40 @@ class Limiter(_LimiterCore):
             known = self._known_refusal(prepared) if self._refused else None
             if known is not None:
                 return known
+            if lease and prepared.concurrency:
+                leases = self.store.leases
+                for lease_key, cap, ttl in prepared.concurrency:
+                    lease_id = leases.acquire(lease_key, cap, ttl).lease_id
+                    if lease_id is None:
+                        self._release_taken(taken)
+                        return self._over_cap_of(prepared, cap)
+                    taken.append((lease_key, lease_id))
             admitted, results = self.store.apply(prepared.charges)
             decision = self._decided(prepared, admitted, results)
+            if taken:
+                if admitted:
+                    decision.leases = tuple(taken)
+                else:
+                    self._release_taken(taken)
             penalty = self._penalty_charge(prepared, decision)
             if penalty is not None:
                 lockouts.record_failure(*penalty)
         except StoreUnavailableError:
+            self._release_taken(taken)
             return self._unavailable(prepared)
         return decision
+
+    def release(self, decision: PolicyDecision) -> None:
+        """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
+        if decision.leases:
+            taken, decision.leases = decision.leases, ()
+            self._release_taken(taken)
+
+    def _release_taken(self, taken: Sequence[tuple[str, str]]) -> None:
+        release = self.store.leases.release
+        for key, lease_id in taken:
+            with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                release(key, lease_id)
 
     def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
@@ -616,12 +676,14 @@ class AsyncLimiter(_LimiterCore):
         headers: Mapping[str, str] | None = None,
         client_ip: str = "",
         cost: int = 1,
+        lease: bool = False,
     ) -> PolicyDecision:
-        """Decide one request and charge its limits (all or none)."""
+        """Decide one request and charge its limits (all or none); see :meth:`Limiter.check`."""
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
         lockouts = self.store.lockouts
+        taken: list[tuple[str, str]] = []
         try:
             for index, (key, _, _) in enumerate(prepared.blocks):
                 block = await lockouts.status_async(key)
@@ -630,14 +692,40 @@ class AsyncLimiter(_LimiterCore):
             known = self._known_refusal(prepared) if self._refused else None
             if known is not None:
                 return known
+            if lease and prepared.concurrency:
+                leases = self.store.leases
+                for lease_key, cap, ttl in prepared.concurrency:
+                    lease_id = (await leases.acquire_async(lease_key, cap, ttl)).lease_id
+                    if lease_id is None:
+                        await self._release_taken(taken)
+                        return self._over_cap_of(prepared, cap)
+                    taken.append((lease_key, lease_id))
             admitted, results = await self.store.apply_async(prepared.charges)
             decision = self._decided(prepared, admitted, results)
+            if taken:
+                if admitted:
+                    decision.leases = tuple(taken)
+                else:
+                    await self._release_taken(taken)
             penalty = self._penalty_charge(prepared, decision)
             if penalty is not None:
                 await lockouts.record_failure_async(*penalty)
         except StoreUnavailableError:
+            await self._release_taken(taken)
             return self._unavailable(prepared)
         return decision
+
+    async def release(self, decision: PolicyDecision) -> None:
+        """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
+        if decision.leases:
+            taken, decision.leases = decision.leases, ()
+            await self._release_taken(taken)
+
+    async def _release_taken(self, taken: Sequence[tuple[str, str]]) -> None:
+        release = self.store.leases.release_async
+        for key, lease_id in taken:
+            with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                await release(key, lease_id)
 
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""

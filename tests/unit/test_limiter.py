@@ -304,3 +304,136 @@ async def test_async_limiter_answers_like_the_sync_one() -> None:
             expected.headers,
             expected.body,
         )
+
+
+CAPPED = """\
+version: 1
+name: t
+limits:
+  api: {by: api_key, rate: 100/minute, algorithm: fixed_window}
+  small: {by: api_key, rate: 2/minute, algorithm: fixed_window}
+  slots: {by: api_key, concurrency: 2, lease_ttl: 30 seconds}
+  everyone: {by: global, concurrency: 3}
+plans:
+  free: {limits: {api: 100/minute, slots: 2}}
+keys:
+  - {key: k1, id: k1, plan: free}
+  - {key: k2, id: k2, plan: free}
+categories:
+  - {name: tiny, match: /tiny, charge: [small, slots]}
+  - {name: api, match: /api/**, charge: [api, slots, everyone]}
+"""
+CAP_HEADERS = {"X-API-Key": "k1"}
+
+
+def test_check_with_lease_takes_every_cap_of_the_request_and_release_gives_them_back() -> None:
+    limiter = make(CAPPED)
+    leases = limiter.store.leases
+    decision = limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)
+    assert decision.allowed
+    assert [key for key, _ in decision.leases] == [key for key, _, _ in decision.concurrency]
+    assert [leases.in_use(key) for key, _, _ in decision.concurrency] == [1, 1]
+
+    limiter.release(decision)
+    limiter.release(decision)  # a second release gives nothing back twice
+    assert decision.leases == ()
+    assert [leases.in_use(key) for key, _, _ in decision.concurrency] == [0, 0]
+
+
+def test_check_without_lease_only_reports_the_caps() -> None:
+    limiter = make(CAPPED)
+    decision = limiter.check(path="/api/x", headers=CAP_HEADERS)
+    assert decision.leases == ()
+    assert [(cap, ttl) for _, cap, ttl in decision.concurrency] == [
+        (2, 30.0),
+        (3, 60.0),
+    ]  # default ttl: 1 minute
+    assert all(limiter.store.leases.in_use(key) == 0 for key, _, _ in decision.concurrency)
+
+
+def test_over_a_cap_the_request_is_refused_before_any_rate_is_charged() -> None:
+    limiter = make(CAPPED)
+    held = [limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True) for _ in range(2)]
+    refused = [limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True) for _ in range(5)]
+
+    assert {(d.status_code, d.limit, d.retry_after) for d in refused} == {(429, 2, 1.0)}
+    assert refused[0].headers == {
+        "X-RateLimit-Limit": "2",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(START) + 1),
+        "Retry-After": "1",
+    }
+    assert json.loads(refused[0].body or b"") == {
+        "error": {
+            "code": "rate_limited",
+            "message": "Rate limit exceeded. Retry after 1 seconds.",
+            "retry_after": 1,
+        }
+    }
+    assert all(d.leases == () for d in refused)
+    global_key = held[0].concurrency[1][0]
+    assert limiter.store.leases.in_use(global_key) == 2  # the global slot taken first came back
+    for decision in held:
+        limiter.release(decision)
+    after = limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)
+    assert after.remaining == 97  # 100 - the 2 held - this one: the refused took nothing
+
+
+def test_a_full_later_cap_gives_back_the_leases_taken_before_it() -> None:
+    limiter = make(CAPPED)
+    others = [limiter.check(path="/api/x", headers={"X-API-Key": "k2"}, lease=True)]
+    others += [limiter.check(path="/api/x", headers={"X-API-Key": "k2"}, lease=True)]
+    others += [limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)]
+    refused = limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)  # global cap: 3
+
+    assert (refused.status_code, refused.limit) == (429, 3)
+    key_slot = others[-1].concurrency[0][0]
+    assert limiter.store.leases.in_use(key_slot) == 1  # only the held request's
+
+
+def test_a_request_refused_by_a_rate_holds_no_slot() -> None:
+    limiter = make(CAPPED)
+    for _ in range(2):
+        limiter.release(limiter.check(path="/tiny", headers=CAP_HEADERS, lease=True))
+    refused = limiter.check(path="/tiny", headers=CAP_HEADERS, lease=True)
+
+    assert (refused.status_code, refused.leases) == (429, ())
+    assert limiter.store.leases.in_use(refused.concurrency[0][0]) == 0
+
+
+def test_over_concurrency_reports_the_policy_s_report_window_when_it_has_one() -> None:
+    limiter = make(CAPPED.replace("categories:", "headers: {report: minute}\ncategories:"))
+    decision = limiter.check(path="/api/x", headers=CAP_HEADERS)
+    refusal = limiter.over_concurrency(decision, 2)
+
+    assert refusal.headers == {
+        "X-RateLimit-Limit": "100",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(START) + 1),
+        "Retry-After": "1",
+    }
+    assert (refusal.status_code, refusal.allowed, refusal.category) == (429, False, "api")
+
+
+async def test_async_check_with_lease_is_all_or_nothing_too() -> None:
+    store = MemoryStore(clock=Clock(START))
+    limiter = AsyncLimiter(policy_from_text(CAPPED, name="t"), store=store)
+    held = [await limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True) for _ in range(2)]
+    refused = await limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)
+    assert (refused.status_code, refused.leases) == (429, ())
+    for decision in held:
+        await limiter.release(decision)
+    assert all(store.leases.in_use(key) == 0 for key, _, _ in held[0].concurrency)
+    assert (await limiter.check(path="/api/x", headers=CAP_HEADERS)).remaining == 97
+
+
+def test_raw_headers_are_the_headers_as_lower_case_bytes() -> None:
+    limiter = make(KEYED.replace("categories:", "headers: both\ncategories:"))
+    for _ in range(4):
+        decision = limiter.check(path="/api/x", headers={"X-API-Key": "free-key"})
+    fresh = limiter.check(path="/api/x", headers={"X-API-Key": "gold-key"})
+
+    for d in (decision, fresh):
+        expected = [(k.lower().encode(), v.encode()) for k, v in d.headers.items()]
+        assert limiter.raw_headers(d) == expected
+    assert limiter.raw_headers(limiter.check(path="/elsewhere")) == []

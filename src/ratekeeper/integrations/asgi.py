@@ -22,14 +22,13 @@ returns, however it returns (finished, raised, cancelled, client gone).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
-from ..stores.base import LeaseOps, Store, StoreUnavailableError
+from ..stores.base import Store
 from ._limiters import async_limiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -93,14 +92,8 @@ async def send_refusal(send: Send, limiter: AsyncLimiter, decision: PolicyDecisi
     await send({"type": "http.response.body", "body": body})
 
 
-async def _release(leases: LeaseOps, taken: list[tuple[str, str]]) -> None:
-    for key, lease_id in taken:
-        with contextlib.suppress(StoreUnavailableError):  # else it runs out with its ttl
-            await leases.release_async(key, lease_id)
-
-
-async def release_leases(leases: LeaseOps, taken: list[tuple[str, str]]) -> None:
-    """Give leases back even while the request's task is being cancelled.
+async def release_leases(limiter: AsyncLimiter, decision: PolicyDecision) -> None:
+    """Give ``decision``'s leases back even while the request's task is being cancelled.
 
     On asyncio the release runs in a shielded task, so a cancellation arriving
     meanwhile (a server cancelling the request, an anyio cancel scope) cannot
@@ -109,35 +102,9 @@ async def release_leases(leases: LeaseOps, taken: list[tuple[str, str]]) -> None
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # another event loop (trio): nothing to shield with
-        await _release(leases, taken)
+        await limiter.release(decision)
         return
-    await asyncio.shield(_release(leases, taken))
-
-
-async def acquire_leases(
-    limiter: AsyncLimiter, decision: PolicyDecision
-) -> tuple[list[tuple[str, str]], PolicyDecision | None]:
-    """Take every concurrency lease of an admitted request, or none of them.
-
-    Returns the leases taken and, when one cap is full or the store fails
-    closed, the refusal to send instead (having given back those already taken).
-    """
-    leases = limiter.store.leases
-    taken: list[tuple[str, str]] = []
-    refusal: PolicyDecision | None = None
-    try:
-        for key, cap, ttl in decision.concurrency:
-            grant = await leases.acquire_async(key, cap, ttl)
-            if grant.lease_id is None:
-                refusal = limiter.over_concurrency(decision, cap)
-                break
-            taken.append((key, grant.lease_id))
-    except StoreUnavailableError:
-        refusal = limiter.unavailable(decision)
-    if refusal is not None and taken:
-        await release_leases(leases, taken)
-        taken = []
-    return taken, refusal
+    await asyncio.shield(limiter.release(decision))
 
 
 class RateLimitMiddleware:
@@ -174,6 +141,7 @@ class RateLimitMiddleware:
             path=scope["path"],
             headers=request_headers(scope["headers"], self._wanted),
             client_ip=client[0] if client else "",
+            lease=True,
         )
         if decision.exempt:
             await self.app(scope, receive, send)
@@ -181,15 +149,10 @@ class RateLimitMiddleware:
         if not decision.allowed:
             await send_refusal(send, limiter, decision)
             return
-        taken: list[tuple[str, str]] = []
-        if decision.concurrency:
-            taken, refusal = await acquire_leases(limiter, decision)
-            if refusal is not None:
-                await send_refusal(send, limiter, refusal)
-                return
         extra = limiter.raw_headers(decision)
         lockouts = decision.lockouts
-        if not extra and not lockouts and not taken:  # nothing limited (e.g. unlimited plan)
+        leased = bool(decision.leases)
+        if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)
             await self.app(scope, receive, send)
             return
 
@@ -200,10 +163,10 @@ class RateLimitMiddleware:
                     await limiter.record_response(decision, message["status"])
             await send(message)
 
-        if not taken:
+        if not leased:
             await self.app(scope, receive, send_with_headers)
             return
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
-            await release_leases(limiter.store.leases, taken)
+            await release_leases(limiter, decision)

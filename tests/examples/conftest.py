@@ -68,7 +68,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 #: the default client address of a request (TEST-NET-3)
 CLIENT_IP = "203.0.113.7"
 #: the faces every example test runs on, in order
-FACES = ("limiter", "asgi")  # "wsgi" joins when ratekeeper.integrations.wsgi lands
+FACES = ("limiter", "asgi", "wsgi")
 LOGIN = ("POST", "/api/authenticate")
 
 #: the request header that carries a path exactly as the test wrote it (see ``as_sent``)
@@ -394,6 +394,12 @@ class HttpApi(ExampleApi):
         assert got.headers == decision.headers, (got, decision)
         if "content-length" in response.headers:
             assert int(response.headers["content-length"]) == len(response.content)
+        # SEEDS: Reset is integer epoch seconds; every 429 says when to retry, never "0"
+        if "X-RateLimit-Reset" in got.headers:
+            assert got.headers["X-RateLimit-Reset"].isdigit(), got
+        if got.status_code == 429:
+            assert got.headers["Retry-After"].isdigit(), got
+            assert int(got.headers["Retry-After"]) >= 1, got
         if got.allowed:
             expected = answer(self.name, method, unquote(path.split("?")[0]), body)
             assert (response.status_code, response.content) == expected, (got, decision)

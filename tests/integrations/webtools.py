@@ -119,3 +119,30 @@ async def call_asgi(
 def response_headers(messages: list[Message]) -> dict[str, str]:
     start = next(m for m in messages if m["type"] == "http.response.start")
     return {name.decode(): value.decode() for name, value in start["headers"]}
+
+
+#: flowcms-like: 2 concurrent requests per key, and a rate no test runs out of
+CAP_POLICY = """\
+version: 1
+name: t
+limits:
+  api: {by: api_key, rate: 100000/minute, algorithm: fixed_window}
+  slots: {by: api_key, concurrency: 2, lease_ttl: 5 minutes}
+plans:
+  starter: {limits: {api: 100000/minute, slots: 2}}
+keys:
+  - {key: k1, id: k1, plan: starter}
+  - {key: k2, id: k2, plan: starter}
+categories:
+  - {name: api, match: /api/**, charge: [api, slots]}
+"""
+
+
+class DjangoUrls:
+    """``ROOT_URLCONF`` of the Django tests: Django takes any object with ``urlpatterns``."""
+
+    urlpatterns: list[Any] = []  # noqa: RUF012 -- the Django tests fill it in
+
+
+#: utmstack's login answer, as an upstream gives it: 200 for the right password, else 401
+GOOD_PASSWORD = "correct horse"

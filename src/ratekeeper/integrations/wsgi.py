@@ -1,0 +1,155 @@
+"""A WSGI middleware that enforces a policy on every request of any WSGI app.
+
+    app.wsgi_app = RateLimitMiddleware(app.wsgi_app, policy="policy.yaml")   # Flask
+    application = RateLimitMiddleware(get_wsgi_application(), policy=...)    # Django wsgi.py
+
+The same steps as the ASGI middleware, with the synchronous :class:`Limiter`:
+decide (client IP from ``REMOTE_ADDR``, forwarding headers believed only from
+the policy's trusted proxies); exempt requests go to the app untouched;
+refusals are answered here; admitted requests get the rate limit headers added
+through ``start_response``, feed their status to the login lockouts, and give
+their concurrency leases back when the server closes the response iterable
+(PEP 3333 has it call ``close()`` when the response is over, also after an
+error or a client that went away), or at once when the app raises.
+
+The path matched is ``SCRIPT_NAME + PATH_INFO``, the path the client asked
+for, decoded as UTF-8 as ASGI servers do, so one policy reads the same behind
+both middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from http import HTTPStatus
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..limiter import AsyncLimiter, Limiter, PolicyDecision
+from ..policy import Policy
+from ..stores.base import Store
+from ._limiters import sync_limiter
+
+__all__ = ["RateLimitMiddleware"]
+
+Environ = dict[str, Any]
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+#: header fields the limiter writes, lower-cased
+_OURS = frozenset(
+    ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+     "ratelimit-policy", "ratelimit", "retry-after")
+)  # fmt: skip
+
+
+def _status_line(code: int) -> str:
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"{code} Unknown"
+
+
+def _with_headers(
+    headers: list[tuple[str, str]], extra: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The app's response headers and ours; a field the app set itself is left to the app."""
+    for name, _ in headers:
+        if name.lower() in _OURS:
+            own = {name.lower() for name, _ in headers}
+            return [*headers, *(pair for pair in extra if pair[0].lower() not in own)]
+    return [*headers, *extra]
+
+
+class _LeasedResponse:
+    """The app's response iterable; closing it gives the request's leases back."""
+
+    __slots__ = ("_decision", "_limiter", "_result")
+
+    def __init__(self, result: Iterable[bytes], limiter: Limiter, decision: PolicyDecision):
+        self._result = result
+        self._limiter = limiter
+        self._decision = decision
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._result)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._limiter.release(self._decision)
+
+
+class RateLimitMiddleware:
+    """Enforce a policy in front of any WSGI app.
+
+    ``policy`` is a path to a policy file or a loaded :class:`Policy`; ``store``
+    defaults to a new :class:`MemoryStore`. Or pass ``limiter=``, an existing
+    :class:`Limiter` (an :class:`AsyncLimiter` is turned into its sync twin on
+    the same policy and store).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        policy: Policy | str | Path | None = None,
+        store: Store | None = None,
+        *,
+        limiter: Limiter | AsyncLimiter | None = None,
+    ) -> None:
+        self.app = app
+        self.limiter = sync_limiter(policy, store, limiter)
+        # the request headers the policy reads, as (name, environ key)
+        self._environ_keys = tuple(
+            (name, "HTTP_" + name.upper().replace("-", "_"))
+            for name in sorted(self.limiter.compiled.wanted_headers)
+        )
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        limiter = self.limiter
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.isascii():  # PEP 3333 carries the raw bytes as latin-1
+            path = path.encode("latin-1").decode("utf-8", "replace")
+        decision = limiter.check(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=path or "/",
+            headers={name: environ[key] for name, key in self._environ_keys if key in environ},
+            client_ip=environ.get("REMOTE_ADDR") or "",
+            lease=True,
+        )
+        if decision.exempt:
+            return self.app(environ, start_response)
+        if not decision.allowed:
+            body = decision.body or b""
+            headers = list(decision.headers.items())
+            headers.append(("Content-Type", decision.content_type or "application/json"))
+            headers.append(("Content-Length", str(len(body))))
+            start_response(_status_line(decision.status_code), headers)
+            return [body]
+        extra = list(decision.headers.items())
+        lockouts = decision.lockouts
+        if not extra and not lockouts and not decision.leases:
+            return self.app(environ, start_response)
+        recorded = False
+
+        def start_with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            nonlocal recorded
+            if lockouts and not recorded:
+                recorded = True
+                limiter.record_response(decision, int(status[:3]))
+            return start_response(status, _with_headers(headers, extra), exc_info)
+
+        if not decision.leases:
+            return self.app(environ, start_with_headers)
+        try:
+            result = self.app(environ, start_with_headers)
+        except BaseException:
+            limiter.release(decision)
+            raise
+        return _LeasedResponse(result, limiter, decision)

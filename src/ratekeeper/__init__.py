@@ -10,9 +10,16 @@ The public surface, re-exported from the modules that define it::
     limiter = Limiter(load_policy("examples/scanner.yaml"))
     decision = limiter.check(method="POST", path="/api/scans",
                              headers={"X-API-Key": "demo-free"}, client_ip="203.0.113.7")
+
+    from ratekeeper import limit            # per-route limits: FastAPI Depends, view decorator
+    @app.get("/search", dependencies=[Depends(limit("10/minute", key="ip"))])
+
+The middleware lives in ``ratekeeper.integrations.asgi`` and ``.wsgi``.
 """
 
 from __future__ import annotations
+
+import typing
 
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from .decision import Decision, RateStatus
@@ -52,8 +59,25 @@ __all__ = [
     "RedisStore",
     "Store",
     "StoreUnavailableError",
+    "limit",
     "load_policy",
     "parse_rates",
 ]
+
+if typing.TYPE_CHECKING:
+    from .integrations.routes import limit
+
+#: names imported on first use, so that ``import ratekeeper`` stays light
+_LAZY = {"limit": "ratekeeper.integrations.routes"}
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ratekeeper' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __version__ = "0.1.0"

@@ -13,7 +13,12 @@ import pytest
 import ratekeeper
 
 # optional integrations: the core must not pull them in (STYLE.md section 6)
-HEAVY_MODULES = ("redis", "starlette", "httpx", "prometheus_client", "uvicorn")
+HEAVY_MODULES = (
+    "redis", "starlette", "httpx", "prometheus_client", "uvicorn", "fastapi", "flask", "django",
+)  # fmt: skip
+
+#: public names imported on first use (``ratekeeper.__getattr__``), not at import
+LAZY_NAMES = {"limit"}
 
 PINNED_NAMES = ("AsyncRateLimiter", "Decision", "MemoryStore", "Rate", "RateLimiter")
 
@@ -51,7 +56,7 @@ def test_all_is_complete_every_public_name_of_the_package_is_listed() -> None:
         and type(value).__module__ != "__future__"  # `from __future__ import annotations`
     }
 
-    assert public == set(ratekeeper.__all__)
+    assert public | LAZY_NAMES == set(ratekeeper.__all__)
 
 
 def test_pinned_names_are_public() -> None:
@@ -65,10 +70,14 @@ def test_star_import_gives_exactly_all() -> None:
     assert set(namespace) - {"__builtins__"} == set(ratekeeper.__all__)
 
 
-def test_importing_ratekeeper_does_not_import_optional_heavy_modules() -> None:
+@pytest.mark.parametrize(
+    "statement",
+    ["import ratekeeper", "from ratekeeper import limit; limit('10/minute', key='ip')"],
+)
+def test_importing_ratekeeper_does_not_import_optional_heavy_modules(statement: str) -> None:
     code = (
         "import json, sys\n"
-        "import ratekeeper\n"
+        f"{statement}\n"
         f"heavy = {HEAVY_MODULES!r}\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))\n"
     )
@@ -78,3 +87,12 @@ def test_importing_ratekeeper_does_not_import_optional_heavy_modules() -> None:
     )
 
     assert json.loads(result.stdout) == []
+
+
+def test_limit_is_imported_on_first_use_and_unknown_names_still_fail() -> None:
+    from ratekeeper.integrations.routes import limit
+
+    assert ratekeeper.limit is limit
+    assert "limit" not in vars(ratekeeper)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        ratekeeper.nothing_here  # noqa: B018 -- the attribute access is the test

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from webtools import IP_POLICY, DjangoUrls, make_policy, wsgi_client
+from webtools import IP_POLICY, make_policy, use_django_urls, wsgi_client
 
 from ratekeeper import MemoryStore
 from ratekeeper.integrations.wsgi import RateLimitMiddleware
@@ -24,11 +24,13 @@ def application(django_settings: None, store: MemoryStore) -> RateLimitMiddlewar
     def items(request: HttpRequest, item: int) -> JsonResponse:
         return JsonResponse({"item": item})
 
-    DjangoUrls.urlpatterns = [
-        path("health", hello),
-        path("api/hello", hello),
-        path("api/items/<int:item>", items),
-    ]
+    use_django_urls(
+        [
+            path("health", hello),
+            path("api/hello", hello),
+            path("api/items/<int:item>", items),
+        ]
+    )
     return RateLimitMiddleware(get_wsgi_application(), policy=make_policy(IP_POLICY), store=store)
 
 

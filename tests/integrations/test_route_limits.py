@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from webtools import T0, DjangoUrls, asgi_client, wsgi_client
+from webtools import T0, asgi_client, use_django_urls, wsgi_client
 
 import ratekeeper
 from ratekeeper import MemoryStore
@@ -181,7 +181,7 @@ def test_django_views_are_decorated_with_their_request(
     def view(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"ok": True})
 
-    DjangoUrls.urlpatterns = [path("view", view)]
+    use_django_urls([path("view", view)])
     with wsgi_client(get_wsgi_application()) as client:
         responses = [client.get("/view", headers={"X-API-Key": "k"}) for _ in range(3)]
         other = client.get("/view", headers={"X-API-Key": "other"})

@@ -144,5 +144,13 @@ class DjangoUrls:
     urlpatterns: list[Any] = []  # noqa: RUF012 -- the Django tests fill it in
 
 
+def use_django_urls(patterns: list[Any]) -> None:
+    """Route Django's requests to ``patterns`` (its resolver caches the previous ones)."""
+    from django.urls import clear_url_caches
+
+    DjangoUrls.urlpatterns = patterns
+    clear_url_caches()
+
+
 #: utmstack's login answer, as an upstream gives it: 200 for the right password, else 401
 GOOD_PASSWORD = "correct horse"

@@ -8,6 +8,8 @@ request is allowed and its response carries ``X-RateLimit-*`` headers.
 variant                  what wraps the endpoint
 =======================  =====================================================
 starlette                nothing: ``Starlette(routes=[Route(...)])``
+starlette+headers        ``Middleware(FixedHeaders)``: adds the three headers,
+                         decides nothing (the floor under any limiter)
 starlette+ratekeeper     ``Middleware(RateLimitMiddleware, policy=<by: ip>)``
 starlette+rk-scanner     the same, policy examples/scanner.yaml with its
                          limits raised, the request carrying a demo key
@@ -31,7 +33,7 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -136,6 +138,38 @@ def starlette_rk_scanner(policies: dict[str, Path]) -> Any:
     return _starlette(_ratekeeper_middleware(policies["scanner"]))
 
 
+class FixedHeaders:
+    """The floor under any rate limiting middleware: a pure ASGI middleware that
+    adds three fixed ``X-RateLimit-*`` headers to every response and decides nothing."""
+
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"x-ratelimit-limit", b"1000000000"),
+        (b"x-ratelimit-remaining", b"999999999"),
+        (b"x-ratelimit-reset", b"1795417140"),
+    ]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *self.HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def starlette_headers(policies: dict[str, Path]) -> Any:
+    from starlette.middleware import Middleware
+
+    return _starlette([Middleware(FixedHeaders)])
+
+
 def starlette_slowapi(policies: dict[str, Path]) -> Any:
     from starlette.requests import Request
     from starlette.responses import JSONResponse
@@ -216,6 +250,11 @@ def fastapi_slowapi_asgi(policies: dict[str, Path]) -> Any:
 # name -> (builder, library, how it is wired)
 VARIANTS: dict[str, tuple[Callable[[dict[str, Path]], Any], str, str]] = {
     "starlette": (starlette_bare, "-", "bare app"),
+    "starlette+headers": (
+        starlette_headers,
+        "-",
+        "pure ASGI middleware adding 3 fixed X-RateLimit headers, no limiter (the floor)",
+    ),
     "starlette+ratekeeper": (
         starlette_ratekeeper,
         "ratekeeper",

@@ -68,6 +68,7 @@ RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset
 FRAMEWORKS = ("starlette", "fastapi")
 ALL_VARIANTS = (
     "starlette",
+    "starlette+headers",
     "starlette+ratekeeper",
     "starlette+rk-scanner",
     "starlette+slowapi",
@@ -489,6 +490,232 @@ def measure(servers: list[Server], settings: Settings) -> dict[str, list[Load]]:
 
 
 # --------------------------------------------------------------------------- #
+# In-process: the ASGI app called directly, no server, no sockets.             #
+# --------------------------------------------------------------------------- #
+
+
+def _scope() -> dict[str, Any]:
+    """What uvicorn hands the app for the load generator's request."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": "GET",
+        "root_path": "",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"x-api-key", API_KEY.encode())],
+        "state": {},
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def _discard(message: Any) -> None:
+    return None
+
+
+async def _calls(app: Any, n: int) -> None:
+    for _ in range(n):
+        await app(_scope(), _receive, _discard)
+
+
+async def _answer(app: Any) -> tuple[int, dict[str, str]]:
+    sent: list[Any] = []
+
+    async def keep(message: Any) -> None:
+        sent.append(message)
+
+    await app(_scope(), _receive, keep)
+    start = sent[0]
+    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+
+async def _measure_inprocess(
+    apps: dict[str, Any], calls: int, rounds: int
+) -> dict[str, list[float]]:
+    """CPU microseconds per request (``time.process_time``: this process only, so
+    other load on the machine costs no time here; background threads count)."""
+    for name, app in apps.items():
+        status, headers = await _answer(app)
+        if status != 200 or ("+" in name and "x-ratelimit-remaining" not in headers):
+            sys.exit(f"in-process {name}: answered {status} {headers}")
+        await _calls(app, max(calls // 5, 200))  # warm-up
+    costs: dict[str, list[float]] = {name: [] for name in apps}
+    names = list(apps)
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.process_time()
+            await _calls(apps[name], calls)
+            costs[name].append((time.process_time() - start) * 1e6 / calls)
+    return costs
+
+
+def run_inprocess(
+    variants: list[str], policy_dir: Path, calls: int, rounds: int
+) -> dict[str, list[float]]:
+    import asgi_apps
+
+    apps = {name: asgi_apps.build(name, policy_dir) for name in variants}
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(_measure_inprocess(apps, calls, rounds))
+
+
+def print_inprocess(
+    costs: dict[str, list[float]], wiring: dict[str, tuple[str, str]], calls: int
+) -> None:
+    heading(f"In-process: CPU us per request, the ASGI app called directly ({calls:,} calls)")
+    rows = []
+    for name, samples in costs.items():
+        bare = name.split("+", 1)[0]
+        best = min(samples)
+        extra = "-" if bare == name or bare not in costs else f"{best - min(costs[bare]):+.1f}"
+        rows.append(
+            [name, *wiring[name], f"{best:.1f}", f"{statistics.median(samples):.1f}", extra]
+        )
+    print(
+        table(
+            ["variant", "library", "wiring", "CPU us/req (best)", "(median)", "vs bare"],
+            rows,
+        )
+    )
+    print()
+    print(
+        "The app awaited in a loop with the scope uvicorn builds for the load generator's "
+        "request and a send that drops messages: what the framework and the limiter cost, "
+        "without uvicorn, HTTP parsing or sockets. CPU time of this process, rounds "
+        "interleaved; best and median over rounds."
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Profile: where a limited server spends its time under load (py-spy).         #
+# --------------------------------------------------------------------------- #
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
+_ROOTS = ("RateLimitMiddleware.__call__", "RateLimitMiddleware.__call__.<locals>.send_with_headers")
+
+
+def _frame(text: str) -> tuple[str, bool]:
+    """``func (file)`` without the line number, and whether it is ratekeeper's."""
+    match = _FRAME.match(text)
+    if match is None:
+        return text, False
+    name = f"{match['func']} ({match['file']})"
+    return name, "ratekeeper/" in match["file"]
+
+
+def middleware_tree(samples: dict[tuple[str, ...], int], depth: int) -> dict[tuple[str, ...], int]:
+    """Samples spent in the middleware's own code, by call path below it.
+
+    A stack counts when it passes through ``RateLimitMiddleware.__call__`` (or its
+    ``send_with_headers``) and the frame after that is the middleware's own, or
+    there is none; the app it wraps and the server's ``send`` downstream are not
+    its cost. Paths are cut ``depth`` frames below the root.
+    """
+    tree: dict[tuple[str, ...], int] = {}
+    for stack, count in samples.items():
+        frames = [_frame(f) for f in stack]
+        for index in range(len(frames) - 1, -1, -1):
+            if frames[index][0].split(" (")[0] in _ROOTS:
+                break
+        else:
+            continue
+        below = frames[index + 1 :]
+        if below and not below[0][1] and not below[0][0].startswith("_with_headers"):
+            continue  # the wrapped app, or the server's send
+        path = ("RateLimitMiddleware (own code, all paths)",)
+        tree[path] = tree.get(path, 0) + count
+        for cut in range(1, min(depth, len(below)) + 1):
+            key = (*path, *(name for name, _ in below[:cut]))
+            tree[key] = tree.get(key, 0) + count
+    return tree
+
+
+def run_profile(
+    variant: str, policy_dir: Path, settings: Settings, rate: int, keep: Path | None
+) -> None:
+    """Load ``variant``'s server and sample it with py-spy for ``settings.seconds``."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        sys.exit("--profile needs py-spy on PATH (pip install py-spy)")
+    server = start_server(variant, policy_dir, settings)
+    try:
+        wait_ready(server, time.monotonic() + 30)
+        out = keep or policy_dir / f"{variant}.stacks"
+        record = [
+            spy,
+            "record",
+            "--format",
+            "raw",
+            "-r",
+            str(rate),
+            "-d",
+            str(max(1, int(settings.seconds) - 1)),
+            "-p",
+            str(server.process.pid),
+            "-o",
+            str(out),
+        ]
+        run = run_wrk if settings.loadgen == "wrk" else run_python
+        unprofiled = run(server, settings)  # the CPU per request without py-spy's pauses
+        load: list[Load] = []
+        import threading
+
+        thread = threading.Thread(target=lambda: load.append(run(server, settings)))
+        thread.start()
+        time.sleep(settings.warmup + 0.5)
+        subprocess.run(  # noqa: S603  # py-spy from PATH, fixed arguments
+            record, capture_output=True, check=True, preexec_fn=_pin(settings.client_cpu)
+        )
+        thread.join()
+    finally:
+        server.stop()
+    samples: dict[tuple[str, ...], int] = {}
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        key = tuple(stack.split(";"))
+        samples[key] = samples.get(key, 0) + int(count)
+    total = sum(samples.values())
+    us = unprofiled.server_us_per_request
+    heading(
+        f"Profile: {variant} under load, py-spy {rate} Hz ({total:,} samples; without "
+        f"py-spy {unprofiled.rate:,.0f} req/s, server CPU {us:.0f} us/request)"
+    )
+    tree = middleware_tree(samples, depth=3)
+    rows = [
+        [
+            "  " * (len(path) - 1) + path[-1],
+            f"{100 * count / total:.1f}%",
+            f"{us * count / total:.1f}",
+        ]
+        for path, count in sorted(tree.items())
+        if count / total >= 0.004
+    ]
+    print(table(["frame (inclusive)", "share of samples", "us/request"], rows))
+    print()
+    print(
+        "Stacks through RateLimitMiddleware.__call__ or its send_with_headers whose next "
+        "frame is the middleware's own (the app it wraps and the server's send are left "
+        "out), three levels deep, frames under 0.4% of the samples left out. us/request: "
+        "the share times the server's CPU per request in a window just before, without "
+        "py-spy (its pauses slow the server while it samples)."
+    )
+
+
+# --------------------------------------------------------------------------- #
 # Output.                                                                      #
 # --------------------------------------------------------------------------- #
 
@@ -540,6 +767,8 @@ class Row:
     overhead: float | None = None  # 1 - best / bare best
     paired: float | None = None  # median over rounds of 1 - rate / bare rate
     cpu_extra: float | None = None  # server CPU us per request over the bare app's
+    cpu_loss: float | None = None  # 1 - bare CPU/req / this CPU/req: the loss if CPU-bound
+    budget: float | None = None  # CPU us/req a limiter may add and keep within the target
 
 
 def summarize(results: dict[str, list[Load]], wiring: dict[str, tuple[str, str]]) -> list[Row]:
@@ -578,6 +807,8 @@ def summarize(results: dict[str, list[Load]], wiring: dict[str, tuple[str, str]]
             for mine, theirs in zip(results[row.variant], results[bare_name], strict=True)
         )
         row.cpu_extra = row.cpu_us - bare.cpu_us
+        row.cpu_loss = 1 - bare.cpu_us / row.cpu_us
+        row.budget = bare.cpu_us * TARGET_OVERHEAD / (1 - TARGET_OVERHEAD)
     return rows
 
 
@@ -610,14 +841,18 @@ def print_results(rows: list[Row], settings: Settings) -> list[str]:
                 continue
             ok = r.overhead <= TARGET_OVERHEAD
             target = (
-                f" (target <= {100 * TARGET_OVERHEAD:.0f}%): {verdict(ok)}"
+                f" (target <= {100 * TARGET_OVERHEAD:.0f}%, i.e. <= {r.budget:.0f} us/request "
+                f"added: {verdict(ok)})"
                 if r.library == "ratekeeper"
                 else " (no target: a peer)"
+                if r.library != "-"
+                else " (no limiter: the floor)"
             )
             summary.append(
                 f"{r.variant}: {100 * r.overhead:.1f}% fewer req/s than the bare app, best "
                 f"against best (paired per round: {100 * r.paired:.1f}%; server CPU "
-                f"{r.cpu_extra:+.0f} us/request){target}"  # type: ignore[operator]
+                f"{r.cpu_extra:+.0f} us/request, i.e. {100 * r.cpu_loss:.1f}% fewer req/s "  # type: ignore[operator]
+                f"on a core of its own){target}"
             )
         print(
             table(
@@ -735,6 +970,30 @@ def server_stack(http: str, loop: str) -> str:
     return ", ".join(parts)
 
 
+def run_servers(
+    variants: list[str], policy_dir: Path, settings: Settings, wiring: dict[str, tuple[str, str]]
+) -> list[str]:
+    """Start every variant's server, load them in interleaved rounds, print the tables."""
+    servers = [start_server(v, policy_dir, settings) for v in variants]
+    try:
+        deadline = time.monotonic() + 30
+        for server in servers:
+            wait_ready(server, deadline)
+        limited = [s for s in servers if s.limited]
+        if limited:
+            example = limited[0]
+            shown = {k: v for k, v in example.headers.items() if k.startswith("x-ratelimit")}
+            print(f"\nheaders checked, e.g. {example.variant}: {shown}")
+        print(flush=True)
+        results = measure(servers, settings)
+    finally:
+        for server in servers:
+            server.stop()
+    summary = print_results(summarize(results, wiring), settings)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="short smoke run")
@@ -746,6 +1005,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
     parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
+    parser.add_argument(
+        "--only", choices=["server", "inprocess"], help="run one section (default: both)"
+    )
+    parser.add_argument("--calls", type=int, help="in-process calls per variant and round")
+    parser.add_argument(
+        "--profile",
+        choices=ALL_VARIANTS,
+        metavar="VARIANT",
+        help="instead: load one variant and show where its middleware spends time (py-spy)",
+    )
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--stacks", type=Path, help="with --profile: keep py-spy's raw stacks")
     parser.add_argument(
         "--variant",
         action="append",
@@ -761,7 +1032,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--loadgen wrk: wrk is not on PATH")
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
-    seconds = args.seconds or (2.0 if args.quick else 5.0)
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
     warmup = args.warmup or 1.0
     if loadgen == "wrk":  # wrk takes whole seconds
         seconds, warmup = max(1, round(seconds)), max(1, round(warmup))
@@ -817,29 +1088,22 @@ def main(argv: list[str] | None = None) -> None:
         f"{settings.seconds:g}s measured per round, order rotating; best and median req/s"
     )
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    calls = args.calls or (2_000 if args.quick else 10_000)
+    print(f"in-process: {calls:,} calls per variant and round, {settings.rounds} rounds")
     if settings.quick:
         print("QUICK RUN: numbers are indicative only")
 
+    summary: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rk-bench-asgi-") as tmp:
-        servers = [start_server(v, Path(tmp), settings) for v in variants]
-        try:
-            deadline = time.monotonic() + 30
-            for server in servers:
-                wait_ready(server, deadline)
-            limited = [s for s in servers if s.limited]
-            if limited:
-                example = limited[0]
-                shown = {k: v for k, v in example.headers.items() if k.startswith("x-ratelimit")}
-                print(f"headers checked, e.g. {example.variant}: {shown}")
-            print(flush=True)
-            results = measure(servers, settings)
-        finally:
-            for server in servers:
-                server.stop()
-
-    rows = summarize(results, wiring)
-    summary = print_results(rows, settings)
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if args.profile:
+            run_profile(args.profile, Path(tmp), settings, args.rate, args.stacks)
+            return
+        if args.only in (None, "inprocess"):
+            costs = run_inprocess(variants, Path(tmp), calls, settings.rounds)
+            print_inprocess(costs, wiring, calls)
+        if args.only in (None, "server"):
+            summary = run_servers(variants, Path(tmp), settings, wiring)
     heading("Targets")
     for line in summary:
         print(f"- {line}")

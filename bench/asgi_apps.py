@@ -37,6 +37,9 @@ from typing import Any, ClassVar
 
 import yaml
 
+# FastAPI reads the endpoints' annotations (strings here) from this module's globals
+from fastapi import Request, Response
+
 ROOT = Path(__file__).resolve().parent.parent
 SCANNER = ROOT / "examples" / "scanner.yaml"
 PATH = "/api/ping"
@@ -171,7 +174,6 @@ def starlette_headers(policies: dict[str, Path]) -> Any:
 
 
 def starlette_slowapi(policies: dict[str, Path]) -> Any:
-    from starlette.requests import Request
     from starlette.responses import JSONResponse
 
     limiter = _slowapi_limiter(default=False)
@@ -226,8 +228,6 @@ def fastapi_ratekeeper(policies: dict[str, Path]) -> Any:
 
 
 def fastapi_slowapi(policies: dict[str, Path]) -> Any:
-    from fastapi import Request, Response
-
     limiter = _slowapi_limiter(default=False)
     app = _fastapi()
 

@@ -1032,7 +1032,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("--loadgen wrk: wrk is not on PATH")
     cpus = sorted(os.sched_getaffinity(0))
     pin = not args.no_pin and len(cpus) >= 2
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
+    seconds = args.seconds or (2.0 if args.quick else 3.0)
     warmup = args.warmup or 1.0
     if loadgen == "wrk":  # wrk takes whole seconds
         seconds, warmup = max(1, round(seconds)), max(1, round(warmup))
@@ -1089,7 +1089,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    calls = args.calls or (2_000 if args.quick else 10_000)
+    calls = args.calls or (2_000 if args.quick else 5_000)
     print(f"in-process: {calls:,} calls per variant and round, {settings.rounds} rounds")
     if settings.quick:
         print("QUICK RUN: numbers are indicative only")

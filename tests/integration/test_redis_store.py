@@ -288,7 +288,8 @@ async def test_decisions_of_a_batch_with_several_rates_take_all_or_nothing(
     decisions = await asyncio.gather(
         *(limiter.hit("both", "3 per 7 days;100 per 30 days") for _ in range(10))
     )
-    assert [d.allowed for d in decisions] == [True] * 3 + [False] * 7
+    # (the first caller goes alone and may land before or after the batch)
+    assert sorted(d.allowed for d in decisions) == [False] * 7 + [True] * 3
     # the refused seven took nothing from the wider rate either
     assert (await limiter.peek("both", "100 per 30 days")).remaining == 97
 

@@ -849,9 +849,9 @@ def print_results(rows: list[Row], settings: Settings) -> list[str]:
                 else " (no limiter: the floor)"
             )
             summary.append(
-                f"{r.variant}: {100 * r.overhead:.1f}% fewer req/s than the bare app, best "
+                f"{r.variant}: overhead {100 * r.overhead:.1f}% of the bare app's req/s, best "
                 f"against best (paired per round: {100 * r.paired:.1f}%; server CPU "
-                f"{r.cpu_extra:+.0f} us/request, i.e. {100 * r.cpu_loss:.1f}% fewer req/s "  # type: ignore[operator]
+                f"{r.cpu_extra:+.0f} us/request, i.e. {100 * r.cpu_loss:.1f}% "  # type: ignore[operator]
                 f"on a core of its own){target}"
             )
         print(

@@ -103,6 +103,14 @@ def example_policy(name: str) -> Policy:
     return load_policy(EXAMPLES / f"{name}.yaml")
 
 
+def with_key(headers: Mapping[str, str] | None, key: str | None) -> dict[str, str]:
+    """The request's headers, with the API key in ``X-API-Key`` when there is one."""
+    sent = dict(headers or {})
+    if key is not None:
+        sent["X-API-Key"] = key
+    return sent
+
+
 class ExampleApi:
     """One example policy on a fake clock and a fresh memory store, behind one face."""
 
@@ -222,9 +230,7 @@ class LimiterApi(ExampleApi):
         ip: str = CLIENT_IP,
         body: bytes = b"",
     ) -> PolicyDecision:
-        sent = dict(headers or {})
-        if key is not None:
-            sent["X-API-Key"] = key
+        sent = with_key(headers, key)
         return self.limiter.check(method=method, path=path, headers=sent, client_ip=ip)
 
     def record(self, decision: PolicyDecision, status_code: int) -> list[Block]:
@@ -375,9 +381,7 @@ class HttpApi(ExampleApi):
         ip: str = CLIENT_IP,
         body: bytes = b"",
     ) -> HttpAnswer:
-        sent = dict(headers or {})
-        if key is not None:
-            sent["X-API-Key"] = key
+        sent = with_key(headers, key)
         target = path_as_sent(path)
         sent[PATH_AS_SENT] = target
         request = httpx.Request(method, "http://api.example" + target, headers=sent, content=body)

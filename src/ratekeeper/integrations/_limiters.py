@@ -9,6 +9,7 @@ policy and store: the counters are the store's, so both see the same state.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from ..limiter import AsyncLimiter, Limiter, _LimiterCore
 from ..policy import Policy
@@ -18,6 +19,7 @@ __all__ = ["async_limiter", "sync_limiter"]
 
 PolicyLike = Policy | str | Path
 AnyLimiter = Limiter | AsyncLimiter
+_Face = TypeVar("_Face", Limiter, AsyncLimiter)
 
 
 def _core(
@@ -34,27 +36,27 @@ def _core(
     return limiter
 
 
+def _face(
+    face: type[_Face], policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+) -> _Face:
+    core = _core(policy, store, limiter)
+    if core is None:
+        assert policy is not None
+        return face(policy, store)
+    if isinstance(core, face):
+        return core
+    return face(core.policy, core.store, remember_refusals=core._remember)
+
+
 def async_limiter(
     policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
 ) -> AsyncLimiter:
     """The :class:`AsyncLimiter` an ASGI middleware decides with."""
-    core = _core(policy, store, limiter)
-    if core is None:
-        assert policy is not None
-        return AsyncLimiter(policy, store)
-    if isinstance(core, AsyncLimiter):
-        return core
-    return AsyncLimiter(core.policy, core.store, remember_refusals=core._remember)
+    return _face(AsyncLimiter, policy, store, limiter)
 
 
 def sync_limiter(
     policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
 ) -> Limiter:
     """The :class:`Limiter` a WSGI middleware decides with."""
-    core = _core(policy, store, limiter)
-    if core is None:
-        assert policy is not None
-        return Limiter(policy, store)
-    if isinstance(core, Limiter):
-        return core
-    return Limiter(core.policy, core.store, remember_refusals=core._remember)
+    return _face(Limiter, policy, store, limiter)

@@ -13,6 +13,8 @@ starlette+headers        ``Middleware(FixedHeaders)``: adds the three headers,
 starlette+ratekeeper     ``Middleware(RateLimitMiddleware, policy=<by: ip>)``
 starlette+rk-scanner     the same, policy examples/scanner.yaml with its
                          limits raised, the request carrying a demo key
+starlette+rk-fixed       opt-in bound: the middleware with ``check`` answered
+                         by a decision made in advance (no decision cost)
 starlette+slowapi        slowapi's decorator ``@limiter.limit(...)`` (its
                          README's form; the endpoint takes ``request``)
 starlette+slowapi-asgi   ``SlowAPIASGIMiddleware`` + ``default_limits``
@@ -173,6 +175,45 @@ def starlette_headers(policies: dict[str, Path]) -> Any:
     return _starlette([Middleware(FixedHeaders)])
 
 
+class _FixedDecision:
+    """Answers ``check`` with one decision made in advance; the rest is the real limiter."""
+
+    def __init__(self, limiter: Any, decision: Any) -> None:
+        self._limiter = limiter
+        self._decision = decision
+        self.raw_headers = limiter.raw_headers
+
+    async def check(self, **request: Any) -> Any:
+        return self._decision
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._limiter, name)
+
+
+def starlette_rk_fixed(policies: dict[str, Path]) -> Any:
+    """A bound, not a product: the middleware with its decision made for free.
+
+    Everything else (reading the request, writing the headers per request,
+    wrapping ``send``) is the real middleware's, so the gap to the bare app is
+    what the plumbing costs and the gap to ``starlette+ratekeeper`` what the
+    decision costs.
+    """
+    import asyncio
+
+    from ratekeeper import MemoryStore
+    from ratekeeper.integrations.asgi import RateLimitMiddleware
+
+    middleware = RateLimitMiddleware(
+        _starlette(), policy=str(policies["bench"]), store=MemoryStore()
+    )
+    limiter = middleware.limiter
+    decision = asyncio.run(
+        limiter.check(method="GET", path=PATH, headers={}, client_ip="127.0.0.1", lease=True)
+    )
+    middleware.limiter = _FixedDecision(limiter, decision)  # type: ignore[assignment]
+    return middleware
+
+
 def starlette_slowapi(policies: dict[str, Path]) -> Any:
     from starlette.responses import JSONResponse
 
@@ -264,6 +305,12 @@ VARIANTS: dict[str, tuple[Callable[[dict[str, Path]], Any], str, str]] = {
         starlette_rk_scanner,
         "ratekeeper",
         "RateLimitMiddleware, scanner.yaml (limits raised), X-API-Key",
+    ),
+    "starlette+rk-fixed": (
+        starlette_rk_fixed,
+        "ratekeeper",
+        "RateLimitMiddleware around the app, check answered by a decision made in advance "
+        "(a bound, opt-in)",
     ),
     "starlette+slowapi": (starlette_slowapi, "slowapi", "@limiter.limit decorator"),
     "starlette+slowapi-asgi": (

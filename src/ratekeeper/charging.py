@@ -21,8 +21,8 @@ _MAX_CACHED = 65_536  # (category, caller) plans kept before the cache starts ov
 _REQUEST_PARTS = frozenset({"ip", "node"})
 
 Owner = CompiledKey | CompiledPlan | None
-# (prefix, by, fixed key or None, units per request, shadow, specs)
-RateItem = tuple[str, tuple[str, ...], str | None, int, bool, tuple[LimitSpec, ...]]
+# (prefix, by, fixed key or None, units per request, shadow, specs, IP key head or None)
+RateItem = tuple[str, tuple[str, ...], str | None, int, bool, tuple[LimitSpec, ...], str | None]
 # (prefix, by, fixed key or None, cap, ttl)
 LeaseItem = tuple[str, tuple[str, ...], str | None, int, float]
 
@@ -34,7 +34,7 @@ class BadRequestError(Exception):
 class ChargePlan:
     """What one category charges one caller, with everything fixed worked out."""
 
-    __slots__ = ("fixed", "leases", "names", "rates")
+    __slots__ = ("by_ip", "fixed", "leases", "names", "rates")
 
     def __init__(
         self,
@@ -52,6 +52,13 @@ class ChargePlan:
                 for item in rates
                 for spec in item[5]
             )
+        #: ``(key head, spec, units, shadow)`` when the plan is one rate counted by
+        #: client IP alone, the commonest limit: its charge is one tuple to build
+        self.by_ip: tuple[str, LimitSpec, int, bool] | None = None
+        if len(rates) == 1:
+            _, _, _, units, shadow, specs, ip_head = rates[0]
+            if ip_head is not None and len(specs) == 1:
+                self.by_ip = (ip_head, specs[0], units, shadow)
 
 
 class Charger:
@@ -94,7 +101,12 @@ class Charger:
             if not specs:
                 continue  # unlimited
             fixed = self._fixed_key(charge, record, plan)
-            rates.append((charge.prefix, charge.by, fixed, charge.cost, charge.shadow, specs))
+            # counted by client IP alone (the most common limit): the key is
+            # head + ip + "}", joined without going through ``identity``
+            ip_head = charge.prefix + "{" if charge.by == ("ip",) else None
+            rates.append(
+                (charge.prefix, charge.by, fixed, charge.cost, charge.shadow, specs, ip_head)
+            )
             names.extend(labels)
         leases: list[LeaseItem] = []
         for charge in category.concurrency:
@@ -131,11 +143,20 @@ class Charger:
         cost: int,
     ) -> tuple[Charge, ...] | list[Charge]:
         """The store charges of one request."""
-        if cost == 1 and charge_plan.fixed is not None:
-            return charge_plan.fixed
+        if cost == 1:
+            if charge_plan.fixed is not None:
+                return charge_plan.fixed
+            if charge_plan.by_ip is not None:
+                head, spec, units, shadow = charge_plan.by_ip
+                return ((spec, head + ip + "}", units, shadow),)
         charges: list[Charge] = []
-        for prefix, by, fixed, units, shadow, specs in charge_plan.rates:
-            key = fixed or prefix + self.identity(by, record, plan, ip, headers, params)
+        for prefix, by, fixed, units, shadow, specs, ip_head in charge_plan.rates:
+            if fixed is not None:
+                key = fixed
+            elif ip_head is not None:
+                key = ip_head + ip + "}"
+            else:
+                key = prefix + self.identity(by, record, plan, ip, headers, params)
             units *= cost
             for spec in specs:
                 charges.append((spec, key, units, shadow))

@@ -47,7 +47,7 @@ from .policy.compiler import (
     CompiledPlan,
     compile_policy,
 )
-from .policy.patterns import normalize_path
+from .policy.router import RouteMemo
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
@@ -59,6 +59,8 @@ _MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
 _MAX_KNOWN_KEYS = 4096
 _MAX_REFUSED = 65_536  # counters remembered as over their limit before starting over
 _EMPTY: dict[str, str] = {}
+_NO_BLOCKS: tuple[tuple[str, str, int], ...] = ()
+RawHeaders = list[tuple[bytes, bytes]]
 
 
 class PolicyDecision(Decision):
@@ -114,7 +116,16 @@ class PolicyDecision(Decision):
         names: Sequence[str] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(allowed, limit, remaining, reset_at, retry_after, charges, results, names)
+        # Decision.__init__'s fields, set here: one call less on every request
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_at = reset_at
+        self.retry_after = retry_after
+        self._charges = charges
+        self._results = results
+        self._names = names
+        self._statuses = None
         self._limiter = limiter
         self._headers = headers
         self._body = None
@@ -162,10 +173,17 @@ class PolicyDecision(Decision):
 
 
 class _Prepared:
-    """What ``check`` knows before it asks the store."""
+    """What ``check`` knows before it asks the store.
+
+    ``one`` is the request's only charge when that is all there is to decide:
+    one enforced (not shadow) charge, no block to check, no lease to take.
+    Such a request goes straight to ``store.apply_one`` (the store's lean path
+    for exactly this case) and, in the middleware, admitted, straight to its
+    header bytes.
+    """
 
     __slots__ = ("blocks", "category", "charges", "concurrency", "ip", "key_id", "lockouts",
-                 "method", "names", "path", "plan")  # fmt: skip
+                 "method", "names", "one", "path", "plan")  # fmt: skip
 
     def __init__(
         self,
@@ -188,7 +206,9 @@ class _Prepared:
         self.charges = charges
         self.names = names
         self.concurrency = concurrency
-        self.blocks: list[tuple[str, str, int]] = []  # (counter key, response, threshold)
+        self.one: Charge | None = None
+        # (counter key, response, threshold) of each block to check
+        self.blocks: Sequence[tuple[str, str, int]] = _NO_BLOCKS
         self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
 
 
@@ -214,7 +234,9 @@ class _LimiterCore:
         # requests; process memory only, never written anywhere
         self._known_keys: dict[str, CompiledKey] = {}
         self._rate_limited_status = compiled.bodies["rate_limited"].status
-        self._needs_blocks = bool(compiled.has_route_lockouts or policy.penalty or policy.lockouts)
+        self._needs_blocks = not compiled.simple
+        # (method, path) as requested -> (METHOD, normalized path, match)
+        self._routes = RouteMemo(compiled.router)
         # counters known to be over their limit: "slot key" -> refused until (ns)
         self._refused: dict[str, int] = {}
         self._remember = remember_refusals
@@ -230,19 +252,18 @@ class _LimiterCore:
         client_ip: str,
         cost: int,
     ) -> _Prepared | PolicyDecision:
+        """Route, identify and plan the charges of one request: all but the store."""
         if cost.__class__ is not int or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
         compiled = self.compiled
-        if not method.isupper():
-            method = method.upper()
-        path = normalize_path(path)
-        found = compiled.router.match(method, path)
+        method, path, found = self._routes.route(method, path)
         if found is None:
             return self._exempt(None, client_ip, method, path)
         category, params = found
         if category.exempt:
             return self._exempt(category.name, client_ip, method, path)
-        lowered = lower_headers(headers, compiled.wanted_headers) if headers else _EMPTY
+        wanted = compiled.wanted_headers
+        lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
         ip = client_ip
         if compiled.ip_resolver.enabled:
             ip = compiled.ip_resolver.resolve(client_ip, lowered)
@@ -279,6 +300,8 @@ class _LimiterCore:
             )  # fmt: skip
             if self._needs_blocks:
                 self._plan_blocks(prepared, record, plan, lowered, params)
+            elif len(charges) == 1 and not leases and not charges[0][3]:
+                prepared.one = charges[0]
         except BadRequestError as error:
             decision = self._refuse(
                 400, "bad_request", category.name, plan.name if plan else None, ip, method, path
@@ -309,6 +332,8 @@ class _LimiterCore:
         compiled = self.compiled
         identity = self._charger.identity
         lockouts = prepared.category.lockouts
+        blocks: list[tuple[str, str, int]] = []
+        prepared.blocks = blocks
         if compiled.has_route_lockouts:
             found = compiled.lockout_router.match(prepared.method, prepared.path)
             if found is not None and found[0] not in lockouts:
@@ -321,15 +346,13 @@ class _LimiterCore:
                 for lockout in lockouts
             )  # fmt: skip
             prepared.lockouts = pairs
-            prepared.blocks.extend(
-                (key, lockout.response, lockout.rule.threshold) for lockout, key in pairs
-            )
+            blocks.extend((key, lockout.response, lockout.rule.threshold) for lockout, key in pairs)
         penalty = self.policy.penalty
         if penalty is not None:
             key = compiled.penalty_prefix + identity(
                 penalty.by, record, plan, prepared.ip, headers, params
             )
-            prepared.blocks.append((key, penalty.response, penalty.rejections))
+            blocks.append((key, penalty.response, penalty.rejections))
 
     # assembling answers
 
@@ -455,7 +478,7 @@ class _LimiterCore:
             return {}
         return self.compiled.header_writer.write(decision, self.store.now_ns() / _NS)
 
-    def raw_headers(self, decision: PolicyDecision) -> list[tuple[bytes, bytes]]:
+    def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them.
 
         For an ordinary decision they are written straight from its numbers,
@@ -463,9 +486,15 @@ class _LimiterCore:
         """
         fields = decision._headers
         if fields is None:
-            if not decision._charges:
+            charges = decision._charges
+            if not charges:
                 return []
-            return self.compiled.header_writer.write_raw(decision, self.store.now_ns() / _NS)
+            writer = self.compiled.header_writer
+            if decision.allowed and len(charges) == 1 and not charges[0][3]:
+                raw = writer.write_one_raw(decision.limit, decision.remaining, decision.reset_at)
+                if raw is not None:
+                    return raw
+            return writer.write_raw(decision, self.store.now_ns() / _NS)
         return [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in fields.items()
@@ -610,6 +639,25 @@ class Limiter(_LimiterCore):
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
+        one = prepared.one
+        if one is None:
+            return self._check_prepared(prepared, lease)
+        known = self._known_refusal(prepared) if self._refused else None
+        if known is not None:
+            return known
+        try:
+            result = self.store.apply_one(one[0], one[1], one[2])
+        except StoreUnavailableError:
+            return self._unavailable(prepared)
+        return self._decided(prepared, result[0], [result])
+
+    def _check_prepared(self, prepared: _Prepared, lease: bool) -> PolicyDecision:
+        """The general decision: blocks, remembered refusals, leases, then every charge.
+
+        ``check`` comes here unless ``prepared.one`` lets it go straight to
+        ``store.apply_one``: with no block and no lease, only the remembered
+        refusals come before the store, and ``check`` looks at them itself.
+        """
         lockouts = self.store.lockouts
         taken: list[tuple[str, str]] = []
         try:
@@ -682,6 +730,20 @@ class AsyncLimiter(_LimiterCore):
         prepared = self._prepare(method, path, headers, client_ip, cost)
         if isinstance(prepared, PolicyDecision):
             return prepared
+        one = prepared.one
+        if one is None:
+            return await self._check_prepared(prepared, lease)
+        known = self._known_refusal(prepared) if self._refused else None
+        if known is not None:
+            return known
+        try:
+            result = await self.store.apply_one_async(one[0], one[1], one[2])
+        except StoreUnavailableError:
+            return self._unavailable(prepared)
+        return self._decided(prepared, result[0], [result])
+
+    async def _check_prepared(self, prepared: _Prepared, lease: bool) -> PolicyDecision:
+        """The general decision; see :meth:`Limiter._check_prepared`."""
         lockouts = self.store.lockouts
         taken: list[tuple[str, str]] = []
         try:

@@ -160,9 +160,12 @@ async def test_ietf_fields_are_sent_when_the_policy_asks_for_them(store: MemoryS
 
 
 class _ClosedStore(MemoryStore):
-    """A store whose backend is down and that fails closed."""
+    """A store whose backend is down and that fails closed, on both of its decision paths."""
 
     async def apply_async(self, charges: Any, consume: bool = True) -> Any:
+        raise StoreUnavailableError("down")
+
+    async def apply_one_async(self, spec: Any, key: str, cost: int) -> Any:
         raise StoreUnavailableError("down")
 
 

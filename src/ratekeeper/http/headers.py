@@ -30,13 +30,15 @@ def retry_after_seconds(retry_after: float) -> int:
 class HeaderWriter:
     """Writes the header fields one policy asks for."""
 
-    __slots__ = ("_ietf", "_report_window", "_retry_after", "_x")
+    __slots__ = ("_ietf", "_limits", "_report_window", "_retry_after", "_x")
 
     def __init__(self, style: str, report_window: float | None, retry_after: bool) -> None:
         self._x = style in ("x-ratelimit", "both")
         self._ietf = style in ("ietf", "both")
         self._report_window = report_window
         self._retry_after = retry_after
+        # limit -> its X-RateLimit-Limit value: one per limit of the policy
+        self._limits: dict[int, bytes] = {}
 
     def write(self, decision: Decision, now: float) -> dict[str, str]:
         """The header fields for ``decision`` at epoch second ``now``."""
@@ -75,6 +77,30 @@ class HeaderWriter:
         if not decision.allowed and self._retry_after:
             headers.append((b"retry-after", b"%d" % retry_after_seconds(decision.retry_after)))
         return headers
+
+    def write_one_raw(
+        self, limit: int, remaining: int, reset_at: float
+    ) -> list[tuple[bytes, bytes]] | None:
+        """:meth:`write_raw` of an allowed decision on one enforced rate, from its numbers.
+
+        The middleware's common case: with a single rate the reported numbers
+        are that rate's whatever the report window, and the
+        ``X-RateLimit-Limit`` value is encoded once per limit. ``None`` when
+        the policy asks for the IETF fields, which are written from the
+        decision's statuses.
+        """
+        if self._ietf:
+            return None
+        if not self._x:
+            return []
+        limit_bytes = self._limits.get(limit)
+        if limit_bytes is None:
+            limit_bytes = self._limits[limit] = b"%d" % limit
+        return [
+            (b"x-ratelimit-limit", limit_bytes),
+            (b"x-ratelimit-remaining", b"%d" % remaining),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(reset_at)),
+        ]
 
     def write_block(self, threshold: int, until: float, retry_after: float) -> dict[str, str]:
         """The header fields for a blocked client (lockout or penalty).

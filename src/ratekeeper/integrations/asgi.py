@@ -107,6 +107,25 @@ async def release_leases(limiter: AsyncLimiter, decision: PolicyDecision) -> Non
     await asyncio.shield(limiter.release(decision))
 
 
+class _SendWithHeaders:
+    """The app's ``send`` with ``headers`` appended to its ``http.response.start``.
+
+    A class rather than a closure defined per request: an admitted request
+    with nothing else to track needs only this, and the class costs less.
+    """
+
+    __slots__ = ("_headers", "_send")
+
+    def __init__(self, send: Send, headers: RawHeaders) -> None:
+        self._send = send
+        self._headers = headers
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = _with_headers(message.get("headers"), self._headers)
+        await self._send(message)
+
+
 class RateLimitMiddleware:
     """Enforce a policy in front of any ASGI app.
 
@@ -136,25 +155,32 @@ class RateLimitMiddleware:
             return
         limiter = self.limiter
         client = scope.get("client")
+        wanted = self._wanted
         decision = await limiter.check(
             method=scope["method"],
             path=scope["path"],
-            headers=request_headers(scope["headers"], self._wanted),
+            headers=request_headers(scope["headers"], wanted) if wanted else None,
             client_ip=client[0] if client else "",
             lease=True,
         )
-        if decision.exempt:
-            await self.app(scope, receive, send)
+        if decision.allowed and not decision.lockouts and not decision.leases:
+            # admitted (or exempt) with nothing to track: only headers to add, if any
+            extra = limiter.raw_headers(decision)
+            await self.app(scope, receive, _SendWithHeaders(send, extra) if extra else send)
             return
+        await self._answer(scope, receive, send, decision)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, decision: PolicyDecision
+    ) -> None:
+        """A refused request, or an admitted one holding leases or feeding lockouts."""
+        limiter = self.limiter
         if not decision.allowed:
             await send_refusal(send, limiter, decision)
             return
         extra = limiter.raw_headers(decision)
         lockouts = decision.lockouts
         leased = bool(decision.leases)
-        if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)
-            await self.app(scope, receive, send)
-            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -169,16 +169,40 @@ class CompiledPolicy:
             )
             for kind, template in policy.responses.items()
         }
-        wanted = {*self.api_key_headers, self.node_header, "x-forwarded-for", "forwarded"}
-        if self.bearer:
-            wanted.add("authorization")
-        if self.user_header:
-            wanted.add(self.user_header)
-        for limit in policy.limits.values():
-            for part in limit.by:
-                if part.startswith("header:"):
+        #: no lockouts and no penalty: a request is never blocked and feeds no counter
+        #: after its response, so ``check`` skips that bookkeeping
+        self.simple = not policy.lockouts and policy.penalty is None
+        self.wanted_headers = self._wanted_headers(policy)
+
+    def _wanted_headers(self, policy: Policy) -> frozenset[str]:
+        """The request headers (lower-case) the request path can read, and only those.
+
+        Every header read costs the middleware a scan and a decode per request,
+        so a header enters only if something reads it: the API key headers
+        when a category identifies callers, the forwarding headers when
+        proxies are trusted, and the headers a charged limit, a lockout or the
+        penalty counts by (``node``, ``user``, ``header:NAME``).
+        """
+        wanted: set[str] = set()
+        if any(category.needs_identity for category in self.categories):
+            wanted.update(self.api_key_headers)
+            if self.bearer:
+                wanted.add("authorization")
+        if self.ip_resolver.enabled:
+            wanted.update(("x-forwarded-for", "forwarded"))
+        counted_by = [charge.by for category in self.categories for charge in category.charges]
+        counted_by.extend(lockout.by for lockout in policy.lockouts)
+        if policy.penalty is not None:
+            counted_by.append(policy.penalty.by)
+        for by in counted_by:
+            for part in by:
+                if part == "node":
+                    wanted.add(self.node_header)
+                elif part == "user" and self.user_header:
+                    wanted.add(self.user_header)
+                elif part.startswith("header:"):
                     wanted.add(part[7:].lower())
-        self.wanted_headers = frozenset(wanted)
+        return frozenset(wanted)
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:

@@ -69,12 +69,19 @@ class Charger:
         self._node_header_name = node_header_name
         self._user_header = user_header
         self._plans: dict[tuple[int, int], ChargePlan] = {}
+        # the plans of callers with neither key nor plan, by category: one lookup
+        self._ownerless: dict[CompiledCategory, ChargePlan] = {}
 
     def plan(
         self, category: CompiledCategory, record: CompiledKey | None, plan: CompiledPlan | None
     ) -> ChargePlan:
         """The (cached) charge plan of ``category`` for this caller."""
         owner: Owner = record if record is not None else plan
+        if owner is None:
+            found = self._ownerless.get(category)
+            if found is None:
+                found = self._ownerless[category] = self._resolve(category, None, None)
+            return found
         cache_key = (id(category), id(owner))
         found = self._plans.get(cache_key)
         if found is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-__all__ = ["ClientIpResolver", "api_key_from", "lower_headers"]
+__all__ = ["ClientIpResolver", "LoweredHeaders", "api_key_from", "lower_headers"]
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_HOPS = 32  # a longer chain is not a real proxy chain; stop reading it
@@ -20,11 +20,24 @@ _MAX_HEADER = 8192
 _LIST_HEADERS = frozenset({"x-forwarded-for", "forwarded"})  # repeated lines form one list
 
 
+class LoweredHeaders(dict[str, str]):
+    """Request headers already reduced to a policy's wanted ones, with lower-case names.
+
+    What the middleware builds from the raw request (ASGI names are lower-case
+    already): ``lower_headers`` hands it back as it is instead of lowering
+    every name a second time.
+    """
+
+    __slots__ = ()
+
+
 def lower_headers(headers: Mapping[str, str], wanted: frozenset[str]) -> dict[str, str]:
     """The ``wanted`` headers (lower-case names) of a request, lower-cased once.
 
     Repeated headers (rare in the mappings callers pass) keep the first value.
     """
+    if isinstance(headers, LoweredHeaders):
+        return headers
     found: dict[str, str] = {}
     for name, value in headers.items():
         lowered = name.lower()
@@ -86,7 +99,7 @@ class ClientIpResolver:
 
     def resolve(self, peer: str, headers: dict[str, str]) -> str:
         """The client IP: ``peer`` unless a trusted proxy forwarded the request."""
-        if peer[:7].lower() == "::ffff:":
+        if peer.startswith("::") and peer[:7].lower() == "::ffff:":
             peer = _canonical_ip(peer) or peer
         if not self._networks:
             return peer

@@ -241,6 +241,10 @@ class _LimiterCore:
         self._refused: dict[str, int] = {}
         self._remember = remember_refusals
         self._generation = self.store.generation
+        self._resolve_ip = compiled.ip_resolver.enabled
+        # MemoryStore's async face only calls its sync one (no decision waits on
+        # I/O): the async limiter calls that directly, one coroutine less
+        self._one_in_memory = type(self.store).apply_one_async is MemoryStore.apply_one_async
 
     # the request path, before the store
 
@@ -265,7 +269,7 @@ class _LimiterCore:
         wanted = compiled.wanted_headers
         lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
         ip = client_ip
-        if compiled.ip_resolver.enabled:
+        if self._resolve_ip:
             ip = compiled.ip_resolver.resolve(client_ip, lowered)
 
         record: CompiledKey | None = None
@@ -737,7 +741,10 @@ class AsyncLimiter(_LimiterCore):
         if known is not None:
             return known
         try:
-            result = await self.store.apply_one_async(one[0], one[1], one[2])
+            if self._one_in_memory:
+                result = self.store.apply_one(one[0], one[1], one[2])
+            else:
+                result = await self.store.apply_one_async(one[0], one[1], one[2])
         except StoreUnavailableError:
             return self._unavailable(prepared)
         return self._decided(prepared, result[0], [result])

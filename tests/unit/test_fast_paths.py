@@ -17,6 +17,7 @@ import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
 from ratekeeper.charging import Charger
+from ratekeeper.identity import LoweredHeaders, lower_headers
 from ratekeeper.integrations.asgi import RateLimitMiddleware
 from ratekeeper.limiter import _Prepared
 from ratekeeper.policy import policy_from_text
@@ -369,3 +370,23 @@ def test_counter_keys_by_ip_are_the_keys_identity_builds(rate: str, cost: int) -
     specs = category.rate_charges[0].default_specs
     assert specs is not None
     assert list(charges) == [(spec, key, cost, False) for spec in specs]
+
+
+# headers the middleware already reduced
+
+
+def test_headers_the_middleware_reduced_are_not_lowered_again() -> None:
+    reduced = LoweredHeaders({"x-api-key": "k1"})
+    assert lower_headers(reduced, frozenset({"x-api-key"})) is reduced
+    plain = {"X-API-Key": "k1", "X-Other": "x"}
+    assert lower_headers(plain, frozenset({"x-api-key"})) == reduced
+
+
+def test_a_caller_behind_a_trusted_proxy_is_identified_from_reduced_headers() -> None:
+    text = IP_ONLY.replace("limits:", "identity: {trusted_proxies: [10.0.0.0/8]}\nlimits:")
+    limiter = Limiter(policy(text), MemoryStore(clock=Clock(T0)))
+    headers = LoweredHeaders({"x-forwarded-for": "203.0.113.9"})
+
+    decision = limiter.check(path="/api/x", headers=headers, client_ip="10.0.0.1")
+
+    assert decision.client_ip == "203.0.113.9"

@@ -22,10 +22,11 @@ returns, however it returns (finished, raised, cancelled, client gone).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
@@ -48,16 +49,19 @@ _OURS = frozenset(
 _LIST_HEADERS = (b"x-forwarded-for", b"forwarded")  # repeated lines form one list
 
 
-def request_headers(raw: Iterable[tuple[bytes, bytes]], wanted: frozenset[bytes]) -> dict[str, str]:
+def request_headers(
+    raw: Iterable[tuple[bytes, bytes]], wanted: Mapping[bytes, str]
+) -> LoweredHeaders:
     """The request headers the policy reads, decoded; everything else is skipped unread.
 
-    ASGI header names are lower-case already. Repeated forwarding headers are
-    joined into one list (as HTTP reads them); other repeats keep the first.
+    ``wanted`` maps each name the policy reads, as ASGI sends it (lower-case
+    already), to its text. Repeated forwarding headers are joined into one
+    list (as HTTP reads them); other repeats keep the first.
     """
-    found: dict[str, str] = {}
+    found = LoweredHeaders()
     for name, value in raw:
-        if name in wanted:
-            text = name.decode("latin-1")
+        text = wanted.get(name)
+        if text is not None:
             if text not in found:
                 found[text] = value.decode("latin-1")
             elif name in _LIST_HEADERS:
@@ -145,9 +149,10 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = async_limiter(policy, store, limiter)
-        self._wanted = frozenset(
-            name.encode("latin-1") for name in self.limiter.compiled.wanted_headers
-        )
+        # the request headers the policy reads: ASGI name -> text
+        self._wanted = {
+            name.encode("latin-1"): name for name in self.limiter.compiled.wanted_headers
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
@@ -109,6 +110,14 @@ class RateLimitMiddleware:
             for name in sorted(self.limiter.compiled.wanted_headers)
         )
 
+    def _headers(self, environ: Environ) -> LoweredHeaders:
+        """The request headers the policy reads, by their lower-case names."""
+        found = LoweredHeaders()
+        for name, key in self._environ_keys:
+            if key in environ:
+                found[name] = environ[key]
+        return found
+
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         limiter = self.limiter
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
@@ -117,7 +126,7 @@ class RateLimitMiddleware:
         decision = limiter.check(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path or "/",
-            headers={name: environ[key] for name, key in self._environ_keys if key in environ},
+            headers=self._headers(environ) if self._environ_keys else None,
             client_ip=environ.get("REMOTE_ADDR") or "",
             lease=True,
         )

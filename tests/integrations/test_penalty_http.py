@@ -118,3 +118,21 @@ async def test_a_blocked_client_gets_the_policy_429_body(store: MemoryStore) -> 
     assert response.status_code == 429
     assert response.headers["content-type"] == "application/json"
     assert json.loads(response.content)["error"]
+
+
+@pytest.mark.parametrize("face", ["asgi", "wsgi"])
+async def test_each_further_penalty_block_in_a_row_lasts_twice_as_long(
+    store: MemoryStore, clock: Clock, face: str
+) -> None:
+    app = asgi_app(store) if face == "asgi" else wsgi_app(store)
+    await statuses(app, HAMMERER, 6, face)  # blocked for 10 minutes
+    clock.t += 600
+    # back, and straight into the same behaviour: 2 admitted, 3 refused, then blocked again
+    answers = await statuses(app, HAMMERER, 6, face)
+    assert [status for status, _ in answers] == [200, 200, 429, 429, 429, 429]
+    assert answers[5][1]["retry-after"] == "1200"
+    assert answers[5][1]["x-ratelimit-reset"] == str(int(T0) + 600 + 1200)
+    clock.t += 1199
+    assert [status for status, _ in await statuses(app, HAMMERER, 1, face)] == [429]
+    clock.t += 1
+    assert [status for status, _ in await statuses(app, HAMMERER, 1, face)] == [200]

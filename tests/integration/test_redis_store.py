@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -292,6 +294,43 @@ async def test_decisions_of_a_batch_with_several_rates_take_all_or_nothing(
     assert sorted(d.allowed for d in decisions) == [False] * 7 + [True] * 3
     # the refused seven took nothing from the wider rate either
     assert (await limiter.peek("both", "100 per 30 days")).remaining == 97
+
+
+def test_threads_share_script_calls_and_admit_exactly_the_limit(
+    store: RedisStore, redis_server: RedisServer
+) -> None:
+    limiter = RateLimiter(store, algorithm="sliding_log")
+    limiter.hit("warm-up", "5/minute")  # the script is loaded: no NOSCRIPT retries below
+    client = redis_server.client()
+    before = _commandstats(client)
+    barrier = threading.Barrier(32)
+
+    def work(index: int) -> int:
+        barrier.wait()
+        return sum(limiter.hit(f"k{(index + n) % 4}", "100 per 7 days").allowed for n in range(25))
+
+    with ThreadPoolExecutor(32) as pool:
+        admitted = sum(pool.map(work, range(32)))
+    after = _commandstats(client)
+    assert admitted == 4 * 100  # 800 attempts on 4 keys of 100 each
+    calls = after["cmdstat_evalsha"] - before["cmdstat_evalsha"]
+    assert calls < 800  # threads that arrived while a call was in flight went together
+
+
+def test_threads_never_hang_while_redis_is_down(restartable_redis: RedisServer) -> None:
+    store = _flip_store(restartable_redis.url, "open")
+    limiter = RateLimiter(store)
+    assert limiter.hit("k", "3/hour").allowed
+    restartable_redis.stop()
+
+    def work(index: int) -> list[bool]:
+        return [limiter.hit(f"t{index}", "3/hour").allowed for _ in range(5)]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(work, range(16), timeout=30))
+    assert answers == [[True] * 5] * 16  # failing open, every thread answered
+    restartable_redis.start()
+    store.close()
 
 
 def test_counters_are_kept_small(store: RedisStore, redis_server: RedisServer) -> None:

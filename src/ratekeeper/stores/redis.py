@@ -5,7 +5,8 @@ rates: the script reads the server's clock, evaluates every charge, and writes
 all of them or none. redis-py's script objects load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
 decisions that arrive in the same turn of the event loop share one call of the
-same script (``redis_batch.py``).
+same script, and so do threads that arrive while a call is in flight
+(``redis_batch.py``).
 
 Key layout: ``rk:<letter><window_ms>[:<limit>:<capacity>]:<key>``, the letter
 naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state
@@ -47,7 +48,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
-from .redis_batch import DecisionCall, ScriptBatcher
+from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
 from .redis_tables import Outage, RedisLeases, RedisLockouts, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
@@ -102,7 +103,7 @@ class RedisStore:
         self._async_client = async_client
         self._async_factory: Any = None
         self._script_text = _script_text()
-        self._script = client.register_script(self._script_text) if client is not None else None
+        self._decide = _sync_decide(client, self._script_text) if client is not None else None
         self._async_decide: DecisionCall | None = None
         self._layout: dict[LimitSpec, tuple[str, str]] = {}
         self.outage = Outage(on_error)
@@ -175,11 +176,11 @@ class RedisStore:
     def apply(
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
-        if self._script is None:
+        if self._decide is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         keys, numbers = self._decision_args(charges, consume)
         try:
-            raw = self._script(keys=keys, args=[self._now_ms_arg(), numbers])
+            raw = self._decide(keys, numbers, self._now_ms_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -200,12 +201,11 @@ class RedisStore:
         return _parse(raw, len(charges))
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
-        if self._script is None:
+        if self._decide is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         slot, values = self._layout.get(spec) or self._lay_out(spec)
-        args = [self._now_ms_arg(), f"1 1 {values} {cost} 0"]
         try:
-            raw = self._script(keys=[slot + tagged(key)], args=args)
+            raw = self._decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -334,6 +334,14 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore(on_error={self.on_error!r}, prefix={self.prefix!r})"
+
+
+def _sync_decide(client: Any, text: str) -> Callable[[list[str], str, str], Any]:
+    """How sync decisions reach Redis: threads share calls (``ThreadBatcher``), but on Cluster."""
+    script = client.register_script(text)
+    if "Cluster" in type(client).__name__:
+        return lambda keys, numbers, now: script(keys=keys, args=[now, numbers])
+    return ThreadBatcher(script)
 
 
 def _ms(window_ns: int) -> int:

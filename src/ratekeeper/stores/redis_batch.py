@@ -12,15 +12,17 @@ caller waits for nothing.
 One command per batch also keeps redis-py's per-command costs (packing,
 a timer per reply, a connection from the pool) per batch, not per decision.
 Batches are for one server: on Cluster the store sends each decision alone.
+:class:`ThreadBatcher` does the same for the sync face, between threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["DecisionCall", "ScriptBatcher"]
+__all__ = ["DecisionCall", "ScriptBatcher", "ThreadBatcher"]
 
 #: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (apply.lua's
 #: ``ARGV[2]`` and ``ARGV[1]`` for one decision)
@@ -88,3 +90,89 @@ class ScriptBatcher:
             if not future.done():  # its caller may have been cancelled meanwhile
                 future.set_result([now, *reply[at:end]])
             at = end
+
+
+class _Waiter:
+    """A thread's decision queued behind the call in flight."""
+
+    __slots__ = ("batch", "error", "event", "keys", "numbers", "reply")
+
+    def __init__(self, keys: list[str], numbers: str) -> None:
+        self.keys = keys
+        self.numbers = numbers
+        self.event = threading.Event()
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.batch: list[_Waiter] | None = None  # set when this thread is to send its batch
+
+
+class ThreadBatcher:
+    """The sync face's twin of :class:`ScriptBatcher`: threads share script calls.
+
+    One call is in flight at a time per store; a thread that arrives meanwhile
+    queues. When the call returns, the thread that made it hands the queue (up
+    to ``_MAX_BATCH``) to the first thread in it, which sends it as one call
+    and then hands on the queue that formed meanwhile. So every thread sends
+    at most one call and waits for at most one more ahead of it; a lone thread
+    goes at once.
+    """
+
+    def __init__(self, script: Any) -> None:
+        self._script = script
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []
+        self._sending = False
+
+    def __call__(self, keys: list[str], numbers: str, now: str) -> Any:
+        """The script's answer for one decision (or the error the call raised)."""
+        with self._lock:
+            waiter = None
+            if self._sending:
+                waiter = _Waiter(keys, numbers)
+                self._queue.append(waiter)
+            else:
+                self._sending = True
+        if waiter is None:
+            try:
+                return self._script(keys=keys, args=[now, numbers])
+            finally:
+                self._hand_on()
+        waiter.event.wait()
+        if waiter.batch is not None:  # this thread sends the batch it is in
+            try:
+                self._send(waiter.batch, now)
+            finally:
+                self._hand_on()
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.reply
+
+    def _hand_on(self) -> None:
+        """Give the queue to its first thread, or mark that nothing is in flight."""
+        with self._lock:
+            if not self._queue:
+                self._sending = False
+                return
+            batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+        batch[0].batch = batch
+        batch[0].event.set()
+
+    def _send(self, batch: list[_Waiter], now: str) -> None:
+        try:
+            keys: list[str] = []
+            for waiter in batch:
+                keys += waiter.keys
+            numbers = " ".join([waiter.numbers for waiter in batch])
+            reply = self._script(keys=keys, args=[now, numbers])
+            at = 1
+            for waiter in batch:
+                end = at + 1 + 4 * len(waiter.keys)
+                waiter.reply = [reply[0], *reply[at:end]]
+                at = end
+        except BaseException as error:  # every decision of the call gets it
+            for waiter in batch:
+                waiter.error = error
+            raise
+        finally:
+            for waiter in batch[1:]:  # the first is this thread
+                waiter.event.set()

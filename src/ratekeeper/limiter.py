@@ -178,8 +178,8 @@ class _Prepared:
     ``one`` is the request's only charge when that is all there is to decide:
     one enforced (not shadow) charge, no block to check, no lease to take.
     Such a request goes straight to ``store.apply_one`` (the store's lean path
-    for exactly this case) and, in the middleware, admitted, straight to its
-    header bytes.
+    for exactly this case), and ``raw_headers`` writes its header bytes from
+    the numbers.
     """
 
     __slots__ = ("blocks", "category", "charges", "concurrency", "ip", "key_id", "lockouts",

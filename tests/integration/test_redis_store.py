@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,7 @@ from ratekeeper import (
     RedisStore,
     load_policy,
 )
+from ratekeeper.stores.redis_batch import ThreadBatcher
 from support.hammer import hammer
 from support.redis_servers import RedisServer
 
@@ -331,6 +333,27 @@ def test_threads_never_hang_while_redis_is_down(restartable_redis: RedisServer) 
     assert answers == [[True] * 5] * 16  # failing open, every thread answered
     restartable_redis.start()
     store.close()
+
+
+def _hit_in_child(store: RedisStore) -> None:
+    os._exit(0 if RateLimiter(store).hit("forked", "5/minute").allowed else 1)
+
+
+def test_a_child_forked_while_a_call_was_in_flight_still_decides(store: RedisStore) -> None:
+    """Pre-fork servers (gunicorn --preload): the child starts with nothing in flight."""
+    assert RateLimiter(store).hit("parent", "5/minute").allowed
+    batcher = store._decide
+    assert isinstance(batcher, ThreadBatcher)
+    batcher._sending = True  # as if another thread's call were in flight at fork time
+    child = multiprocessing.get_context("fork").Process(target=_hit_in_child, args=(store,))
+    try:
+        child.start()
+        child.join(timeout=20)
+        assert child.exitcode == 0  # None would mean it hung waiting for the parent's call
+    finally:
+        if child.is_alive():
+            child.kill()
+        batcher._sending = False
 
 
 def test_counters_are_kept_small(store: RedisStore, redis_server: RedisServer) -> None:

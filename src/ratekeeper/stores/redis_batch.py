@@ -18,7 +18,9 @@ Batches are for one server: on Cluster the store sends each decision alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -106,6 +108,18 @@ class _Waiter:
         self.batch: list[_Waiter] | None = None  # set when this thread is to send its batch
 
 
+_THREAD_BATCHERS: weakref.WeakSet[ThreadBatcher] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: no call of the parent is in flight."""
+    for batcher in list(_THREAD_BATCHERS):
+        batcher._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class ThreadBatcher:
     """The sync face's twin of :class:`ScriptBatcher`: threads share script calls.
 
@@ -119,6 +133,11 @@ class ThreadBatcher:
 
     def __init__(self, script: Any) -> None:
         self._script = script
+        self._reset()
+        _THREAD_BATCHERS.add(self)
+
+    def _reset(self) -> None:
+        """Nothing in flight, nobody queued (also in a forked child: pre-fork servers)."""
         self._lock = threading.Lock()
         self._queue: list[_Waiter] = []
         self._sending = False

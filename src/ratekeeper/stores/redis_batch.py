@@ -32,7 +32,27 @@ DecisionCall = Callable[[list[str], str, str], Awaitable[Any]]
 
 _MAX_BATCH = 128  # decisions per script call; a bigger wave is sent as several calls
 
-_Pending = tuple[list[str], str, "asyncio.Future[Any]"]
+#: one decision's part of a script call: its keys and its numbers (``ARGV[2]``)
+_Call = tuple[list[str], str]
+
+
+def _joined(calls: list[_Call]) -> _Call:
+    """The keys and numbers of one script call deciding ``calls`` in order."""
+    keys: list[str] = []
+    for decision_keys, _ in calls:
+        keys += decision_keys
+    return keys, " ".join([numbers for _, numbers in calls])
+
+
+def _split(reply: list[Any], calls: list[_Call]) -> list[list[Any]]:
+    """Each decision's answer, ``[now, admitted, 4 values per charge]``, from a batch's reply."""
+    answers = []
+    at = 1
+    for decision_keys, _ in calls:
+        end = at + 1 + 4 * len(decision_keys)
+        answers.append([reply[0], *reply[at:end]])
+        at = end
+    return answers
 
 
 class ScriptBatcher:
@@ -40,7 +60,7 @@ class ScriptBatcher:
 
     def __init__(self, script: Any) -> None:
         self._script = script
-        self._pending: list[_Pending] = []
+        self._pending: list[tuple[_Call, asyncio.Future[Any]]] = []
         self._now = ""
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()  # held so they are not collected
@@ -55,7 +75,7 @@ class ScriptBatcher:
             finally:
                 self._busy -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, numbers, future))
+        self._pending.append(((keys, numbers), future))
         if not self._scheduled:
             self._scheduled = True
             self._now = now  # one clock per batch (only a test's fake clock is not "")
@@ -66,42 +86,36 @@ class ScriptBatcher:
         self._scheduled = False
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), _MAX_BATCH):
-            task = asyncio.ensure_future(self._send(pending[start : start + _MAX_BATCH]))
+            batch = pending[start : start + _MAX_BATCH]
+            task = asyncio.ensure_future(self._send(batch, self._now))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[_Pending]) -> None:
-        keys: list[str] = []
-        for decision_keys, _, _ in batch:
-            keys += decision_keys
-        numbers = " ".join([decision_numbers for _, decision_numbers, _ in batch])
+    async def _send(self, batch: list[tuple[_Call, asyncio.Future[Any]]], now: str) -> None:
+        calls = [call for call, _ in batch]
+        keys, numbers = _joined(calls)
         self._busy += 1
         try:
-            reply = await self._script(keys=keys, args=[self._now, numbers])
+            reply = await self._script(keys=keys, args=[now, numbers])
         except Exception as error:  # the call failed: every decision of it gets the error
-            for _, _, future in batch:
+            for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
         finally:
             self._busy -= 1
-        now = reply[0]
-        at = 1
-        for decision_keys, _, future in batch:
-            end = at + 1 + 4 * len(decision_keys)
+        for (_, future), answer in zip(batch, _split(reply, calls), strict=True):
             if not future.done():  # its caller may have been cancelled meanwhile
-                future.set_result([now, *reply[at:end]])
-            at = end
+                future.set_result(answer)
 
 
 class _Waiter:
     """A thread's decision queued behind the call in flight."""
 
-    __slots__ = ("batch", "error", "event", "keys", "numbers", "reply")
+    __slots__ = ("batch", "call", "error", "event", "reply")
 
-    def __init__(self, keys: list[str], numbers: str) -> None:
-        self.keys = keys
-        self.numbers = numbers
+    def __init__(self, call: _Call) -> None:
+        self.call = call
         self.event = threading.Event()
         self.reply: Any = None
         self.error: BaseException | None = None
@@ -147,7 +161,7 @@ class ThreadBatcher:
         with self._lock:
             waiter = None
             if self._sending:
-                waiter = _Waiter(keys, numbers)
+                waiter = _Waiter((keys, numbers))
                 self._queue.append(waiter)
             else:
                 self._sending = True
@@ -178,16 +192,11 @@ class ThreadBatcher:
 
     def _send(self, batch: list[_Waiter], now: str) -> None:
         try:
-            keys: list[str] = []
-            for waiter in batch:
-                keys += waiter.keys
-            numbers = " ".join([waiter.numbers for waiter in batch])
+            calls = [waiter.call for waiter in batch]
+            keys, numbers = _joined(calls)
             reply = self._script(keys=keys, args=[now, numbers])
-            at = 1
-            for waiter in batch:
-                end = at + 1 + 4 * len(waiter.keys)
-                waiter.reply = [reply[0], *reply[at:end]]
-                at = end
+            for waiter, answer in zip(batch, _split(reply, calls), strict=True):
+                waiter.reply = answer
         except BaseException as error:  # every decision of the call gets it
             for waiter in batch:
                 waiter.error = error

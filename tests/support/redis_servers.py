@@ -466,7 +466,62 @@ class _PortTakenError(Exception):
     """The server could not bind its port: someone took it after we chose it."""
 
 
-class RedisCluster:
+class _ServerGroup:
+    """What a cluster and a Sentinel setup share: several processes started, polled, closed."""
+
+    directory: Path
+    ready_timeout: float
+    _own_directory: bool
+    _closed: bool
+
+    def _processes(self) -> list[RedisServer]:
+        """Every process of the group, in the order they are stopped."""
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What keeps the group from being ok now; [] when it is."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for process in self._processes():
+            process.stop()
+
+    def close(self) -> None:
+        for process in self._processes():
+            process.close()
+        self._closed = True
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def wait_until_ok(self, timeout: float | None = None) -> None:
+        """Poll :meth:`problems` until there are none; fail with them and the logs' tails."""
+        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        while True:
+            problems = self.problems()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                raise RedisServerError(
+                    f"{self!r} did not become ok:\n  "
+                    + "\n  ".join(problems)
+                    + "".join(
+                        f"\n--- {process.log_path} ---\n{process.log_tail(10)}"
+                        for process in self._processes()
+                    )
+                )
+            time.sleep(0.05)
+
+
+class RedisCluster(_ServerGroup):
     """A Redis Cluster of real servers on 127.0.0.1: ``masters`` masters, slots split evenly.
 
     Put together without redis-cli, the way redis-cli does it: a distinct
@@ -582,44 +637,8 @@ class RedisCluster:
         if not all(node.running for node in self.nodes):
             self.start()
 
-    def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
-
-    def close(self) -> None:
-        for node in self.nodes:
-            node.close()
-        self._closed = True
-        if self._own_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def wait_until_ok(self, timeout: float | None = None) -> None:
-        """Until every running node says ``cluster_state:ok``, all slots served, all known.
-
-        Running replicas must also be in sync with their master. Stopped nodes
-        are left out, so after ``nodes[i].stop()`` on a master this waits for
-        its replica to take over (about ``node_timeout_ms`` plus an election).
-        """
-        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
-        while True:
-            problems = self.problems()
-            if not problems:
-                return
-            if time.monotonic() > deadline:
-                raise RedisServerError(
-                    "the cluster did not become ok:\n  "
-                    + "\n  ".join(problems)
-                    + "".join(
-                        f"\n--- {node.log_path} ---\n{node.log_tail(10)}" for node in self.nodes
-                    )
-                )
-            time.sleep(0.05)
+    def _processes(self) -> list[RedisServer]:
+        return list(self.nodes)
 
     def state(self, node: RedisServer) -> str:
         """``cluster_state`` as ``node`` sees it: ``ok``, or ``fail`` while slots are unserved."""
@@ -627,7 +646,13 @@ class RedisCluster:
             return _parse_info(r.execute_command("CLUSTER", "INFO"))["cluster_state"]
 
     def problems(self) -> list[str]:
-        """What keeps the cluster from being ok now (see :meth:`wait_until_ok`); [] if ok."""
+        """What keeps the cluster from being ok now; [] if ok.
+
+        Ok: every running node says ``cluster_state:ok``, all slots served, all
+        known, running replicas in sync with their master. Stopped nodes are
+        left out, so after ``nodes[i].stop()`` on a master :meth:`wait_until_ok`
+        waits for its replica to take over (``node_timeout_ms`` plus an election).
+        """
         running = [node for node in self.nodes if node.running]
         if not running:
             return ["no node is running"]
@@ -734,7 +759,7 @@ class _SentinelProcess(RedisServer):
         return [*super()._argv(), "--sentinel"]
 
 
-class RedisSentinel:
+class RedisSentinel(_ServerGroup):
     """A master, a replica and ``sentinels`` Sentinels watching them, on 127.0.0.1.
 
     Sentinel mode is the same ``redis-server`` binary with ``--sentinel``, so
@@ -911,40 +936,9 @@ class RedisSentinel:
                 server.start()
         self.wait_until_ok()
 
-    def stop(self) -> None:
-        for process in [*self.sentinels, *self.servers]:
-            process.stop()
-
-    def close(self) -> None:
-        for process in [*self.sentinels, *self.servers]:
-            process.close()
-        self._closed = True
-        if self._own_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def wait_until_ok(self, timeout: float | None = None) -> None:
-        """Until the Sentinels agree on a live master, know their peers, see a synced replica."""
-        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
-        while True:
-            problems = self.problems()
-            if not problems:
-                return
-            if time.monotonic() > deadline:
-                raise RedisServerError(
-                    f"{self!r} did not become ok:\n  "
-                    + "\n  ".join(problems)
-                    + "".join(
-                        f"\n--- {process.log_path} ---\n{process.log_tail(10)}"
-                        for process in [*self.servers, *self.sentinels]
-                    )
-                )
-            time.sleep(0.05)
+    def _processes(self) -> list[RedisServer]:
+        # Sentinels first: stopped after them, the servers cannot trigger a failover
+        return [*self.sentinels, *self.servers]
 
     def problems(self) -> list[str]:
         """What keeps this setup from being ready for a failover now; [] when it is."""

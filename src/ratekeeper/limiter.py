@@ -39,6 +39,7 @@ from .charging import BadRequestError, Charger
 from .decision import Decision, tightest
 from .http.headers import retry_after_seconds
 from .identity import api_key_from, lower_headers
+from .lanes import Lane
 from .policy import Policy, load_policy
 from .policy.compiler import (
     CompiledCategory,
@@ -47,7 +48,7 @@ from .policy.compiler import (
     CompiledPlan,
     compile_policy,
 )
-from .policy.router import RouteMemo
+from .policy.router import MEMO_PATH, MEMO_SIZE, RouteMemo
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
@@ -59,6 +60,7 @@ _MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
 _MAX_KNOWN_KEYS = 4096
 _MAX_REFUSED = 65_536  # counters remembered as over their limit before starting over
 _EMPTY: dict[str, str] = {}
+_UNSEEN: Any = object()  # a lane memo's "not worked out yet"
 _NO_BLOCKS: tuple[tuple[str, str, int], ...] = ()
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -245,6 +247,64 @@ class _LimiterCore:
         # MemoryStore's async face only calls its sync one (no decision waits on
         # I/O): the async limiter calls that directly, one coroutine less
         self._one_in_memory = type(self.store).apply_one_async is MemoryStore.apply_one_async
+        # (method, path) as requested -> its lane, or None: see ``lane``
+        self._lanes: dict[tuple[str, str], Lane | None] = {}
+        self._lanes_open = (
+            compiled.simple and self._one_in_memory and not compiled.header_writer.ietf_fields
+        )
+
+    # lanes: a route's requests decided by client IP alone (see ratekeeper.lanes)
+
+    def lane(self, method: str, path: str) -> Lane | None:
+        """The lane of requests for ``method`` and ``path``, or ``None`` for the general path.
+
+        A lane answers exactly as :meth:`check` (``lease=True``, cost 1) would
+        for such a request; the middleware takes it when there is one. No lane
+        while any refusal is remembered: those are answered by ``check``.
+        """
+        if self._refused:
+            return None
+        found = self._lanes.get((method, path), _UNSEEN)
+        if found is _UNSEEN:
+            found = self._new_lane(method, path) if self._lanes_open else None
+            if len(path) <= MEMO_PATH:
+                if len(self._lanes) >= MEMO_SIZE:
+                    self._lanes.clear()
+                self._lanes[method, path] = found
+        return found  # type: ignore[no-any-return]
+
+    def _new_lane(self, method: str, path: str) -> Lane | None:
+        method, path, found = self._routes.route(method, path)
+        if found is None:
+            return None
+        category = found[0]
+        if category.exempt or category.needs_identity:
+            return None
+        charge_plan = self._charger.plan(category, None, None)
+        if charge_plan.leases or charge_plan.by_ip is None:
+            return None
+        head, spec, units, shadow = charge_plan.by_ip
+        if shadow:
+            return None
+        return Lane(
+            self, category, charge_plan.names, head, spec, units, method, path,
+            self.compiled.header_writer.x_fields,
+        )  # fmt: skip
+
+    def client_ip(self, peer: str, headers: Mapping[str, str] | None) -> str:
+        """The client IP of a request from ``peer``, believing only trusted proxies."""
+        if not self._resolve_ip:
+            return peer
+        wanted = self.compiled.wanted_headers
+        lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
+        return self.compiled.ip_resolver.resolve(peer, lowered)
+
+    def _lane_decision(self, lane: Lane, ip: str, result: ChargeResult) -> PolicyDecision:
+        prepared = _Prepared(
+            lane.category, None, None, ip, lane.method, lane.path,
+            ((lane.spec, lane.key(ip), lane.units, False),), lane.names, (),
+        )  # fmt: skip
+        return self._decided(prepared, result[0], [result])
 
     # the request path, before the store
 
@@ -268,9 +328,7 @@ class _LimiterCore:
             return self._exempt(category.name, client_ip, method, path)
         wanted = compiled.wanted_headers
         lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
-        ip = client_ip
-        if self._resolve_ip:
-            ip = compiled.ip_resolver.resolve(client_ip, lowered)
+        ip = compiled.ip_resolver.resolve(client_ip, lowered) if self._resolve_ip else client_ip
 
         record: CompiledKey | None = None
         plan: CompiledPlan | None = None

@@ -61,6 +61,8 @@ from ratekeeper import (
     PolicyDecision,
     load_policy,
 )
+from ratekeeper.lanes import Lane
+from ratekeeper.stores.base import ChargeResult
 from support.clock import Clock
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -250,7 +252,7 @@ class LimiterApi(ExampleApi):
 
 
 class DecisionSpy:
-    """Catches every decision ``Limiter.check``/``AsyncLimiter.check`` returns."""
+    """Catches every decision ``Limiter.check``/``AsyncLimiter.check`` returns, and the lanes'."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.decisions: list[PolicyDecision] = []
@@ -266,8 +268,18 @@ class DecisionSpy:
             self.decisions.append(decision)
             return decision
 
+        # a request taken by a lane (decided by its client IP alone) makes no
+        # PolicyDecision: record the one the general path builds from its result
+        lane_admit = Lane.admit
+
+        def admit(lane: Lane, ip: str) -> ChargeResult:
+            result = lane_admit(lane, ip)
+            self.decisions.append(lane.decision(ip, result))
+            return result
+
         monkeypatch.setattr(Limiter, "check", check)
         monkeypatch.setattr(AsyncLimiter, "check", acheck)
+        monkeypatch.setattr(Lane, "admit", admit)
 
     def during(self, send: Callable[[], httpx.Response]) -> tuple[httpx.Response, PolicyDecision]:
         """The response to ``send()`` and the one decision the middleware made for it."""

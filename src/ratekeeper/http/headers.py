@@ -40,6 +40,16 @@ class HeaderWriter:
         # limit -> its X-RateLimit-Limit value: one per limit of the policy
         self._limits: dict[int, bytes] = {}
 
+    @property
+    def x_fields(self) -> bool:
+        """Whether the ``X-RateLimit-*`` trio is written."""
+        return self._x
+
+    @property
+    def ietf_fields(self) -> bool:
+        """Whether the IETF ``RateLimit-Policy`` / ``RateLimit`` fields are written."""
+        return self._ietf
+
     def write(self, decision: Decision, now: float) -> dict[str, str]:
         """The header fields for ``decision`` at epoch second ``now``."""
         headers: dict[str, str] = {}

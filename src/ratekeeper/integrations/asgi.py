@@ -142,6 +142,24 @@ class RateLimitMiddleware:
         limiter = self.limiter
         client = scope.get("client")
         wanted = self._wanted
+        lane = limiter.lane(scope["method"], scope["path"])
+        if lane is not None:  # decided by the client IP alone: see ratekeeper.lanes
+            ip = client[0] if client else ""
+            if lane.resolve_ip:
+                ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))
+            result = lane.admit(ip)
+            if not result[0]:
+                await send_refusal(send, limiter, lane.decision(ip, result))
+                return
+            lane_extra = lane.raw_headers(result)
+
+            async def send_with_lane_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = _with_headers(message.get("headers"), lane_extra)
+                await send(message)
+
+            await self.app(scope, receive, send_with_lane_headers if lane_extra else send)
+            return
         decision = await limiter.check(
             method=scope["method"],
             path=scope["path"],

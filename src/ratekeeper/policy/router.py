@@ -21,8 +21,8 @@ __all__ = ["RouteMemo", "Router"]
 
 T = TypeVar("T")
 _NO_PARAMS: dict[str, str] = {}
-_MEMO_SIZE = 1024  # (method, path) answers kept before the memo starts over
-_MEMO_PATH = 512  # longer paths are routed every time, not kept
+MEMO_SIZE = 1024  # (method, path) answers kept before the memo starts over
+MEMO_PATH = 512  # longer paths are routed every time, not kept
 
 
 class Router(Generic[T]):
@@ -78,7 +78,7 @@ class RouteMemo(Generic[T]):
 
     __slots__ = ("_memo", "_router", "_size")
 
-    def __init__(self, router: Router[T], size: int = _MEMO_SIZE) -> None:
+    def __init__(self, router: Router[T], size: int = MEMO_SIZE) -> None:
         self._router = router
         self._size = size
         self._memo: dict[tuple[str, str], Routed[T]] = {}
@@ -89,7 +89,7 @@ class RouteMemo(Generic[T]):
         routed = self._memo.get(key)
         if routed is None:
             routed = self._route(method, path)
-            if len(path) <= _MEMO_PATH:
+            if len(path) <= MEMO_PATH:
                 if len(self._memo) >= self._size:
                     self._memo.clear()
                 self._memo[key] = routed

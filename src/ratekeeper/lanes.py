@@ -1,0 +1,96 @@
+"""Lanes: requests decided by their route and client IP alone, in a few steps.
+
+The commonest limit of all is "N requests per window per client IP" on a
+category that needs no identity. For such a route the whole of ``check`` (route,
+identify, plan the charges, ask the store, build a :class:`PolicyDecision`,
+write its headers) comes down to one store step on a key made from the IP,
+and header bytes made from the store's numbers. A :class:`Lane` is that
+reduction, worked out once per route by :meth:`Limiter.lane` and kept; the
+middleware takes it when there is one and the general path otherwise.
+
+A lane exists only where it answers exactly as ``check`` would: one enforced
+rate counted by client IP alone, no identity, no concurrency cap, no lockout
+or penalty in the policy, a store whose single-charge step never waits
+(the memory store) and no refusals remembered at the moment. Its refusals are
+turned into the general path's :class:`PolicyDecision` (body, headers, remembered
+refusals), so only admitted requests skip it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .stores.base import ChargeResult, LimitSpec
+
+if TYPE_CHECKING:
+    from .limiter import PolicyDecision, _LimiterCore
+    from .policy.compiler import CompiledCategory
+
+__all__ = ["Lane"]
+
+_NS = 1_000_000_000
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class Lane:
+    """One route's requests, decided from the client IP alone (see the module docstring).
+
+    ``admit(ip)`` charges the request and gives the store's
+    ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers`` writes an
+    admitted request's header bytes from those numbers; ``decision`` makes
+    the general path's :class:`PolicyDecision` of the same result.
+    """
+
+    __slots__ = ("_apply_one", "_head", "_limit_raw", "_limiter", "_x_fields", "category",
+                 "method", "names", "path", "resolve_ip", "spec", "units")  # fmt: skip
+
+    def __init__(
+        self,
+        limiter: _LimiterCore,
+        category: CompiledCategory,
+        names: tuple[str, ...],
+        head: str,
+        spec: LimitSpec,
+        units: int,
+        method: str,
+        path: str,
+        x_fields: bool,
+    ) -> None:
+        self._limiter = limiter
+        self._apply_one: Callable[[LimitSpec, str, int], ChargeResult] = limiter.store.apply_one
+        self._head = head
+        self.spec = spec
+        self.units = units
+        self._x_fields = x_fields
+        self._limit_raw = b"%d" % spec.limit
+        self.category = category
+        self.names = names
+        #: as the general path reports them: upper-case method, normalized path
+        self.method = method
+        self.path = path
+        #: whether the client IP must first be resolved through trusted proxies
+        self.resolve_ip = limiter.compiled.ip_resolver.enabled
+
+    def key(self, ip: str) -> str:
+        """The counter key of a request from ``ip`` (the general path's key)."""
+        return self._head + ip + "}"
+
+    def admit(self, ip: str) -> ChargeResult:
+        """Charge a request from ``ip`` (already resolved) and give the store's answer."""
+        return self._apply_one(self.spec, self._head + ip + "}", self.units)
+
+    def raw_headers(self, result: ChargeResult) -> RawHeaders:
+        """An admitted request's header fields, as ASGI sends them."""
+        if not self._x_fields:
+            return []
+        return [
+            (b"x-ratelimit-limit", self._limit_raw),
+            (b"x-ratelimit-remaining", b"%d" % result[1]),
+            (b"x-ratelimit-reset", b"%d" % math.ceil(result[2] / _NS)),
+        ]
+
+    def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:
+        """The :class:`PolicyDecision` ``check`` would have made of this result."""
+        return self._limiter._lane_decision(self, ip, result)

@@ -13,6 +13,8 @@ starlette+headers        ``Middleware(FixedHeaders)``: adds the three headers,
 starlette+ratekeeper     ``Middleware(RateLimitMiddleware, policy=<by: ip>)``
 starlette+rk-scanner     the same, policy examples/scanner.yaml with its
                          limits raised, the request carrying a demo key
+starlette+counter        opt-in bound: a hand-written fixed-window counter
+                         by IP in a dict (what pure Python costs at least)
 starlette+rk-fixed       opt-in bound: the middleware with ``check`` answered
                          by a decision made in advance (no decision cost)
 starlette+slowapi        slowapi's decorator ``@limiter.limit(...)`` (its
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -175,6 +178,49 @@ def starlette_headers(policies: dict[str, Path]) -> Any:
     return _starlette([Middleware(FixedHeaders)])
 
 
+class BareCounter:
+    """The least any Python rate limiter does: a fixed-window count per client IP
+    in a dict (no lock, no bound on keys, no policy), its three headers written
+    from the numbers. Not a product: a bound on what pure Python costs."""
+
+    LIMIT = 1_000_000_000
+    WINDOW_NS = 60_000_000_000
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.counts: dict[str, list[int]] = {}
+        self.limit_raw = b"%d" % self.LIMIT
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        window = time.time_ns() // self.WINDOW_NS
+        key = "api:" + scope["client"][0]
+        count = self.counts.get(key)
+        if count is None or count[0] != window:
+            count = self.counts[key] = [window, 0]
+        count[1] += 1
+        extra = [
+            (b"x-ratelimit-limit", self.limit_raw),
+            (b"x-ratelimit-remaining", b"%d" % (self.LIMIT - count[1])),
+            (b"x-ratelimit-reset", b"%d" % ((window + 1) * self.WINDOW_NS // 1_000_000_000)),
+        ]
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def starlette_counter(policies: dict[str, Path]) -> Any:
+    from starlette.middleware import Middleware
+
+    return _starlette([Middleware(BareCounter)])
+
+
 class _FixedDecision:
     """Answers ``check`` with one decision made in advance; the rest is the real limiter."""
 
@@ -305,6 +351,11 @@ VARIANTS: dict[str, tuple[Callable[[dict[str, Path]], Any], str, str]] = {
         starlette_rk_scanner,
         "ratekeeper",
         "RateLimitMiddleware, scanner.yaml (limits raised), X-API-Key",
+    ),
+    "starlette+counter": (
+        starlette_counter,
+        "-",
+        "hand-written fixed-window dict counter by IP, no lock or key bound (a bound, opt-in)",
     ),
     "starlette+rk-fixed": (
         starlette_rk_fixed,

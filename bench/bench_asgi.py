@@ -79,7 +79,7 @@ ALL_VARIANTS = (
     "fastapi+slowapi",
     "fastapi+slowapi-asgi",
 )
-OPT_IN = ("starlette+rk-fixed",)  # run only when named with --variant
+OPT_IN = ("starlette+counter", "starlette+rk-fixed")  # run only when named with --variant
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

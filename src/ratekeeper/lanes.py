@@ -43,8 +43,9 @@ class Lane:
     the general path's :class:`PolicyDecision` of the same result.
     """
 
-    __slots__ = ("_apply_one", "_head", "_limit_raw", "_limiter", "_x_fields", "category",
-                 "method", "names", "path", "resolve_ip", "spec", "units")  # fmt: skip
+    __slots__ = ("_apply_one", "_head", "_limit_field", "_limiter", "_reset_field", "_reset_ns",
+                 "_x_fields", "category", "method", "names", "path", "resolve_ip", "spec",
+                 "units")  # fmt: skip
 
     def __init__(
         self,
@@ -64,7 +65,9 @@ class Lane:
         self.spec = spec
         self.units = units
         self._x_fields = x_fields
-        self._limit_raw = b"%d" % spec.limit
+        self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
+        self._reset_ns = -1
+        self._reset_field = (b"x-ratelimit-reset", b"")
         self.category = category
         self.names = names
         #: as the general path reports them: upper-case method, normalized path
@@ -85,10 +88,14 @@ class Lane:
         """An admitted request's header fields, as ASGI sends them."""
         if not self._x_fields:
             return []
+        reset = result[2]
+        if reset != self._reset_ns:  # a window's requests share their reset: write it once
+            self._reset_field = (b"x-ratelimit-reset", b"%d" % math.ceil(reset / _NS))
+            self._reset_ns = reset
         return [
-            (b"x-ratelimit-limit", self._limit_raw),
+            self._limit_field,
             (b"x-ratelimit-remaining", b"%d" % result[1]),
-            (b"x-ratelimit-reset", b"%d" % math.ceil(result[2] / _NS)),
+            self._reset_field,
         ]
 
     def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:

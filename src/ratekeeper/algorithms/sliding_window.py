@@ -35,34 +35,35 @@ class SlidingWindow:
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int
     ) -> Evaluation:
-        if state is not None and state[0] - window <= now < state[0]:
+        if state is not None and 0 < (left := state[0] - now) <= window:  # the state's window
             end, previous, current = state
         else:
             end = (now // window + 1) * window
             previous = state[2] if state is not None and state[0] == end - window else 0
             current = 0
+            left = end - now
         spare = limit - current - cost
         if spare >= 0:
             if not previous:
                 current += cost
                 reset = end + window if current else now
                 return True, limit - current + cost, reset, 0, (end, 0, current)
-            weighted = previous * (end - now)  # the previous window's share, scaled by window
+            weighted = previous * left  # the previous window's share, scaled by window
             if weighted <= spare * window:
                 current += cost
                 reset = end + window if current else end
                 room = limit - current + cost + (-weighted // window)  # floor of what is left
                 return True, room, reset, 0, (end, previous, current)
-        free = limit * window - previous * (end - now) - current * window
+        free = limit * window - previous * left - current * window
         room = free // window if free > 0 else 0
         if cost > limit:
             retry = window
         elif spare >= 0:
             # room comes back within this window as the previous window's weight falls
-            retry = end - now - spare * window // previous
+            retry = left - spare * window // previous
         else:
             # this window's own count must start to fall: wait into the next one
-            retry = end - now + window - (limit - cost) * window // current
+            retry = left + window - (limit - cost) * window // current
         return False, room, now + retry, retry, state
 
     def consume(self, state: Any, now: int, cost: int) -> Any:

@@ -76,14 +76,30 @@ def _with_headers(headers: Iterable[tuple[bytes, bytes]] | None, extra: RawHeade
     """
     if not headers:
         return extra
-    merged = list(headers)
-    for name, _ in merged:
+    if headers.__class__ is not list:  # any iterable, read once
+        headers = list(headers)
+    for name, _ in headers:
         if name in _OURS:
-            own = {name for name, _ in merged}
-            merged.extend(pair for pair in extra if pair[0] not in own)
-            return merged
-    merged.extend(extra)
-    return merged
+            own = {name for name, _ in headers}
+            return [*headers, *(pair for pair in extra if pair[0] not in own)]
+    return [*headers, *extra]
+
+
+def _adding(send: Send, extra: RawHeaders) -> Send:
+    """``send`` with ``extra`` added to the response's headers.
+
+    A closure per request: cheaper to make and to call than an instance of a
+    class with ``__call__`` (measured: 1.3 against 1.8 us per request). Not
+    ``async``: it hands back the server's own awaitable, one coroutine less per
+    message.
+    """
+
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = _with_headers(message.get("headers"), extra)
+        return send(message)
+
+    return send_with_headers
 
 
 async def send_refusal(send: Send, limiter: AsyncLimiter, decision: PolicyDecision) -> None:
@@ -152,13 +168,7 @@ class RateLimitMiddleware:
                 await send_refusal(send, limiter, lane.decision(ip, result))
                 return
             lane_extra = lane.raw_headers(result)
-
-            async def send_with_lane_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = _with_headers(message.get("headers"), lane_extra)
-                await send(message)
-
-            await self.app(scope, receive, send_with_lane_headers if lane_extra else send)
+            await self.app(scope, receive, _adding(send, lane_extra) if lane_extra else send)
             return
         decision = await limiter.check(
             method=scope["method"],
@@ -180,19 +190,21 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # a closure per request: cheaper to make and to call than an instance of
-        # a class with __call__ (measured: 1.3 against 1.8 us per request)
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = _with_headers(message.get("headers"), extra)
-                if lockouts:
-                    await limiter.record_response(decision, message["status"])
-            await send(message)
+        if lockouts:
 
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = _with_headers(message.get("headers"), extra)
+                    await limiter.record_response(decision, message["status"])
+                await send(message)
+
+            sending: Send = send_with_headers
+        else:
+            sending = _adding(send, extra)
         if not leased:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, sending)
             return
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, sending)
         finally:
             await release_leases(limiter, decision)

@@ -162,11 +162,14 @@ class MemoryStore:
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         """``apply`` of one enforced charge, without the batch bookkeeping."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: half the cost on every request
+        try:
             now = self._now()
             if now < self._last_now:
                 now = self._last_now
-            self._last_now = now
+            else:
+                self._last_now = now
             table = self._tables.get(spec.slot)
             if table is None:
                 table = self._tables[spec.slot] = _Table(spec)
@@ -189,6 +192,8 @@ class MemoryStore:
                     self._size += 1
                 data[key] = next_state
             return True, room - cost, reset, 0
+        finally:
+            lock.release()
 
     async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         return self.apply_one(spec, key, cost)

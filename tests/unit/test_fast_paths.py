@@ -9,7 +9,6 @@ Each test here pins one shortcut against the general path it replaces.
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,28 +19,14 @@ from ratekeeper.charging import Charger
 from ratekeeper.identity import LoweredHeaders, lower_headers
 from ratekeeper.integrations.asgi import RateLimitMiddleware
 from ratekeeper.limiter import _Prepared
-from ratekeeper.policy import policy_from_text
 from ratekeeper.policy.compiler import compile_policy
 from ratekeeper.policy.patterns import normalize_path
 from ratekeeper.policy.router import RouteMemo
 from ratekeeper.stores.base import ChargeResult, LimitSpec
 from support.clock import Clock
+from support.policies import IP_ONLY, answer, policy
 
 T0 = 1_728_000.0
-
-
-def policy(text: str) -> Any:
-    return policy_from_text(textwrap.dedent(text), name="t")
-
-
-IP_ONLY = """\
-version: 1
-limits:
-  api: {by: ip, rate: 3/minute}
-categories:
-  - {name: health, match: GET /api/health, exempt: true}
-  - {name: api, match: /api/**, charge: [api]}
-"""
 
 
 # wanted headers: only what the policy reads
@@ -223,16 +208,6 @@ class _GeneralAsyncLimiter(AsyncLimiter):
         if isinstance(prepared, _Prepared):
             prepared.one = None
         return prepared
-
-
-def answer(limiter: Limiter | AsyncLimiter, decision: PolicyDecision) -> tuple[Any, ...]:
-    """Everything a caller can read from a decision, the wire headers included."""
-    return (
-        decision.allowed, decision.status_code, decision.limit, decision.remaining,
-        decision.reset_at, decision.retry_after, decision.category, decision.plan,
-        decision.key_id, decision.statuses, decision.headers, decision.body,
-        decision.content_type, limiter.raw_headers(decision),
-    )  # fmt: skip
 
 
 def with_headers(style: str, report: str = "tightest") -> str:

@@ -9,44 +9,19 @@ drive the ASGI middleware with and without lanes and compare the wire.
 
 from __future__ import annotations
 
-import textwrap
 from typing import Any
 
 import pytest
 
-from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
+from ratekeeper import AsyncLimiter, Limiter, MemoryStore
 from ratekeeper.integrations.asgi import RateLimitMiddleware, _with_headers
 from ratekeeper.lanes import Lane
-from ratekeeper.policy import policy_from_text
 from ratekeeper.policy.router import MEMO_PATH, MEMO_SIZE
 from ratekeeper.stores.base import ChargeResult, LimitSpec
 from support.clock import Clock
+from support.policies import IP_ONLY, answer, policy
 
 T0 = 1_728_000.0
-
-IP_ONLY = """\
-version: 1
-limits:
-  api: {by: ip, rate: 3/minute}
-categories:
-  - {name: health, match: GET /api/health, exempt: true}
-  - {name: api, match: /api/**, charge: [api]}
-"""
-
-
-def policy(text: str) -> Any:
-    return policy_from_text(textwrap.dedent(text), name="t")
-
-
-def answer(limiter: Limiter | AsyncLimiter, decision: PolicyDecision) -> tuple[Any, ...]:
-    """Everything a caller can read from a decision, the wire headers included."""
-    return (
-        decision.allowed, decision.status_code, decision.limit, decision.remaining,
-        decision.reset_at, decision.retry_after, decision.category, decision.plan,
-        decision.key_id, decision.client_ip, decision.method, decision.path,
-        decision.statuses, decision.headers, decision.body, decision.content_type,
-        limiter.raw_headers(decision),
-    )  # fmt: skip
 
 
 LANED = [

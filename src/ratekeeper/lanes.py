@@ -57,14 +57,13 @@ class Lane:
         units: int,
         method: str,
         path: str,
-        x_fields: bool,
     ) -> None:
         self._limiter = limiter
         self._apply_one: Callable[[LimitSpec, str, int], ChargeResult] = limiter.store.apply_one
         self._head = head
         self.spec = spec
         self.units = units
-        self._x_fields = x_fields
+        self._x_fields = limiter.compiled.header_writer.x_fields
         self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
         self._reset_ns = -1
         self._reset_field = (b"x-ratelimit-reset", b"")

@@ -48,7 +48,7 @@ from .policy.compiler import (
     CompiledPlan,
     compile_policy,
 )
-from .policy.router import MEMO_PATH, MEMO_SIZE, RouteMemo
+from .policy.router import RequestMemo, RouteMemo
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
@@ -60,7 +60,6 @@ _MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
 _MAX_KNOWN_KEYS = 4096
 _MAX_REFUSED = 65_536  # counters remembered as over their limit before starting over
 _EMPTY: dict[str, str] = {}
-_UNSEEN: Any = object()  # a lane memo's "not worked out yet"
 _NO_BLOCKS: tuple[tuple[str, str, int], ...] = ()
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -248,7 +247,7 @@ class _LimiterCore:
         # I/O): the async limiter calls that directly, one coroutine less
         self._one_in_memory = type(self.store).apply_one_async is MemoryStore.apply_one_async
         # (method, path) as requested -> its lane, or None: see ``lane``
-        self._lanes: dict[tuple[str, str], Lane | None] = {}
+        self._lanes: RequestMemo[Lane | None] = RequestMemo(self._new_lane)
         self._lanes_open = (
             compiled.simple and self._one_in_memory and not compiled.header_writer.ietf_fields
         )
@@ -264,16 +263,15 @@ class _LimiterCore:
         """
         if self._refused:
             return None
-        found = self._lanes.get((method, path), _UNSEEN)
-        if found is _UNSEEN:
-            found = self._new_lane(method, path) if self._lanes_open else None
-            if len(path) <= MEMO_PATH:
-                if len(self._lanes) >= MEMO_SIZE:
-                    self._lanes.clear()
-                self._lanes[method, path] = found
-        return found  # type: ignore[no-any-return]
+        lanes = self._lanes
+        found = lanes.answers.get((method, path), lanes)  # the memo itself: not kept yet
+        if found is lanes:
+            return lanes.fill(method, path)
+        return found  # type: ignore[return-value]
 
     def _new_lane(self, method: str, path: str) -> Lane | None:
+        if not self._lanes_open:
+            return None
         method, path, found = self._routes.route(method, path)
         if found is None:
             return None
@@ -286,17 +284,15 @@ class _LimiterCore:
         head, spec, units, shadow = charge_plan.by_ip
         if shadow:
             return None
-        return Lane(
-            self, category, charge_plan.names, head, spec, units, method, path,
-            self.compiled.header_writer.x_fields,
-        )  # fmt: skip
+        return Lane(self, category, charge_plan.names, head, spec, units, method, path)
 
-    def client_ip(self, peer: str, headers: Mapping[str, str] | None) -> str:
-        """The client IP of a request from ``peer``, believing only trusted proxies."""
+    def client_ip(self, peer: str, lowered: dict[str, str]) -> str:
+        """The client IP of a request from ``peer``, believing only trusted proxies.
+
+        ``lowered``: the request headers the policy reads, by lower-case name.
+        """
         if not self._resolve_ip:
             return peer
-        wanted = self.compiled.wanted_headers
-        lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
         return self.compiled.ip_resolver.resolve(peer, lowered)
 
     def _lane_decision(self, lane: Lane, ip: str, result: ChargeResult) -> PolicyDecision:
@@ -328,7 +324,7 @@ class _LimiterCore:
             return self._exempt(category.name, client_ip, method, path)
         wanted = compiled.wanted_headers
         lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
-        ip = compiled.ip_resolver.resolve(client_ip, lowered) if self._resolve_ip else client_ip
+        ip = self.client_ip(client_ip, lowered)
 
         record: CompiledKey | None = None
         plan: CompiledPlan | None = None

@@ -162,9 +162,9 @@ def test_the_route_memo_stays_within_its_size_and_keeps_no_long_path() -> None:
     memo = RouteMemo(compile_policy(policy(ROUTES)).router, size=8)
     for index in range(100):
         memo.route("GET", f"/agents/node-{index}/metrics")
-        assert len(memo._memo) <= 8
+        assert len(memo.answers) <= 8
     memo.route("GET", "/agents/" + "n" * 600 + "/metrics")
-    assert all(len(path) <= 512 for _, path in memo._memo)
+    assert all(len(path) <= 512 for _, path in memo.answers)
 
 
 # one charge straight to store.apply_one, and its headers from the numbers

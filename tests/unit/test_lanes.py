@@ -180,12 +180,12 @@ def test_the_lane_memo_stays_within_its_size_and_keeps_no_long_path() -> None:
     limiter = Limiter(policy(IP_ONLY), MemoryStore(clock=Clock(T0)))
     for n in range(MEMO_SIZE + 10):
         assert limiter.lane("GET", f"/api/{n}") is not None
-        assert len(limiter._lanes) <= MEMO_SIZE
+        assert len(limiter._lanes.answers) <= MEMO_SIZE
     long_path = "/api/" + "x" * MEMO_PATH
     lane = limiter.lane("GET", long_path)
     assert lane is not None
     assert lane.path == long_path
-    assert ("GET", long_path) not in limiter._lanes
+    assert ("GET", long_path) not in limiter._lanes.answers
 
 
 # the ASGI middleware, with and without lanes

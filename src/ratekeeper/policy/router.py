@@ -11,15 +11,16 @@ hit costs a tenth of normalizing the path and trying the patterns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from .model import Route
 from .patterns import compile_pattern, normalize_path
 
-__all__ = ["RouteMemo", "Router"]
+__all__ = ["RequestMemo", "RouteMemo", "Router"]
 
 T = TypeVar("T")
+A = TypeVar("A")
 _NO_PARAMS: dict[str, str] = {}
 MEMO_SIZE = 1024  # (method, path) answers kept before the memo starts over
 MEMO_PATH = 512  # longer paths are routed every time, not kept
@@ -66,33 +67,51 @@ class Router(Generic[T]):
 Routed = tuple[str, str, tuple[T, dict[str, str]] | None]
 
 
-class RouteMemo(Generic[T]):
-    """A router's answers per (method, path) as requested, normalized once.
+class RequestMemo(Generic[A]):
+    """Answers per (method, path) as requested, each worked out once by ``compute``.
 
     Bounded: after ``size`` different requests it forgets everything and
     starts over (paths with parameters, ``/agents/{node}/...``, keep coming
-    new), and paths longer than 512 characters are never kept. An answer is
-    exactly what routing the request again would give; its parameters
-    dictionary is shared between requests and must not be changed.
+    new), and paths longer than 512 characters are never kept. Readers look
+    in ``answers`` themselves (a dict lookup, no call on the hot path) and
+    call :meth:`fill` on a miss.
     """
 
-    __slots__ = ("_memo", "_router", "_size")
+    __slots__ = ("_compute", "_size", "answers")
+
+    def __init__(self, compute: Callable[[str, str], A], size: int = MEMO_SIZE) -> None:
+        self._compute = compute
+        self._size = size
+        self.answers: dict[tuple[str, str], A] = {}
+
+    def fill(self, method: str, path: str) -> A:
+        """Work the answer out and keep it (unless the path is too long to keep)."""
+        answer = self._compute(method, path)
+        if len(path) <= MEMO_PATH:
+            if len(self.answers) >= self._size:
+                self.answers.clear()
+            self.answers[method, path] = answer
+        return answer
+
+
+class RouteMemo(RequestMemo[Routed[T]]):
+    """A router's answers per (method, path) as requested, normalized once.
+
+    An answer is exactly what routing the request again would give; its
+    parameters dictionary is shared between requests and must not be changed.
+    """
+
+    __slots__ = ("_router",)
 
     def __init__(self, router: Router[T], size: int = MEMO_SIZE) -> None:
+        super().__init__(self._route, size)
         self._router = router
-        self._size = size
-        self._memo: dict[tuple[str, str], Routed[T]] = {}
 
     def route(self, method: str, path: str) -> Routed[T]:
         """The upper-case method, the normalized path and what the router matches."""
-        key = (method, path)
-        routed = self._memo.get(key)
+        routed = self.answers.get((method, path))
         if routed is None:
-            routed = self._route(method, path)
-            if len(path) <= MEMO_PATH:
-                if len(self._memo) >= self._size:
-                    self._memo.clear()
-                self._memo[key] = routed
+            routed = self.fill(method, path)
         return routed
 
     def _route(self, method: str, path: str) -> Routed[T]:

@@ -151,8 +151,8 @@ class RedisStore:
             return store
         if scheme == "redis+sentinel":
             seeds, service, db = _sentinel_parts(url)
-            sentinel = redis.sentinel.Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
-            client = sentinel.master_for(service, db=db, **sync_options)  # type: ignore[no-untyped-call]
+            sentinel = redis.sentinel.Sentinel(seeds, **options)
+            client = sentinel.master_for(service, db=db, **sync_options)
             store = cls(client, on_error=on_error, prefix=prefix, clock=clock, instances=instances)
             store._async_factory = lambda: _async_sentinel(seeds, service, db, options)
             return store
@@ -432,5 +432,5 @@ def _async_sentinel(
 ) -> Any:
     from redis.asyncio.sentinel import Sentinel
 
-    sentinel = Sentinel(seeds, **options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(seeds, **options)
     return sentinel.master_for(service, db=db, **options)

@@ -1,10 +1,16 @@
 """Who is calling: the API key presented and the client's real IP address.
 
-``X-Forwarded-For`` and ``Forwarded`` are believed only when the connection
-comes from a configured trusted proxy, and then only as far back as the chain
-of trusted proxies goes: the client is the right-most address that is not a
-trusted proxy. Anything malformed in those headers ends the walk: garbage is
-never taken for an address.
+A forwarding header is believed only when the connection comes from a
+configured trusted proxy, and then only as far back as the chain of trusted
+proxies goes: the client is the right-most address that is not a trusted
+proxy. Anything malformed in the header ends the walk: garbage is never taken
+for an address.
+
+Only the one header the policy names (``identity.forwarded_header``) is read:
+the one its proxies write. A proxy writes one of ``X-Forwarded-For``,
+``Forwarded`` or ``X-Real-IP`` and passes the others through as the client
+sent them, so reading any other header, even as a fallback, lets the client
+choose its own address.
 """
 
 from __future__ import annotations
@@ -12,12 +18,22 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping
 
-__all__ = ["ClientIpResolver", "LoweredHeaders", "api_key_from", "lower_headers"]
+__all__ = [
+    "FORWARDED_HEADERS",
+    "ClientIpResolver",
+    "LoweredHeaders",
+    "api_key_from",
+    "lower_headers",
+]
+
+#: the forwarding headers a policy's trusted proxies can write (lower-case names)
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MAX_HOPS = 32  # a longer chain is not a real proxy chain; stop reading it
 _MAX_HEADER = 8192
-_LIST_HEADERS = frozenset({"x-forwarded-for", "forwarded"})  # repeated lines form one list
+# repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
+_LIST_HEADERS = frozenset(FORWARDED_HEADERS)
 
 
 class LoweredHeaders(dict[str, str]):
@@ -66,15 +82,24 @@ def api_key_from(headers: dict[str, str], names: tuple[str, ...], bearer: bool) 
 
 
 class ClientIpResolver:
-    """The client address of a request, given the peer and its forwarding headers."""
+    """The client address of a request, given the peer and its forwarding header.
 
-    __slots__ = ("_networks", "_trusted_cache")
+    ``header`` is the one forwarding header the trusted proxies write (one of
+    :data:`FORWARDED_HEADERS`); every other one is ignored.
+    """
 
-    def __init__(self, trusted_proxies: Iterable[str]) -> None:
+    __slots__ = ("_hops", "_networks", "_trusted_cache", "header")
+
+    def __init__(self, trusted_proxies: Iterable[str], header: str = "x-forwarded-for") -> None:
+        if header not in FORWARDED_HEADERS:
+            known = ", ".join(FORWARDED_HEADERS)
+            raise ValueError(f"header must be one of {known}, got {header!r}")
         self._networks: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(network, strict=False) for network in trusted_proxies
         )
         self._trusted_cache: dict[str, bool] = {}
+        self.header = header
+        self._hops = _HOP_READERS[header]
 
     @property
     def enabled(self) -> bool:
@@ -103,16 +128,12 @@ class ClientIpResolver:
             peer = _canonical_ip(peer) or peer
         if not self._networks:
             return peer
-        chain = headers.get("x-forwarded-for")
-        if not chain and not headers.get("forwarded"):
+        value = headers.get(self.header)
+        if not value:
             return peer  # nothing forwarded: no need to know whether the peer is a proxy
         if not self.is_trusted(peer):
             return peer
-        if chain:
-            hops = _xff_hops(chain)
-        else:
-            forwarded = headers.get("forwarded")
-            hops = _forwarded_hops(forwarded) if forwarded else None
+        hops = self._hops(value)
         if not hops:
             return peer
         client = peer
@@ -147,6 +168,20 @@ def _forwarded_hops(value: str) -> list[str] | None:
                 break
         hops.append(found)
     return hops[-_MAX_HOPS:]
+
+
+def _real_ip_hops(value: str) -> list[str] | None:
+    """``X-Real-IP`` holds one address; a list (the header repeated) is not believed."""
+    if len(value) > _MAX_HEADER or "," in value:
+        return None
+    return [value.strip()]
+
+
+_HOP_READERS = {
+    "x-forwarded-for": _xff_hops,
+    "forwarded": _forwarded_hops,
+    "x-real-ip": _real_ip_hops,
+}
 
 
 def _canonical_ip(text: str) -> str | None:

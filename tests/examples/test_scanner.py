@@ -367,14 +367,20 @@ def test_a_chain_of_trusted_proxies_is_walked_back_to_the_client(api: ExampleApi
     assert decision.client_ip == IP
 
 
-def test_the_forwarded_header_names_the_client_when_there_is_no_x_forwarded_for(
+def test_a_forwarded_header_is_not_read_behind_proxies_that_write_x_forwarded_for(
     api: ExampleApi,
 ) -> None:
-    decision = api.check(
-        "GET", "/api/servers", ip="127.0.0.1",
-        headers={"Forwarded": 'for="[2001:db8::7]:4711";proto=https'},
-    )  # fmt: skip
-    assert decision.client_ip == "2001:db8::7"
+    # the example's proxies write X-Forwarded-For; a Forwarded header is the client's own
+    forged = [
+        api.check(
+            "GET", "/api/servers", ip="127.0.0.1",
+            headers={"Forwarded": f'for="[2001:db8::{n}]:4711";proto=https'},
+        )
+        for n in range(31)
+    ]  # fmt: skip
+
+    assert {d.client_ip for d in forged} == {"127.0.0.1"}
+    assert forged[30].status_code == 429
 
 
 @pytest.mark.parametrize(

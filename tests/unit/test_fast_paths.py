@@ -56,7 +56,14 @@ def test_identifying_callers_reads_the_key_headers_and_authorization_for_bearer(
 
 def test_forwarding_headers_are_read_only_behind_trusted_proxies() -> None:
     proxied = IP_ONLY.replace("limits:", "identity: {trusted_proxies: [10.0.0.0/8]}\nlimits:")
-    assert wanted(proxied) == {"x-forwarded-for", "forwarded"}
+    # only the header the proxies write: the others are the client's to forge
+    assert wanted(proxied) == {"x-forwarded-for"}
+
+
+@pytest.mark.parametrize("header", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_only_the_forwarding_header_the_proxies_write_is_read(header: str) -> None:
+    identity = f"identity: {{trusted_proxies: [10.0.0.0/8], forwarded_header: {header}}}"
+    assert wanted(IP_ONLY.replace("limits:", identity + "\nlimits:")) == {header.lower()}
 
 
 def test_headers_a_charged_limit_a_lockout_or_the_penalty_counts_by_are_read() -> None:

@@ -1,9 +1,11 @@
 """Who is calling: the API key presented and the client's real address.
 
-``X-Forwarded-For`` and ``Forwarded`` are believed only from a trusted proxy,
-and only as far back as the chain of trusted proxies goes; anything malformed
-ends the walk, so a client can never choose the address it is limited by.
-Header names reach these functions lower-cased (``lower_headers``).
+The forwarding header the policy's proxies write (``X-Forwarded-For``,
+``Forwarded`` or ``X-Real-IP``) is believed only from a trusted proxy, and
+only as far back as the chain of trusted proxies goes; the other forwarding
+headers are never read; anything malformed ends the walk, so a client can
+never choose the address it is limited by. Header names reach these functions
+lower-cased (``lower_headers``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,27 @@ CLIENT = "203.0.113.7"
 PROXY = "127.0.0.1"
 UNTRUSTED = "198.51.100.9"
 
-WANTED = frozenset({"x-api-key", "authorization", "x-forwarded-for", "forwarded"})
+WANTED = frozenset({"x-api-key", "authorization", "x-forwarded-for", "forwarded", "x-real-ip"})
+#: the examples' proxies, plus an internal load-balancer network
+PROXIES = ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]
 
 
 @pytest.fixture
 def resolver() -> ClientIpResolver:
-    # the examples' proxies, plus an internal load-balancer network
-    return ClientIpResolver(["127.0.0.1/32", "::1/128", "10.0.0.0/8"])
+    """Proxies that write X-Forwarded-For (the default: nginx, Caddy, Traefik, Envoy)."""
+    return ClientIpResolver(PROXIES)
+
+
+@pytest.fixture
+def forwarded_resolver() -> ClientIpResolver:
+    """Proxies that write RFC 7239 ``Forwarded``."""
+    return ClientIpResolver(PROXIES, "forwarded")
+
+
+@pytest.fixture
+def real_ip_resolver() -> ClientIpResolver:
+    """Proxies that write ``X-Real-IP`` (nginx ``proxy_set_header X-Real-IP $remote_addr``)."""
+    return ClientIpResolver(PROXIES, "x-real-ip")
 
 
 # api_key_from
@@ -289,9 +305,9 @@ def test_garbage_inside_the_proxy_chain_stops_the_walk_at_the_last_good_proxy(
     ],
 )
 def test_the_forwarded_header_names_the_client(
-    resolver: ClientIpResolver, forwarded: str, client: str
+    forwarded_resolver: ClientIpResolver, forwarded: str, client: str
 ) -> None:
-    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == client
+    assert forwarded_resolver.resolve(PROXY, {"forwarded": forwarded}) == client
 
 
 @pytest.mark.parametrize(
@@ -299,14 +315,77 @@ def test_the_forwarded_header_names_the_client(
     ["for=unknown", "for=_hidden", "proto=https", f"for={CLIENT}, proto=https", "for="],
 )
 def test_an_obfuscated_or_missing_for_in_forwarded_is_never_taken_for_the_client(
-    resolver: ClientIpResolver, forwarded: str
+    forwarded_resolver: ClientIpResolver, forwarded: str
 ) -> None:
-    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
+    assert forwarded_resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
 
 
 def test_x_forwarded_for_wins_over_forwarded(resolver: ClientIpResolver) -> None:
     headers = {"x-forwarded-for": CLIENT, "forwarded": "for=6.6.6.6"}
     assert resolver.resolve(PROXY, headers) == CLIENT
+
+
+# ClientIpResolver: only the header the proxies write
+
+
+def test_x_forwarded_for_proxies_never_have_forwarded_read(resolver: ClientIpResolver) -> None:
+    # the proxy writes X-Forwarded-For and passes the client's Forwarded through
+    assert resolver.header == "x-forwarded-for"
+    assert resolver.resolve(PROXY, {"forwarded": "for=6.6.6.6"}) == PROXY
+    assert resolver.resolve(PROXY, {"x-real-ip": "6.6.6.6"}) == PROXY
+
+
+def test_forwarded_proxies_never_have_x_forwarded_for_read(
+    forwarded_resolver: ClientIpResolver,
+) -> None:
+    # the proxy writes Forwarded and passes the client's X-Forwarded-For through
+    headers = {"forwarded": f"for={CLIENT}", "x-forwarded-for": "6.6.6.6"}
+
+    assert forwarded_resolver.resolve(PROXY, headers) == CLIENT
+    assert forwarded_resolver.resolve(PROXY, {"x-forwarded-for": "6.6.6.6"}) == PROXY
+    assert forwarded_resolver.resolve(PROXY, {"x-real-ip": "6.6.6.6"}) == PROXY
+
+
+def test_forwarded_is_walked_from_the_right_past_trusted_proxies(
+    forwarded_resolver: ClientIpResolver,
+) -> None:
+    forged = {"forwarded": f"for=6.6.6.6, for={CLIENT}, for=10.0.0.2, for=127.0.0.1"}
+    assert forwarded_resolver.resolve(PROXY, forged) == CLIENT
+
+
+def test_forwarded_from_an_untrusted_peer_is_ignored(forwarded_resolver: ClientIpResolver) -> None:
+    assert forwarded_resolver.resolve(UNTRUSTED, {"forwarded": f"for={CLIENT}"}) == UNTRUSTED
+
+
+def test_a_trusted_proxy_s_x_real_ip_names_the_client(real_ip_resolver: ClientIpResolver) -> None:
+    headers = {"x-real-ip": CLIENT, "x-forwarded-for": "6.6.6.6", "forwarded": "for=6.6.6.6"}
+
+    assert real_ip_resolver.resolve(PROXY, headers) == CLIENT
+    assert real_ip_resolver.resolve(PROXY, {"x-real-ip": " 2001:DB8::1 "}) == "2001:db8::1"
+    assert real_ip_resolver.resolve(PROXY, {"x-forwarded-for": "6.6.6.6"}) == PROXY
+
+
+def test_x_real_ip_from_an_untrusted_peer_is_ignored(real_ip_resolver: ClientIpResolver) -> None:
+    assert real_ip_resolver.resolve(UNTRUSTED, {"x-real-ip": CLIENT}) == UNTRUSTED
+
+
+@pytest.mark.parametrize("value", ["garbage", f"6.6.6.6, {CLIENT}", "unknown", "1.2.3.4/24"])
+def test_x_real_ip_that_is_not_one_address_is_never_taken_for_the_client(
+    real_ip_resolver: ClientIpResolver, value: str
+) -> None:
+    assert real_ip_resolver.resolve(PROXY, {"x-real-ip": value}) == PROXY
+
+
+def test_a_repeated_x_real_ip_is_not_believed(real_ip_resolver: ClientIpResolver) -> None:
+    # a proxy that appends instead of replacing: which line is the client's own?
+    lines = FieldLines([("X-Real-IP", "6.6.6.6"), ("X-Real-IP", CLIENT)])
+
+    assert real_ip_resolver.resolve(PROXY, lower_headers(lines, WANTED)) == PROXY
+
+
+def test_an_unknown_forwarding_header_is_refused() -> None:
+    with pytest.raises(ValueError, match="x-forwarded-for, forwarded, x-real-ip"):
+        ClientIpResolver(PROXIES, "x-client-ip")
 
 
 # over-long headers
@@ -319,11 +398,11 @@ def test_an_over_long_x_forwarded_for_is_not_read(resolver: ClientIpResolver) ->
     assert resolver.resolve(PROXY, {"x-forwarded-for": chain}) == PROXY
 
 
-def test_an_over_long_forwarded_is_not_read(resolver: ClientIpResolver) -> None:
+def test_an_over_long_forwarded_is_not_read(forwarded_resolver: ClientIpResolver) -> None:
     forwarded = ", ".join(["for=192.0.2.1"] * 1000) + f", for={CLIENT}"
     assert len(forwarded) > 8192
 
-    assert resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
+    assert forwarded_resolver.resolve(PROXY, {"forwarded": forwarded}) == PROXY
 
 
 def test_an_over_long_x_forwarded_for_does_not_hand_the_choice_to_a_forged_forwarded(

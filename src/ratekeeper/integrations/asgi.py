@@ -46,7 +46,8 @@ _OURS = frozenset(
     (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
      b"ratelimit-policy", b"ratelimit", b"retry-after")
 )  # fmt: skip
-_LIST_HEADERS = (b"x-forwarded-for", b"forwarded")  # repeated lines form one list
+# repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
+_LIST_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 
 
 def request_headers(

@@ -133,7 +133,7 @@ class CompiledPolicy:
         self.bearer = identity.bearer
         self.node_header = identity.node_header.lower()
         self.user_header = identity.user_header.lower() if identity.user_header else None
-        self.ip_resolver = ClientIpResolver(identity.trusted_proxies)
+        self.ip_resolver = ClientIpResolver(identity.trusted_proxies, identity.forwarded_header)
         lockouts = {lockout.name: CompiledLockout(policy, lockout) for lockout in policy.lockouts}
         self.categories = tuple(
             _category(policy, category, lockouts) for category in policy.categories
@@ -179,9 +179,10 @@ class CompiledPolicy:
 
         Every header read costs the middleware a scan and a decode per request,
         so a header enters only if something reads it: the API key headers
-        when a category identifies callers, the forwarding headers when
-        proxies are trusted, and the headers a charged limit, a lockout or the
-        penalty counts by (``node``, ``user``, ``header:NAME``).
+        when a category identifies callers, the one forwarding header the
+        trusted proxies write (when proxies are trusted), and the headers a
+        charged limit, a lockout or the penalty counts by (``node``,
+        ``user``, ``header:NAME``).
         """
         wanted: set[str] = set()
         if any(category.needs_identity for category in self.categories):
@@ -189,7 +190,7 @@ class CompiledPolicy:
             if self.bearer:
                 wanted.add("authorization")
         if self.ip_resolver.enabled:
-            wanted.update(("x-forwarded-for", "forwarded"))
+            wanted.add(self.ip_resolver.header)
         counted_by = [charge.by for category in self.categories for charge in category.charges]
         counted_by.extend(lockout.by for lockout in policy.lockouts)
         if policy.penalty is not None:

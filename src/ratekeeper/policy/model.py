@@ -32,6 +32,7 @@ __all__ = [
 BY_KINDS = ("api_key", "ip", "user", "node", "global", "plan", "header", "path")
 
 HeaderStyle = Literal["x-ratelimit", "ietf", "both", "none"]
+ForwardedHeader = Literal["x-forwarded-for", "forwarded", "x-real-ip"]
 PlanValue = tuple[Rate, ...] | int | None  # rates; a concurrency cap; None = unlimited cap
 
 
@@ -131,11 +132,17 @@ class Penalty:
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Where a request's identity comes from."""
+    """Where a request's identity comes from.
+
+    ``forwarded_header`` is the one header the ``trusted_proxies`` write the
+    client's address in; any other forwarding header is the client's own
+    say and is never read.
+    """
 
     api_key_headers: tuple[str, ...] = ("X-API-Key",)
     bearer: bool = True
     trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
     node_header: str = "X-Node-ID"
     user_header: str | None = None
 

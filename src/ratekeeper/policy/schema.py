@@ -14,10 +14,12 @@ import string
 from typing import Any
 
 from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from ..identity import FORWARDED_HEADERS
 from .fields import Field
 from .model import (
     BY_KINDS,
     Category,
+    ForwardedHeader,
     HeaderSettings,
     Identity,
     KeyEntry,
@@ -424,8 +426,11 @@ def _penalty(field: Field, responses: dict[str, ResponseTemplate]) -> Penalty:
 
 def _identity(field: Field) -> Identity:
     spec = field.mapping(
-        {"api_key_headers", "bearer", "trusted_proxies", "node_header", "user_header"}
-    )
+        {
+            "api_key_headers", "bearer", "trusted_proxies", "forwarded_header", "node_header",
+            "user_header",
+        }
+    )  # fmt: skip
     headers = spec["api_key_headers"].strings() if "api_key_headers" in spec else ("X-API-Key",)
     for name in headers:
         if not _HEADER_RE.match(name):
@@ -442,9 +447,25 @@ def _identity(field: Field) -> Identity:
         api_key_headers=headers,
         bearer=spec["bearer"].boolean() if "bearer" in spec else True,
         trusted_proxies=proxies,
+        forwarded_header=(
+            _forwarded_header(spec["forwarded_header"])
+            if "forwarded_header" in spec
+            else "x-forwarded-for"
+        ),
         node_header=spec["node_header"].string() if "node_header" in spec else "X-Node-ID",
         user_header=spec["user_header"].string() if "user_header" in spec else None,
     )
+
+
+def _forwarded_header(field: Field) -> ForwardedHeader:
+    """The header the trusted proxies write, in any case: ``X-Forwarded-For`` is fine."""
+    value = field.value.strip().lower() if isinstance(field.value, str) else None
+    if value not in FORWARDED_HEADERS:
+        raise field.error(
+            f"expected the header your trusted proxies write: {', '.join(FORWARDED_HEADERS)}; "
+            f"got {field.value!r}"
+        )
+    return value  # type: ignore[return-value]  # one of the literals, checked above
 
 
 def _headers(field: Field) -> HeaderSettings:

@@ -11,6 +11,10 @@ the one its proxies write. A proxy writes one of ``X-Forwarded-For``,
 ``Forwarded`` or ``X-Real-IP`` and passes the others through as the client
 sent them, so reading any other header, even as a fallback, lets the client
 choose its own address.
+
+A client is then counted by its network, not its address
+(:class:`ClientAddresses`): one IPv6 host or site is given a whole /64 and can
+use a new address of it for every request.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Iterable, Mapping
 
 __all__ = [
     "FORWARDED_HEADERS",
+    "ClientAddresses",
     "ClientIpResolver",
     "LoweredHeaders",
     "api_key_from",
@@ -34,6 +39,8 @@ _MAX_HOPS = 32  # a longer chain is not a real proxy chain; stop reading it
 _MAX_HEADER = 8192
 # repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
 _LIST_HEADERS = frozenset(FORWARDED_HEADERS)
+#: client addresses whose counted form is remembered before the memo starts over
+_MAX_ADDRESSES = 16_384
 
 
 class LoweredHeaders(dict[str, str]):
@@ -145,6 +152,70 @@ class ClientIpResolver:
             if not self.is_trusted(address):
                 return address
         return client
+
+
+class ClientAddresses:
+    """The form of a client address that counters, lockouts and the penalty count by.
+
+    An IPv6 client is counted by its network, ``ipv6_prefix`` bits long (64 by
+    default, as Cloudflare and most providers do): a host or site gets a whole
+    /64 and can take a new address of it for every request, so counting per
+    address let one client rotating addresses through a per-IP limit. IPv4
+    clients are counted per address unless ``ipv4_prefix`` says otherwise. An
+    IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, as dual-stack listeners
+    report IPv4 peers) is its IPv4 address before any prefix applies.
+
+    ``counted`` gives ``"2001:db8:1:2::/64"`` for a prefix and the address
+    itself for a whole one; text that is not an address is counted as given.
+    Forms are remembered per address (a bounded memo, as
+    :meth:`ClientIpResolver.is_trusted` does), and with IPv4 counted per
+    address an address without ``:`` is its own form without a lookup.
+    """
+
+    __slots__ = ("_cache", "_ipv4_prefix", "_ipv6_prefix", "plain_ipv4")
+
+    def __init__(self, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> None:
+        if not 1 <= ipv4_prefix <= 32:
+            raise ValueError(f"ipv4_prefix must be between 1 and 32, got {ipv4_prefix}")
+        if not 1 <= ipv6_prefix <= 128:
+            raise ValueError(f"ipv6_prefix must be between 1 and 128, got {ipv6_prefix}")
+        self._ipv4_prefix = ipv4_prefix
+        self._ipv6_prefix = ipv6_prefix
+        #: an address without ``:`` (IPv4, or no address at all) is counted as itself
+        self.plain_ipv4 = ipv4_prefix == 32
+        self._cache: dict[str, str] = {}
+
+    def counted(self, address: str) -> str:
+        """The form ``address`` (a client IP, as resolved) is counted by."""
+        if self.plain_ipv4 and ":" not in address:
+            return address
+        found = self._cache.get(address)
+        if found is None:
+            found = self._counted_form(address)
+            if len(self._cache) >= _MAX_ADDRESSES:
+                self._cache.clear()
+            self._cache[address] = found
+        return found
+
+    def _counted_form(self, address: str) -> str:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address  # not an address (a test client, a socket path): as given
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return _prefixed(ip, self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix)
+
+
+def _prefixed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int) -> str:
+    """``ip``'s network of ``prefix`` bits as text; the address itself for a whole one."""
+    if prefix == ip.max_prefixlen:
+        return str(ip)
+    host_bits = ip.max_prefixlen - prefix
+    first = int(ip) >> host_bits << host_bits  # no scope id: "fe80::1%eth0" counts as its net
+    if ip.version == 4:
+        return str(ipaddress.IPv4Network((first, prefix)))
+    return str(ipaddress.IPv6Network((first, prefix)))
 
 
 def _xff_hops(value: str) -> list[str] | None:

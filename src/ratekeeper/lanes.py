@@ -43,9 +43,9 @@ class Lane:
     the general path's :class:`PolicyDecision` of the same result.
     """
 
-    __slots__ = ("_apply_one", "_head", "_limit_field", "_limiter", "_reset_field", "_reset_ns",
-                 "_x_fields", "category", "method", "names", "path", "resolve_ip", "spec",
-                 "units")  # fmt: skip
+    __slots__ = ("_addresses", "_apply_one", "_head", "_limit_field", "_limiter", "_plain_ipv4",
+                 "_reset_field", "_reset_ns", "_x_fields", "category", "method", "names", "path",
+                 "resolve_ip", "spec", "units")  # fmt: skip
 
     def __init__(
         self,
@@ -74,13 +74,21 @@ class Lane:
         self.path = path
         #: whether the client IP must first be resolved through trusted proxies
         self.resolve_ip = limiter.compiled.ip_resolver.enabled
+        self._addresses = limiter.compiled.client_addresses
+        self._plain_ipv4 = self._addresses.plain_ipv4
 
     def key(self, ip: str) -> str:
         """The counter key of a request from ``ip`` (the general path's key)."""
-        return self._head + ip + "}"
+        return self._head + self._addresses.counted(ip) + "}"
 
     def admit(self, ip: str) -> ChargeResult:
-        """Charge a request from ``ip`` (already resolved) and give the store's answer."""
+        """Charge a request from ``ip`` (already resolved) and give the store's answer.
+
+        The counter is the one of ``ip``'s counted form (its /64 for IPv6), as
+        in ``check``; an IPv4 address counted whole needs no lookup.
+        """
+        if not self._plain_ipv4 or ":" in ip:
+            ip = self._addresses.counted(ip)
         return self._apply_one(self.spec, self._head + ip + "}", self.units)
 
     def raw_headers(self, result: ChargeResult) -> RawHeaders:

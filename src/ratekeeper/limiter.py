@@ -325,6 +325,9 @@ class _LimiterCore:
         wanted = compiled.wanted_headers
         lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
         ip = self.client_ip(client_ip, lowered)
+        # what counters, lockouts and the penalty count the client by (its /64 for
+        # IPv6); answers and bodies keep ``ip`` itself
+        counted = compiled.client_addresses.counted(ip)
 
         record: CompiledKey | None = None
         plan: CompiledPlan | None = None
@@ -346,9 +349,9 @@ class _LimiterCore:
         charger = self._charger
         charge_plan = charger.plan(category, record, plan)
         try:
-            charges = charger.charges(charge_plan, record, plan, ip, lowered, params, cost)
+            charges = charger.charges(charge_plan, record, plan, counted, lowered, params, cost)
             leases = (
-                charger.leases(charge_plan, record, plan, ip, lowered, params)
+                charger.leases(charge_plan, record, plan, counted, lowered, params)
                 if charge_plan.leases
                 else ()
             )
@@ -357,7 +360,7 @@ class _LimiterCore:
                 charges, charge_plan.names, leases,
             )  # fmt: skip
             if self._needs_blocks:
-                self._plan_blocks(prepared, record, plan, lowered, params)
+                self._plan_blocks(prepared, record, plan, counted, lowered, params)
             elif len(charges) == 1 and not leases and not charges[0][3]:
                 prepared.one = charges[0]
         except BadRequestError as error:
@@ -384,9 +387,11 @@ class _LimiterCore:
         prepared: _Prepared,
         record: CompiledKey | None,
         plan: CompiledPlan | None,
+        counted: str,
         headers: dict[str, str],
         params: dict[str, str],
     ) -> None:
+        """The lockout and penalty counters of ``prepared``; ``counted``: its counted IP."""
         compiled = self.compiled
         identity = self._charger.identity
         lockouts = prepared.category.lockouts
@@ -399,7 +404,7 @@ class _LimiterCore:
         if lockouts:
             pairs = tuple(
                 (lockout, lockout.prefix + identity(
-                    lockout.by, record, plan, prepared.ip, headers, params
+                    lockout.by, record, plan, counted, headers, params
                 ))
                 for lockout in lockouts
             )  # fmt: skip
@@ -408,7 +413,7 @@ class _LimiterCore:
         penalty = self.policy.penalty
         if penalty is not None:
             key = compiled.penalty_prefix + identity(
-                penalty.by, record, plan, prepared.ip, headers, params
+                penalty.by, record, plan, counted, headers, params
             )
             blocks.append((key, penalty.response, penalty.rejections))
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from ratekeeper.identity import ClientIpResolver, api_key_from, lower_headers
+from ratekeeper.identity import ClientAddresses, ClientIpResolver, api_key_from, lower_headers
 
 KEY_HEADERS = ("x-api-key",)
 CLIENT = "203.0.113.7"
@@ -417,3 +417,62 @@ def test_an_over_long_x_forwarded_for_does_not_hand_the_choice_to_a_forged_forwa
     assert len(headers["x-forwarded-for"]) > 8192
 
     assert resolver.resolve(PROXY, headers) != "6.6.6.6"
+
+
+# ClientAddresses: the form a client is counted by
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        (CLIENT, CLIENT),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::9", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        (f"::ffff:{CLIENT}", CLIENT),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("testclient", "testclient"),
+        ("", ""),
+    ],
+)
+def test_ipv6_clients_are_counted_by_their_64_and_ipv4_clients_by_their_address(
+    address: str, counted: str
+) -> None:
+    assert ClientAddresses().counted(address) == counted
+
+
+@pytest.mark.parametrize(
+    ("address", "counted"),
+    [
+        (CLIENT, "203.0.113.0/24"),
+        (f"::ffff:{CLIENT}", "203.0.113.0/24"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1::/48"),
+        ("not-an-address", "not-an-address"),
+    ],
+)
+def test_the_prefixes_are_configurable(address: str, counted: str) -> None:
+    assert ClientAddresses(ipv4_prefix=24, ipv6_prefix=48).counted(address) == counted
+
+
+def test_a_whole_prefix_counts_the_address_itself_in_its_canonical_spelling() -> None:
+    addresses = ClientAddresses(ipv4_prefix=32, ipv6_prefix=128)
+
+    assert addresses.counted("2001:DB8:0::1") == "2001:db8::1"
+    assert addresses.counted(f"::ffff:{CLIENT}") == CLIENT
+
+
+def test_counted_forms_are_remembered_within_a_bound() -> None:
+    addresses = ClientAddresses()
+    for n in range(20_000):
+        addresses.counted(f"2001:db8:{n:x}::1")
+
+    assert len(addresses._cache) <= 16_384
+    assert addresses.counted("2001:db8:ffff::1") == "2001:db8:ffff::/64"
+
+
+@pytest.mark.parametrize(
+    ("ipv4", "ipv6"), [(0, 64), (33, 64), (32, 0), (32, 129)], ids=["4:0", "4:33", "6:0", "6:129"]
+)
+def test_a_prefix_longer_than_the_address_or_empty_is_refused(ipv4: int, ipv6: int) -> None:
+    with pytest.raises(ValueError, match="prefix must be between"):
+        ClientAddresses(ipv4_prefix=ipv4, ipv6_prefix=ipv6)

@@ -68,3 +68,39 @@ def test_an_unknown_forwarded_header_is_a_load_error_naming_the_field(value: str
 
     assert (error.field, error.line) == ("identity.forwarded_header", 4)
     assert "x-forwarded-for, forwarded, x-real-ip" in error.message
+
+
+# ipv4_prefix, ipv6_prefix
+
+
+def test_clients_are_counted_by_ipv6_64_and_whole_ipv4_addresses_by_default() -> None:
+    identity = policy_from_text(with_identity("bearer: true")).identity
+
+    assert (identity.ipv4_prefix, identity.ipv6_prefix) == (32, 64)
+
+
+def test_the_prefixes_are_read_from_the_identity_section() -> None:
+    policy = policy_from_text(with_identity("ipv4_prefix: 24\n  ipv6_prefix: 56"))
+    addresses = compile_policy(policy).client_addresses
+
+    assert (policy.identity.ipv4_prefix, policy.identity.ipv6_prefix) == (24, 56)
+    assert addresses.counted("192.0.2.77") == "192.0.2.0/24"
+    assert addresses.counted("2001:db8:1:2ff::1") == "2001:db8:1:200::/56"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("ipv4_prefix: 0", "must be at least 1"),
+        ("ipv4_prefix: 33", "between 1 and 32"),
+        ("ipv6_prefix: 0", "must be at least 1"),
+        ("ipv6_prefix: 129", "between 1 and 128"),
+        ("ipv6_prefix: /64", "expected a whole number"),
+        ("ipv4_prefix: 24.5", "expected a whole number"),
+    ],
+)
+def test_a_prefix_out_of_range_is_a_load_error_naming_the_field(field: str, message: str) -> None:
+    error = error_of(field)
+
+    assert (error.field, error.line) == ("identity." + field.split(":")[0], 4)
+    assert message in error.message

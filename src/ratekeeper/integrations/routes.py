@@ -29,6 +29,7 @@ from typing import Any
 from ..algorithms import DEFAULT_ALGORITHM
 from ..decision import Decision
 from ..http.headers import HeaderWriter, retry_after_seconds
+from ..identity import ClientAddresses
 from ..rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ..rates import parse_rates
 from ..stores.base import Store
@@ -48,15 +49,23 @@ def limit(
     key: str | KeyFunc = "ip",
     store: Store | None = None,
     algorithm: str | None = None,
+    *,
+    ipv4_prefix: int = 32,
+    ipv6_prefix: int = 64,
 ) -> RouteLimit:
     """A rate limit for one route: a FastAPI dependency and a view decorator.
 
     ``key`` says whose requests count together: ``"ip"`` (the connection's
     address), ``"api_key"`` (``X-API-Key`` or ``Authorization: Bearer``; callers
     without one by IP) or a function of the framework's request returning a
-    string.
+    string. Clients are counted by IP network, as a policy's are: an IPv6
+    client by its ``ipv6_prefix`` (a /64: one host can use any address of
+    it), an IPv4 client by its ``ipv4_prefix`` (the whole address).
     """
-    return RouteLimit(rates, key=key, store=store, algorithm=algorithm)
+    return RouteLimit(
+        rates, key=key, store=store, algorithm=algorithm, ipv4_prefix=ipv4_prefix,
+        ipv6_prefix=ipv6_prefix,
+    )  # fmt: skip
 
 
 class RouteLimit:
@@ -68,6 +77,9 @@ class RouteLimit:
         key: str | KeyFunc = "ip",
         store: Store | None = None,
         algorithm: str | None = None,
+        *,
+        ipv4_prefix: int = 32,
+        ipv6_prefix: int = 64,
     ) -> None:
         if isinstance(rates, str):
             parse_rates(rates)  # a typo fails at import time, not on the first request
@@ -80,6 +92,7 @@ class RouteLimit:
         self._limiter = RateLimiter(self.store, algorithm=name)
         self._async_limiter = AsyncRateLimiter(self.store, algorithm=name)
         self._dependency: Callable[..., Any] | None = None
+        self._addresses = ClientAddresses(ipv4_prefix, ipv6_prefix)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``@limit(...)`` on a view, or FastAPI calling the dependency with keywords."""
@@ -121,7 +134,7 @@ class RouteLimit:
             if presented:  # never the key itself in the store
                 digest = hashlib.sha256(presented.encode()).hexdigest()[:32]
                 return f"route:{scope}:key:{digest}"
-        return f"route:{scope}:ip:{ip}"
+        return f"route:{scope}:ip:{self._addresses.counted(ip)}"
 
     def hit(self, scope: str, request: Any) -> Decision:
         """Charge one request (sync frameworks)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..algorithms import get_algorithm
 from ..http.bodies import BodyTemplate
 from ..http.headers import HeaderWriter
-from ..identity import ClientIpResolver
+from ..identity import ClientAddresses, ClientIpResolver
 from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
@@ -134,6 +134,8 @@ class CompiledPolicy:
         self.node_header = identity.node_header.lower()
         self.user_header = identity.user_header.lower() if identity.user_header else None
         self.ip_resolver = ClientIpResolver(identity.trusted_proxies, identity.forwarded_header)
+        #: the form a client IP is counted by (its /64 for IPv6, by default)
+        self.client_addresses = ClientAddresses(identity.ipv4_prefix, identity.ipv6_prefix)
         lockouts = {lockout.name: CompiledLockout(policy, lockout) for lockout in policy.lockouts}
         self.categories = tuple(
             _category(policy, category, lockouts) for category in policy.categories

@@ -136,13 +136,17 @@ class Identity:
 
     ``forwarded_header`` is the one header the ``trusted_proxies`` write the
     client's address in; any other forwarding header is the client's own
-    say and is never read.
+    say and is never read. Clients are counted (limits, lockouts, penalty)
+    by their network: ``ipv6_prefix`` bits of an IPv6 address, ``ipv4_prefix``
+    bits of an IPv4 one.
     """
 
     api_key_headers: tuple[str, ...] = ("X-API-Key",)
     bearer: bool = True
     trusted_proxies: tuple[str, ...] = ()
     forwarded_header: ForwardedHeader = "x-forwarded-for"
+    ipv4_prefix: int = 32
+    ipv6_prefix: int = 64
     node_header: str = "X-Node-ID"
     user_header: str | None = None
 

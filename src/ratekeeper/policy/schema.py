@@ -427,8 +427,8 @@ def _penalty(field: Field, responses: dict[str, ResponseTemplate]) -> Penalty:
 def _identity(field: Field) -> Identity:
     spec = field.mapping(
         {
-            "api_key_headers", "bearer", "trusted_proxies", "forwarded_header", "node_header",
-            "user_header",
+            "api_key_headers", "bearer", "trusted_proxies", "forwarded_header", "ipv4_prefix",
+            "ipv6_prefix", "node_header", "user_header",
         }
     )  # fmt: skip
     headers = spec["api_key_headers"].strings() if "api_key_headers" in spec else ("X-API-Key",)
@@ -452,6 +452,8 @@ def _identity(field: Field) -> Identity:
             if "forwarded_header" in spec
             else "x-forwarded-for"
         ),
+        ipv4_prefix=_prefix(spec["ipv4_prefix"], 32) if "ipv4_prefix" in spec else 32,
+        ipv6_prefix=_prefix(spec["ipv6_prefix"], 128) if "ipv6_prefix" in spec else 64,
         node_header=spec["node_header"].string() if "node_header" in spec else "X-Node-ID",
         user_header=spec["user_header"].string() if "user_header" in spec else None,
     )
@@ -466,6 +468,14 @@ def _forwarded_header(field: Field) -> ForwardedHeader:
             f"got {field.value!r}"
         )
     return value  # type: ignore[return-value]  # one of the literals, checked above
+
+
+def _prefix(field: Field, bits: int) -> int:
+    """A network prefix length clients are counted by: 1 to ``bits``."""
+    value = field.integer(minimum=1)
+    if value > bits:
+        raise field.error(f"a prefix length is between 1 and {bits}, got {value}")
+    return value
 
 
 def _headers(field: Field) -> HeaderSettings:

@@ -14,13 +14,15 @@ choose its own address.
 
 A client is then counted by its network, not its address
 (:class:`ClientAddresses`): one IPv6 host or site is given a whole /64 and can
-use a new address of it for every request.
+use a new address of it for every request. The same lookup finds the policy's
+network (``identity.networks``) the client is in: exempt, or given a plan.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from typing import Generic, TypeVar
 
 __all__ = [
     "FORWARDED_HEADERS",
@@ -41,6 +43,7 @@ _MAX_HEADER = 8192
 _LIST_HEADERS = frozenset(FORWARDED_HEADERS)
 #: client addresses whose counted form is remembered before the memo starts over
 _MAX_ADDRESSES = 16_384
+_Entry = TypeVar("_Entry")
 
 
 class LoweredHeaders(dict[str, str]):
@@ -154,7 +157,7 @@ class ClientIpResolver:
         return client
 
 
-class ClientAddresses:
+class ClientAddresses(Generic[_Entry]):
     """The form of a client address that counters, lockouts and the penalty count by.
 
     An IPv6 client is counted by its network, ``ipv6_prefix`` bits long (64 by
@@ -165,46 +168,68 @@ class ClientAddresses:
     IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, as dual-stack listeners
     report IPv4 peers) is its IPv4 address before any prefix applies.
 
+    ``networks`` pairs CIDR ranges with an entry (the compiled policy's
+    exempt or planned network); :meth:`lookup` gives the first entry, in the
+    given order, whose ranges hold the address.
+
     ``counted`` gives ``"2001:db8:1:2::/64"`` for a prefix and the address
     itself for a whole one; text that is not an address is counted as given.
-    Forms are remembered per address (a bounded memo, as
-    :meth:`ClientIpResolver.is_trusted` does), and with IPv4 counted per
-    address an address without ``:`` is its own form without a lookup.
+    Both are remembered per address (a bounded memo, as
+    :meth:`ClientIpResolver.is_trusted` does). With IPv4 counted per address
+    and no networks (``plain_ipv4``), an address without ``:`` is its own form,
+    in no network, without a lookup.
     """
 
-    __slots__ = ("_cache", "_ipv4_prefix", "_ipv6_prefix", "plain_ipv4")
+    __slots__ = ("_cache", "_ipv4_prefix", "_ipv6_prefix", "_networks", "plain_ipv4")
 
-    def __init__(self, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> None:
+    def __init__(
+        self,
+        ipv4_prefix: int = 32,
+        ipv6_prefix: int = 64,
+        networks: Iterable[tuple[Iterable[str], _Entry]] = (),
+    ) -> None:
         if not 1 <= ipv4_prefix <= 32:
             raise ValueError(f"ipv4_prefix must be between 1 and 32, got {ipv4_prefix}")
         if not 1 <= ipv6_prefix <= 128:
             raise ValueError(f"ipv6_prefix must be between 1 and 128, got {ipv6_prefix}")
         self._ipv4_prefix = ipv4_prefix
         self._ipv6_prefix = ipv6_prefix
-        #: an address without ``:`` (IPv4, or no address at all) is counted as itself
-        self.plain_ipv4 = ipv4_prefix == 32
-        self._cache: dict[str, str] = {}
+        self._networks: tuple[tuple[_Network, _Entry], ...] = tuple(
+            (ipaddress.ip_network(cidr, strict=False), entry)
+            for cidrs, entry in networks
+            for cidr in cidrs
+        )
+        #: an address without ``:`` (IPv4, or no address at all) is counted as
+        #: itself and is in no network
+        self.plain_ipv4 = ipv4_prefix == 32 and not self._networks
+        self._cache: dict[str, tuple[str, _Entry | None]] = {}
 
     def counted(self, address: str) -> str:
         """The form ``address`` (a client IP, as resolved) is counted by."""
         if self.plain_ipv4 and ":" not in address:
             return address
+        return self.lookup(address)[0]
+
+    def lookup(self, address: str) -> tuple[str, _Entry | None]:
+        """``address``'s counted form and the entry of the first network holding it."""
         found = self._cache.get(address)
         if found is None:
-            found = self._counted_form(address)
+            found = self._classify(address)
             if len(self._cache) >= _MAX_ADDRESSES:
                 self._cache.clear()
             self._cache[address] = found
         return found
 
-    def _counted_form(self, address: str) -> str:
+    def _classify(self, address: str) -> tuple[str, _Entry | None]:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return address  # not an address (a test client, a socket path): as given
+            return address, None  # not an address (a test client, a socket path): as given
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        return _prefixed(ip, self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix)
+        prefix = self._ipv4_prefix if ip.version == 4 else self._ipv6_prefix
+        entry = next((entry for network, entry in self._networks if ip in network), None)
+        return _prefixed(ip, prefix), entry
 
 
 def _prefixed(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, prefix: int) -> str:

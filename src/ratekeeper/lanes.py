@@ -9,7 +9,8 @@ reduction, worked out once per route by :meth:`Limiter.lane` and kept; the
 middleware takes it when there is one and the general path otherwise.
 
 A lane exists only where it answers exactly as ``check`` would: one enforced
-rate counted by client IP alone, no identity, no concurrency cap, no lockout
+rate counted by client IP alone (an exempt network's requests are let through
+uncounted, as ``check`` does), no identity, no concurrency cap, no lockout
 or penalty in the policy, a store whose single-charge step never waits
 (the memory store) and no refusals remembered at the moment. Its refusals are
 turned into the general path's :class:`PolicyDecision` (body, headers, remembered
@@ -81,14 +82,19 @@ class Lane:
         """The counter key of a request from ``ip`` (the general path's key)."""
         return self._head + self._addresses.counted(ip) + "}"
 
-    def admit(self, ip: str) -> ChargeResult:
+    def admit(self, ip: str) -> ChargeResult | None:
         """Charge a request from ``ip`` (already resolved) and give the store's answer.
 
         The counter is the one of ``ip``'s counted form (its /64 for IPv6), as
-        in ``check``; an IPv4 address counted whole needs no lookup.
+        in ``check``; an IPv4 address counted whole, with no policy networks,
+        needs no lookup. ``None``: ``ip`` is in an exempt network, so the
+        request is not limited (the app answers it untouched, as ``check``'s
+        exempt decisions say).
         """
         if not self._plain_ipv4 or ":" in ip:
-            ip = self._addresses.counted(ip)
+            ip, network = self._addresses.lookup(ip)
+            if network is not None and network.exempt:
+                return None
         return self._apply_one(self.spec, self._head + ip + "}", self.units)
 
     def raw_headers(self, result: ChargeResult) -> RawHeaders:

@@ -45,6 +45,7 @@ from .policy.compiler import (
     CompiledCategory,
     CompiledKey,
     CompiledLockout,
+    CompiledNetwork,
     CompiledPlan,
     compile_policy,
 )
@@ -243,6 +244,8 @@ class _LimiterCore:
         self._remember = remember_refusals
         self._generation = self.store.generation
         self._resolve_ip = compiled.ip_resolver.enabled
+        # IPv4 counted whole and no networks: an address without ':' needs no lookup
+        self._plain_ipv4 = compiled.client_addresses.plain_ipv4
         # MemoryStore's async face only calls its sync one (no decision waits on
         # I/O): the async limiter calls that directly, one coroutine less
         self._one_in_memory = type(self.store).apply_one_async is MemoryStore.apply_one_async
@@ -326,8 +329,14 @@ class _LimiterCore:
         lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
         ip = self.client_ip(client_ip, lowered)
         # what counters, lockouts and the penalty count the client by (its /64 for
-        # IPv6); answers and bodies keep ``ip`` itself
-        counted = compiled.client_addresses.counted(ip)
+        # IPv6), and the policy network it is in; answers and bodies keep ``ip``
+        network: CompiledNetwork | None = None
+        if self._plain_ipv4 and ":" not in ip:
+            counted = ip
+        else:
+            counted, network = compiled.client_addresses.lookup(ip)
+            if network is not None and network.exempt:
+                return self._exempt(category.name, ip, method, path)
 
         record: CompiledKey | None = None
         plan: CompiledPlan | None = None
@@ -336,15 +345,15 @@ class _LimiterCore:
             if raw is not None:
                 record = self._known_keys.get(raw) or self._lookup_key(raw)
                 if record is not None:
-                    plan = compiled.plans[record.plan]
+                    plan = compiled.plans[record.plan]  # a key's plan wins over its network's
                 elif compiled.unknown_as_anonymous:
-                    plan = compiled.anonymous_plan
-                else:
+                    plan = self._keyless_plan(network)
+                if plan is None:
                     return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
-            elif compiled.anonymous_plan is not None:
-                plan = compiled.anonymous_plan
-            elif category.require_key:
-                return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
+            else:
+                plan = self._keyless_plan(network)
+                if plan is None and category.require_key:
+                    return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
 
         charger = self._charger
         charge_plan = charger.plan(category, record, plan)
@@ -370,6 +379,12 @@ class _LimiterCore:
             decision.detail = str(error)
             return decision
         return prepared
+
+    def _keyless_plan(self, network: CompiledNetwork | None) -> CompiledPlan | None:
+        """The plan of a caller without a (known) key: its network's, else the anonymous plan."""
+        if network is not None and network.plan is not None:
+            return network.plan
+        return self.compiled.anonymous_plan
 
     def _lookup_key(self, raw: str) -> CompiledKey | None:
         """The record of a presented key, by its SHA-256; remembered when known."""

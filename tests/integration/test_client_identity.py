@@ -1,11 +1,15 @@
-"""Who the client is, on every store: IPv6 clients counted by their /64.
+"""Who the client is, on every store: IPv6 clients counted by their /64; policy networks.
 
 A host or site is given a whole IPv6 /64 and can send every request from a new
 address of it; counted per address, one client rotating addresses got 100 of
 100 requests through a per-IP limit. Limits, lockouts and the penalty count it
-by its network; answers still name the address it used. Each test runs on the
-memory store and on a real Redis (the fixtures of tests/conftest.py), on a
-clock the test sets.
+by its network; answers still name the address it used.
+
+``identity.networks`` exempts client ranges (monitoring, internal services) or
+gives their callers without a key a plan; the key's own plan wins.
+
+Each test runs on the memory store and on a real Redis (the fixtures of
+tests/conftest.py), on a clock the test sets.
 """
 
 from __future__ import annotations
@@ -169,3 +173,126 @@ def test_the_penalty_blocks_the_whole_64(store: Store, clock: Clock) -> None:
 
     assert (blocked.allowed, round(blocked.retry_after)) == (False, 539)
     assert other.allowed is True
+
+
+# identity.networks: exempt ranges and network plans
+
+NETWORKS = """\
+version: 1
+identity:
+  trusted_proxies: [127.0.0.1/32]
+  networks:
+    - {cidr: [10.0.0.0/8, "fd00::/8"], exempt: true}
+    - {cidr: 192.0.2.0/24, plan: internal}
+anonymous_plan: anonymous
+limits:
+  api: {by: api_key, rate: 10/minute, algorithm: fixed_window}
+plans:
+  anonymous: {limits: {api: 10/minute}}
+  internal: {limits: {api: 50/minute}}
+  free: {limits: {api: 5/minute}}
+keys:
+  - {key: k-free, id: k-free, plan: free}
+categories:
+  - {name: health, match: /health, exempt: true}
+  - {name: api, match: /api/**, charge: [api]}
+  - {name: login, match: POST /login, charge: [api]}
+lockouts:
+  login: {categories: [login], failure_status: [401], by: ip, threshold: 3,
+          window: 15 minutes, block: 15 minutes}
+"""
+
+
+def networked(store: Store, text: str = NETWORKS) -> Limiter:
+    return Limiter(policy_from_text(textwrap.dedent(text), name="t"), store)
+
+
+def test_an_exempt_network_is_never_refused_while_others_are(store: Store) -> None:
+    limiter = networked(store)
+    monitoring = [get(limiter, "10.1.2.3") for _ in range(100)]
+    internal_v6 = [get(limiter, f"fd00::{n:x}") for n in range(100)]
+    outsider = [get(limiter, "203.0.113.7") for _ in range(11)]
+
+    assert all(d.allowed and d.exempt for d in monitoring + internal_v6)
+    # answered as an exempt category is: 200, no rate limit headers, nothing counted
+    assert {(d.status_code, d.category, d.plan) for d in monitoring} == {(200, "api", None)}
+    assert all(d.headers == {} and limiter.raw_headers(d) == [] for d in monitoring)
+    assert [d.allowed for d in outsider] == [True] * 10 + [False]
+
+
+def test_an_exempt_network_is_never_blocked_by_a_lockout(store: Store) -> None:
+    limiter = networked(store)
+
+    def failing(ip: str) -> list[int]:
+        statuses = []
+        for _ in range(5):
+            attempt = limiter.check(method="POST", path="/login", client_ip=ip)
+            statuses.append(attempt.status_code)
+            if attempt.allowed:
+                limiter.record_response(attempt, 401)
+        return statuses
+
+    assert failing("10.9.9.9") == [200] * 5
+    assert failing("203.0.113.7") == [200] * 3 + [429] * 2  # the same failures block others
+
+
+def test_a_network_is_matched_against_the_client_behind_the_trusted_proxy(store: Store) -> None:
+    limiter = networked(store)
+
+    def through(peer: str, forwarded: str) -> PolicyDecision:
+        return limiter.check(path="/api/x", client_ip=peer, headers={"X-Forwarded-For": forwarded})
+
+    proxied = [through("127.0.0.1", "203.0.113.9, 10.1.2.3") for _ in range(20)]
+    spoofed = [through("198.51.100.9", "10.1.2.3") for _ in range(11)]
+
+    assert all(d.exempt for d in proxied)
+    assert [d.allowed for d in spoofed] == [True] * 10 + [False]  # its peer is no proxy
+
+
+def test_a_network_plan_limits_its_keyless_callers_exactly(store: Store) -> None:
+    limiter = networked(store)
+    internal = [get(limiter, "192.0.2.10") for _ in range(51)]
+    neighbour = get(limiter, "192.0.2.11")  # counted per address, under the same plan
+    outsider = [get(limiter, "203.0.113.7") for _ in range(11)]
+
+    assert [d.allowed for d in internal] == [True] * 50 + [False]
+    assert {(d.plan, d.limit) for d in internal} == {("internal", 50)}
+    assert internal[0].headers["X-RateLimit-Limit"] == "50"
+    assert (neighbour.allowed, neighbour.plan, neighbour.remaining) == (True, "internal", 49)
+    assert [d.allowed for d in outsider] == [True] * 10 + [False]
+    assert {d.plan for d in outsider} == {"anonymous"}
+
+
+def test_a_key_presented_from_a_network_keeps_its_own_plan(store: Store) -> None:
+    limiter = networked(store)
+    keyed = [
+        limiter.check(path="/api/x", client_ip="192.0.2.10", headers={"X-API-Key": "k-free"})
+        for _ in range(6)
+    ]
+    unknown = limiter.check(path="/api/x", client_ip="192.0.2.10", headers={"X-API-Key": "nope"})
+
+    assert [d.allowed for d in keyed] == [True] * 5 + [False]
+    assert {(d.plan, d.key_id) for d in keyed} == {("free", "k-free")}
+    assert unknown.status_code == 401  # unknown_key: reject, whatever the network
+
+
+def test_an_unknown_key_counted_as_anonymous_gets_the_network_plan(store: Store) -> None:
+    limiter = networked(
+        store, NETWORKS.replace("anonymous_plan:", "unknown_key: anonymous\nanonymous_plan:")
+    )
+    answers = [
+        limiter.check(path="/api/x", client_ip="192.0.2.10", headers={"X-API-Key": "nope"})
+        for _ in range(51)
+    ]
+
+    assert [d.allowed for d in answers] == [True] * 50 + [False]
+    assert {d.plan for d in answers} == {"internal"}
+
+
+def test_a_network_plan_admits_keyless_callers_where_others_need_a_key(store: Store) -> None:
+    limiter = networked(store, NETWORKS.replace("anonymous_plan: anonymous\n", ""))
+    internal = [get(limiter, "192.0.2.10") for _ in range(51)]
+    outsider = get(limiter, "203.0.113.7")
+
+    assert [d.allowed for d in internal] == [True] * 50 + [False]
+    assert outsider.status_code == 401

@@ -3,8 +3,9 @@
 A client must not be able to pick the address it is counted by: the forwarding
 header read is the one the policy's proxies write, and nothing else; an IPv6
 client is counted by its /64, whichever address of it each request comes from.
-The memory store takes the lanes (``ratekeeper.lanes``), Redis the general
-path: both are run.
+The policy's networks are exempt or give their keyless callers a plan, matched
+against the client found behind the proxies. The memory store takes the lanes
+(``ratekeeper.lanes``), Redis the general path: both are run.
 """
 
 from __future__ import annotations
@@ -253,3 +254,95 @@ async def test_a_route_limit_takes_its_own_prefixes(store: MemoryStore) -> None:
 
     assert [r.status_code for r in await each_from(app, one_48, path="/search")].count(200) == 10
     assert [r.status_code for r in await each_from(app, one_24, path="/search")].count(200) == 10
+
+
+# identity.networks
+
+
+#: loopback proxy; monitoring exempt; 192.0.2.0/24 on the internal plan; 10/minute otherwise
+NETWORKS = """\
+version: 1
+identity:
+  trusted_proxies: [127.0.0.1/32]
+  networks:
+    - {cidr: [10.0.0.0/8, "fd00::/8"], exempt: true}
+    - {cidr: 192.0.2.0/24, plan: internal}
+anonymous_plan: anonymous
+limits:
+  api: {by: ip, rate: 10/minute, algorithm: fixed_window}
+  heavy: {by: api_key, rate: 10/minute, algorithm: fixed_window}
+plans:
+  anonymous: {limits: {heavy: 10/minute}}
+  internal: {limits: {heavy: 50/minute}}
+  free: {limits: {heavy: 5/minute}}
+keys:
+  - {key: k-free, id: k-free, plan: free}
+categories:
+  - {name: api, match: /api/**, charge: [api]}
+  - {name: heavy, match: /heavy, charge: [heavy]}
+"""
+
+
+def networked(store: Store) -> RateLimitMiddleware:
+    app = Starlette(routes=[Route("/api/x", hello), Route("/heavy", hello)])
+    return RateLimitMiddleware(app, policy=make_policy(NETWORKS), store=store)
+
+
+async def test_an_exempt_network_is_never_refused_and_gets_no_rate_headers(
+    any_store: Store,
+) -> None:
+    app = networked(any_store)
+    laned = app.limiter.lane("GET", "/api/x") is not None
+    assert laned == isinstance(any_store, MemoryStore)  # both ways are run
+
+    monitoring = await each_from(app, ["10.1.2.3"] * 50 + [f"fd00::{n:x}" for n in range(50)])
+    outsider = await each_from(app, ["203.0.113.7"] * 11)
+
+    assert {(r.status_code, r.text) for r in monitoring} == {(200, "hello")}
+    assert not any("x-ratelimit-limit" in r.headers for r in monitoring)
+    assert [r.status_code for r in outsider] == [200] * 10 + [429]
+
+
+async def test_the_exempt_network_is_the_client_behind_the_proxy_not_the_proxy(
+    any_store: Store,
+) -> None:
+    app = networked(any_store)
+    async with asgi_client(app, ip=PROXY) as client:
+        monitoring = [
+            await client.get("/api/x", headers={"X-Forwarded-For": "10.1.2.3"}) for _ in range(20)
+        ]
+        proxied = [
+            await client.get("/api/x", headers={"X-Forwarded-For": "10.1.2.3, 203.0.113.7"})
+            for _ in range(11)
+        ]
+    async with asgi_client(app, ip="198.51.100.9") as client:
+        spoofed = [
+            await client.get("/api/x", headers={"X-Forwarded-For": "10.1.2.3"}) for _ in range(11)
+        ]
+
+    assert {r.status_code for r in monitoring} == {200}
+    assert [r.status_code for r in proxied] == [200] * 10 + [429]
+    assert [r.status_code for r in spoofed] == [200] * 10 + [429]
+
+
+async def test_a_network_plan_gives_its_keyless_callers_the_plan_s_limit(
+    any_store: Store,
+) -> None:
+    app = networked(any_store)
+
+    internal = await each_from(app, ["192.0.2.10"] * 51, path="/heavy")
+    outsider = await each_from(app, ["203.0.113.7"] * 11, path="/heavy")
+
+    assert [r.status_code for r in internal] == [200] * 50 + [429]
+    assert {r.headers["x-ratelimit-limit"] for r in internal} == {"50"}
+    assert [r.status_code for r in outsider] == [200] * 10 + [429]
+    assert outsider[0].headers["x-ratelimit-limit"] == "10"
+
+
+async def test_a_key_presented_from_a_network_keeps_its_plan(any_store: Store) -> None:
+    app = networked(any_store)
+    async with asgi_client(app, ip="192.0.2.10") as client:
+        keyed = [await client.get("/heavy", headers={"X-API-Key": "k-free"}) for _ in range(6)]
+
+    assert [r.status_code for r in keyed] == [200] * 5 + [429]
+    assert keyed[0].headers["x-ratelimit-limit"] == "5"

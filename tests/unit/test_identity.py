@@ -476,3 +476,27 @@ def test_counted_forms_are_remembered_within_a_bound() -> None:
 def test_a_prefix_longer_than_the_address_or_empty_is_refused(ipv4: int, ipv6: int) -> None:
     with pytest.raises(ValueError, match="prefix must be between"):
         ClientAddresses(ipv4_prefix=ipv4, ipv6_prefix=ipv6)
+
+
+# ClientAddresses: the policy network a client is in
+
+
+def test_the_first_network_holding_an_address_is_its_network() -> None:
+    addresses = ClientAddresses(
+        networks=[(["10.1.0.0/16"], "first"), (["10.0.0.0/8", "fd00::/8"], "second")]
+    )
+
+    assert addresses.plain_ipv4 is False  # every address must be looked up
+    assert addresses.lookup("10.1.2.3") == ("10.1.2.3", "first")
+    assert addresses.lookup("10.2.0.1") == ("10.2.0.1", "second")
+    assert addresses.lookup("fd00::1:2") == ("fd00::/64", "second")
+    assert addresses.lookup(f"::ffff:{CLIENT}") == (CLIENT, None)
+    assert addresses.lookup("::ffff:10.1.0.9") == ("10.1.0.9", "first")
+    assert addresses.lookup("garbage") == ("garbage", None)
+
+
+def test_a_network_is_matched_by_the_full_address_not_its_counted_prefix() -> None:
+    addresses = ClientAddresses(ipv4_prefix=16, networks=[(["10.1.2.0/24"], "exempt")])
+
+    assert addresses.lookup("10.1.2.3") == ("10.1.0.0/16", "exempt")
+    assert addresses.lookup("10.1.3.3") == ("10.1.0.0/16", None)

@@ -14,6 +14,7 @@ import pytest
 from ratekeeper import PolicyError, load_policy
 from ratekeeper.policy import policy_from_text
 from ratekeeper.policy.compiler import compile_policy
+from ratekeeper.policy.summary import describe_policy
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
 
@@ -104,3 +105,91 @@ def test_a_prefix_out_of_range_is_a_load_error_naming_the_field(field: str, mess
 
     assert (error.field, error.line) == ("identity." + field.split(":")[0], 4)
     assert message in error.message
+
+
+# networks
+
+PLANNED = """\
+version: 1
+identity:
+  networks:
+{networks}
+anonymous_plan: anonymous
+limits:
+  api: {{by: api_key, rate: 10/minute}}
+plans:
+  anonymous: {{limits: {{api: 10/minute}}}}
+  internal: {{limits: {{api: 50/minute}}}}
+categories:
+  - {{name: api, match: /api/**, charge: [api]}}
+"""
+
+
+def networks_error(networks: str) -> PolicyError:
+    with pytest.raises(PolicyError) as caught:
+        policy_from_text(PLANNED.format(networks=textwrap.indent(networks, "    ")))
+    return caught.value
+
+
+def test_networks_are_read_in_file_order() -> None:
+    networks = (
+        "- {cidr: [10.0.0.0/8, 'fd00::/8'], exempt: true}\n- {cidr: 192.0.2.0/24, plan: internal}"
+    )
+    policy = policy_from_text(PLANNED.format(networks=textwrap.indent(networks, "    ")))
+
+    assert [(n.cidrs, n.exempt, n.plan) for n in policy.identity.networks] == [
+        (("10.0.0.0/8", "fd00::/8"), True, None),
+        (("192.0.2.0/24",), False, "internal"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("networks", "field", "message"),
+    [
+        ("- {cidr: 10.0.0.0/33, exempt: true}", "identity.networks[0].cidr", "not an IP network"),
+        ("- {cidr: [10.0.0.0/8, nope], exempt: true}", "identity.networks[0].cidr", "'nope'"),
+        ("- {cidr: 10.0.0.0/8, plan: gold}", "identity.networks[0].plan", "no plan named 'gold'"),
+        ("- {cidr: 10.0.0.0/8}", "identity.networks[0]", "either 'exempt: true' or a 'plan'"),
+        ("- {cidr: 10.0.0.0/8, exempt: false}", "identity.networks[0]", "either"),
+        (
+            "- {cidr: 10.0.0.0/8, exempt: true, plan: internal}",
+            "identity.networks[0]",
+            "either",
+        ),
+        ("- {exempt: true}", "identity.networks[0]", "missing required field 'cidr'"),
+        ("- {cidr: 10.0.0.0/8, exempt: yes please}", "identity.networks[0].exempt", "true or"),
+        ("- {cidr: 10.0.0.0/8, exempt: true, name: x}", "identity.networks[0].name", "unknown"),
+    ],
+)
+def test_a_malformed_network_is_a_load_error_naming_the_field(
+    networks: str, field: str, message: str
+) -> None:
+    error = networks_error(networks)
+
+    assert error.field == field
+    assert message in error.message
+    assert error.line == 4
+
+
+def test_policy_check_says_who_the_client_is() -> None:
+    networks = (
+        "- {cidr: [10.0.0.0/8, 'fd00::/8'], exempt: true}\n- {cidr: 192.0.2.0/24, plan: internal}"
+    )
+    text = PLANNED.format(networks=textwrap.indent(networks, "    ")).replace(
+        "identity:\n",
+        "identity:\n  trusted_proxies: [127.0.0.1/32]\n  forwarded_header: forwarded\n",
+    )
+
+    lines = describe_policy(policy_from_text(text))
+
+    assert (
+        "  client IP: forwarded from 127.0.0.1/32, else the peer; counted by IPv4 /32, IPv6 /64"
+        in lines
+    )
+    assert "  network 10.0.0.0/8, fd00::/8: exempt" in lines
+    assert "  network 192.0.2.0/24: plan internal (callers without a key)" in lines
+    assert "  client IP: the peer; counted by IPv4 /32, IPv6 /64" in describe_policy(
+        policy_from_text(
+            with_identity("bearer: true").replace("  trusted_proxies: [10.0.0.0/8]\n", "")
+        )
+    )

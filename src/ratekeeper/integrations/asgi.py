@@ -165,6 +165,9 @@ class RateLimitMiddleware:
             if lane.resolve_ip:
                 ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))
             result = lane.admit(ip)
+            if result is None:  # an exempt network: untouched, as an exempt decision
+                await self.app(scope, receive, send)
+                return
             if not result[0]:
                 await send_refusal(send, limiter, lane.decision(ip, result))
                 return

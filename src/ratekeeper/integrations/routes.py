@@ -92,7 +92,7 @@ class RouteLimit:
         self._limiter = RateLimiter(self.store, algorithm=name)
         self._async_limiter = AsyncRateLimiter(self.store, algorithm=name)
         self._dependency: Callable[..., Any] | None = None
-        self._addresses = ClientAddresses(ipv4_prefix, ipv6_prefix)
+        self._addresses: ClientAddresses[None] = ClientAddresses(ipv4_prefix, ipv6_prefix)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``@limit(...)`` on a view, or FastAPI calling the dependency with keywords."""

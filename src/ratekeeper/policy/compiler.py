@@ -18,7 +18,7 @@ from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
 from .errors import PolicyError
-from .model import Category, KeyEntry, LimitDef, Lockout, PlanValue, Policy
+from .model import Category, KeyEntry, LimitDef, Lockout, Network, PlanValue, Policy
 from .router import Router
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "CompiledCharge",
     "CompiledKey",
     "CompiledLockout",
+    "CompiledNetwork",
     "CompiledPolicy",
     "compile_policy",
 ]
@@ -112,6 +113,16 @@ class CompiledPlan:
     caps: dict[str, int | None]
 
 
+class CompiledNetwork:
+    """A policy network as the request path needs it: exempt, or the plan of its keyless callers."""
+
+    __slots__ = ("exempt", "plan")
+
+    def __init__(self, exempt: bool, plan: CompiledPlan | None) -> None:
+        self.exempt = exempt
+        self.plan = plan
+
+
 class CompiledPolicy:
     """The request path's view of a policy."""
 
@@ -122,9 +133,9 @@ class CompiledPolicy:
             name: _plan(policy, plan.name, plan.limits) for name, plan in policy.plans.items()
         }
         self.anonymous_plan = self.plans[policy.anonymous_plan] if policy.anonymous_plan else None
-        self.unknown_as_anonymous = (
-            policy.unknown_key == "anonymous" and self.anonymous_plan is not None
-        )
+        #: an unknown key counts as no key: the plan of the caller's network, else
+        #: the anonymous plan (401 when there is neither)
+        self.unknown_as_anonymous = policy.unknown_key == "anonymous"
         self.keys: dict[str, CompiledKey] = {
             entry.sha256: _key(policy, entry) for entry in policy.keys
         }
@@ -134,8 +145,13 @@ class CompiledPolicy:
         self.node_header = identity.node_header.lower()
         self.user_header = identity.user_header.lower() if identity.user_header else None
         self.ip_resolver = ClientIpResolver(identity.trusted_proxies, identity.forwarded_header)
-        #: the form a client IP is counted by (its /64 for IPv6, by default)
-        self.client_addresses = ClientAddresses(identity.ipv4_prefix, identity.ipv6_prefix)
+        #: the form a client IP is counted by (its /64 for IPv6, by default) and
+        #: the policy network it is in
+        self.client_addresses: ClientAddresses[CompiledNetwork] = ClientAddresses(
+            identity.ipv4_prefix,
+            identity.ipv6_prefix,
+            ((network.cidrs, self._network(network)) for network in identity.networks),
+        )
         lockouts = {lockout.name: CompiledLockout(policy, lockout) for lockout in policy.lockouts}
         self.categories = tuple(
             _category(policy, category, lockouts) for category in policy.categories
@@ -175,6 +191,10 @@ class CompiledPolicy:
         #: after its response, so ``check`` skips that bookkeeping
         self.simple = not policy.lockouts and policy.penalty is None
         self.wanted_headers = self._wanted_headers(policy)
+
+    def _network(self, network: Network) -> CompiledNetwork:
+        plan = self.plans[network.plan] if network.plan is not None else None
+        return CompiledNetwork(network.exempt, plan)
 
     def _wanted_headers(self, policy: Policy) -> frozenset[str]:
         """The request headers (lower-case) the request path can read, and only those.

@@ -21,6 +21,7 @@ __all__ = [
     "KeyEntry",
     "LimitDef",
     "Lockout",
+    "Network",
     "Penalty",
     "Plan",
     "Policy",
@@ -131,6 +132,19 @@ class Penalty:
 
 
 @dataclass(frozen=True, slots=True)
+class Network:
+    """Client IP ranges the policy names: exempt from every limit, or given a plan.
+
+    A network's ``plan`` is the plan of its callers that present no API key
+    (a key's own plan wins); it stands in for ``anonymous_plan`` there.
+    """
+
+    cidrs: tuple[str, ...]
+    exempt: bool = False
+    plan: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     """Where a request's identity comes from.
 
@@ -138,7 +152,8 @@ class Identity:
     client's address in; any other forwarding header is the client's own
     say and is never read. Clients are counted (limits, lockouts, penalty)
     by their network: ``ipv6_prefix`` bits of an IPv6 address, ``ipv4_prefix``
-    bits of an IPv4 one.
+    bits of an IPv4 one. ``networks`` are matched, in order, against the
+    client IP found behind the proxies.
     """
 
     api_key_headers: tuple[str, ...] = ("X-API-Key",)
@@ -147,6 +162,7 @@ class Identity:
     forwarded_header: ForwardedHeader = "x-forwarded-for"
     ipv4_prefix: int = 32
     ipv6_prefix: int = 64
+    networks: tuple[Network, ...] = ()
     node_header: str = "X-Node-ID"
     user_header: str | None = None
 

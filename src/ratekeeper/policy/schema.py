@@ -25,6 +25,7 @@ from .model import (
     KeyEntry,
     LimitDef,
     Lockout,
+    Network,
     Penalty,
     Plan,
     PlanValue,
@@ -92,7 +93,7 @@ def build_policy(data: Any, file: str | None = None, *, default_name: str = "pol
         name=name,
         file=file,
         description=top["description"].string() if "description" in top else "",
-        identity=_identity(top["identity"]) if "identity" in top else Identity(),
+        identity=_identity(top["identity"], plans) if "identity" in top else Identity(),
         algorithm=algorithm,
         anonymous_plan=anonymous_plan,
         unknown_key=_choice(top, "unknown_key", ("reject", "anonymous"), "reject"),  # type: ignore[arg-type]
@@ -424,25 +425,18 @@ def _penalty(field: Field, responses: dict[str, ResponseTemplate]) -> Penalty:
 # identity, headers, responses
 
 
-def _identity(field: Field) -> Identity:
+def _identity(field: Field, plans: dict[str, Plan]) -> Identity:
     spec = field.mapping(
         {
             "api_key_headers", "bearer", "trusted_proxies", "forwarded_header", "ipv4_prefix",
-            "ipv6_prefix", "node_header", "user_header",
+            "ipv6_prefix", "networks", "node_header", "user_header",
         }
     )  # fmt: skip
     headers = spec["api_key_headers"].strings() if "api_key_headers" in spec else ("X-API-Key",)
     for name in headers:
         if not _HEADER_RE.match(name):
             raise spec["api_key_headers"].error(f"{name!r} is not a header name")
-    proxies = spec["trusted_proxies"].strings() if "trusted_proxies" in spec else ()
-    for network in proxies:
-        try:
-            ipaddress.ip_network(network, strict=False)
-        except ValueError:
-            raise spec["trusted_proxies"].error(
-                f"{network!r} is not an IP network such as 10.0.0.0/8"
-            ) from None
+    proxies = _cidrs(spec["trusted_proxies"]) if "trusted_proxies" in spec else ()
     return Identity(
         api_key_headers=headers,
         bearer=spec["bearer"].boolean() if "bearer" in spec else True,
@@ -454,9 +448,38 @@ def _identity(field: Field) -> Identity:
         ),
         ipv4_prefix=_prefix(spec["ipv4_prefix"], 32) if "ipv4_prefix" in spec else 32,
         ipv6_prefix=_prefix(spec["ipv6_prefix"], 128) if "ipv6_prefix" in spec else 64,
+        networks=_networks(spec["networks"], plans) if "networks" in spec else (),
         node_header=spec["node_header"].string() if "node_header" in spec else "X-Node-ID",
         user_header=spec["user_header"].string() if "user_header" in spec else None,
     )
+
+
+def _cidrs(field: Field) -> tuple[str, ...]:
+    """IP networks (a bare address is a network of one)."""
+    networks = field.strings()
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise field.error(f"{network!r} is not an IP network such as 10.0.0.0/8") from None
+    return networks
+
+
+def _networks(field: Field, plans: dict[str, Plan]) -> tuple[Network, ...]:
+    """``identity.networks``: client ranges that are exempt or given a plan, in file order."""
+    networks: list[Network] = []
+    for item in field.items():
+        spec = item.mapping({"cidr", "exempt", "plan"}, required=("cidr",))
+        exempt = spec["exempt"].boolean() if "exempt" in spec else False
+        plan = spec["plan"].string() if "plan" in spec else None
+        if exempt == (plan is not None):
+            raise item.error(
+                "give a network either 'exempt: true' or a 'plan' (its callers without a key)"
+            )
+        if plan is not None and plan not in plans:
+            raise spec["plan"].error(f"no plan named {plan!r}")
+        networks.append(Network(_cidrs(spec["cidr"]), exempt=exempt, plan=plan))
+    return tuple(networks)
 
 
 def _forwarded_header(field: Field) -> ForwardedHeader:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..rates import Rate
-from .model import PlanValue, Policy
+from .model import Identity, PlanValue, Policy
 
 __all__ = ["describe_policy"]
 
@@ -18,10 +18,29 @@ def _value(value: PlanValue | tuple[Rate, ...] | None, concurrency: bool) -> str
     return str(value)
 
 
+def _clients(identity: Identity) -> list[str]:
+    """Who the client is: whose forwarding header is read, what it is counted by, its networks."""
+    if identity.trusted_proxies:
+        source = (
+            f"{identity.forwarded_header} from {', '.join(identity.trusted_proxies)}, else the peer"
+        )
+    else:
+        source = "the peer"
+    lines = [
+        f"  client IP: {source}; counted by IPv4 /{identity.ipv4_prefix}, "
+        f"IPv6 /{identity.ipv6_prefix}"
+    ]
+    for network in identity.networks:
+        what = "exempt" if network.exempt else f"plan {network.plan} (callers without a key)"
+        lines.append(f"  network {', '.join(network.cidrs)}: {what}")
+    return lines
+
+
 def describe_policy(policy: Policy) -> list[str]:
     """Lines describing what ``policy`` limits, for people reviewing it."""
     lines = [f"policy {policy.name!r}" + (f": {policy.description}" if policy.description else "")]
     lines.append(f"  default algorithm: {policy.algorithm}; headers: {policy.headers.style}")
+    lines.extend(_clients(policy.identity))
     lines.append("  limits:")
     for limit in policy.limits.values():
         default = limit.concurrency if limit.is_concurrency else limit.rates

@@ -162,8 +162,9 @@ class ClientAddresses(Generic[_Entry]):
 
     An IPv6 client is counted by its network, ``ipv6_prefix`` bits long (64 by
     default, as Cloudflare and most providers do): a host or site gets a whole
-    /64 and can take a new address of it for every request, so counting per
-    address let one client rotating addresses through a per-IP limit. IPv4
+    /64 and can take a new address of it for every request: counted per
+    address, one client rotating addresses got 100 of 100 requests through a
+    10/minute per-IP limit. IPv4
     clients are counted per address unless ``ipv4_prefix`` says otherwise. An
     IPv4-mapped IPv6 address (``::ffff:192.0.2.1``, as dual-stack listeners
     report IPv4 peers) is its IPv4 address before any prefix applies.

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from ratekeeper import PolicyError, load_policy
+from ratekeeper.identity import FORWARDED_HEADERS
 from ratekeeper.policy import policy_from_text
 from ratekeeper.policy.compiler import compile_policy
+from ratekeeper.policy.model import ForwardedHeader
 from ratekeeper.policy.summary import describe_policy
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -193,3 +196,7 @@ def test_policy_check_says_who_the_client_is() -> None:
             with_identity("bearer: true").replace("  trusted_proxies: [10.0.0.0/8]\n", "")
         )
     )
+
+
+def test_the_policy_and_the_resolver_know_the_same_forwarding_headers() -> None:
+    assert get_args(ForwardedHeader) == FORWARDED_HEADERS

@@ -272,3 +272,41 @@ def test_headers_the_app_set_itself_stay_the_apps_whatever_iterable_they_come_in
     assert merged == [*app_headers, (b"x-ratelimit-remaining", b"2")]
     assert _with_headers((pair for pair in app_headers[:1]), ours) == [app_headers[0], *ours]
     assert _with_headers(None, ours) is ours
+
+
+#: IPv6 clients by their /64, IPv4 per address, and an exempt monitoring network
+NETWORKED = IP_ONLY.replace(
+    "limits:", "identity: {networks: [{cidr: [10.0.0.0/8, 'fd00::/8'], exempt: true}]}\nlimits:"
+)
+#: (client, answered by the app untouched): a /64 rotated through, a mapped IPv4, monitoring
+CLIENTS = [
+    *((f"2001:db8:1:2::{n:x}", False) for n in range(1, 6)),
+    ("2001:db8:1:3::1", False),
+    *(("::ffff:203.0.113.7", False) for _ in range(2)),
+    *(("203.0.113.7", False) for _ in range(2)),
+    *(("10.1.2.3", True) for _ in range(5)),
+    *(("fd00::7", True) for _ in range(5)),
+]
+
+
+def test_a_lane_counts_clients_by_network_and_lets_exempt_networks_through_as_check_does() -> None:
+    lane_clock, check_clock = Clock(T0), Clock(T0)
+    laned = Limiter(policy(NETWORKED), MemoryStore(clock=lane_clock))
+    checked = Limiter(policy(NETWORKED), MemoryStore(clock=check_clock))
+    lane = laned.lane("GET", "/api/x")
+    assert lane is not None
+
+    admitted = []
+    for ip, exempt in CLIENTS:
+        result = lane.admit(ip)
+        decision = checked.check(path="/api/x", client_ip=ip, lease=True)
+        if exempt:
+            assert result is None
+            assert (decision.exempt, decision.headers) == (True, {})
+        else:
+            assert result is not None
+            assert answer(laned, lane.decision(ip, result)) == answer(checked, decision)
+            admitted.append(result[0])
+
+    # 3 a minute: the /64 and the two spellings of 203.0.113.7 each ran into the limit
+    assert admitted == [True] * 3 + [False] * 2 + [True] + [True] * 3 + [False]

@@ -52,6 +52,7 @@ from .policy.router import RequestMemo, RouteMemo
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
+from .text import safe_text
 
 __all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
 
@@ -290,7 +291,11 @@ class _LimiterCore:
         """The client IP of a request from ``peer``, believing only trusted proxies.
 
         ``lowered``: the request headers the policy reads, by lower-case name.
+        ``peer`` is text from outside: it is escaped here (:mod:`ratekeeper.text`);
+        an address taken from a forwarding header is a canonical IP, ASCII.
         """
+        if not peer.isascii():
+            peer = safe_text(peer)
         if not self._resolve_ip:
             return peer
         return self.compiled.ip_resolver.resolve(peer, lowered)
@@ -331,6 +336,8 @@ class _LimiterCore:
         if category.needs_identity:
             raw = api_key_from(lowered, compiled.api_key_headers, compiled.bearer)
             if raw is not None:
+                if not raw.isascii():  # header text enters where it is read (ratekeeper.text)
+                    raw = safe_text(raw)
                 record = self._known_keys.get(raw) or self._lookup_key(raw)
                 if record is not None:
                     plan = compiled.plans[record.plan]

@@ -121,7 +121,7 @@ class Charger:
             if record is not None and charge.name in record.caps:
                 cap = record.caps[charge.name]
             elif plan is not None:
-                cap = plan.caps.get(charge.name)
+                cap = plan.caps.get(charge.name, charge.default_cap)
             else:
                 cap = charge.default_cap
             if cap is not None:

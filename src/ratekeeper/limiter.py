@@ -694,6 +694,9 @@ class Limiter(_LimiterCore):
         use any case; ``client_ip`` is the connection's peer, and forwarding
         headers are believed only from the policy's trusted proxies. A
         ``cost`` below 1 raises ``ValueError`` before anything is counted.
+        Text that is not valid (a lone surrogate, as servers that decode the
+        path with ``surrogateescape`` give it) is escaped, never refused: the
+        request is counted and answered like any other (:mod:`ratekeeper.text`).
 
         With ``lease=True`` the concurrency caps are part of the one decision:
         their leases are taken before the rates are charged, so a request over

@@ -262,6 +262,15 @@ def test_a_body_number_that_json_has_not_is_refused() -> None:
     assert (error.line, error.field) == (6, "responses.rate_limited.body.x")
 
 
+@pytest.mark.parametrize("media_type", ["application/json\nX-Evil: 1", "text/pl\u00e4in"])
+def test_a_content_type_no_server_can_send_is_refused(media_type: str) -> None:
+    body = {"version": 1, **yaml.safe_load(BASE)}
+    body["responses"] = {"rate_limited": {"content_type": media_type, "body": {"x": 1}}}
+
+    with pytest.raises(PolicyError, match="cannot be sent as a Content-Type"):
+        policy_from_dict(body)
+
+
 def test_a_placeholder_with_a_format_spec_is_refused() -> None:
     error = refused(BASE + 'responses: {rate_limited: {body: {x: "{path:>999999999}"}}}\n')
 

@@ -46,6 +46,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _METHOD_RE = re.compile(r"^[A-Z]+$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FIELD_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 _RESPONSE_KINDS = ("rate_limited", "unauthorized", "blocked", "bad_request", "unavailable")
 
 
@@ -577,13 +578,24 @@ def _responses(field: Field | None, docs_url: str) -> dict[str, ResponseTemplate
         if status > 599:
             raise entry["status"].error("HTTP statuses are between 100 and 599")
         _check_template(entry["body"])
+        content_type = default.content_type
+        if "content_type" in entry:
+            content_type = _content_type(entry["content_type"])
         responses[kind] = ResponseTemplate(
             status,
-            entry["content_type"].string() if "content_type" in entry else default.content_type,
+            content_type,
             _plain(entry["body"].value),
             entry["body"].line,
         )
     return responses
+
+
+def _content_type(field: Field) -> str:
+    """A media type, sent as a header field: printable ASCII, or no server can send it."""
+    value = field.string()
+    if not _FIELD_VALUE_RE.match(value):
+        raise field.error(f"{value!r} cannot be sent as a Content-Type: printable ASCII only")
+    return value
 
 
 def _check_template(field: Field) -> None:

@@ -68,6 +68,7 @@ __all__ = [
     "Located",
     "LocatedDict",
     "LocatedList",
+    "check_plain_data",
     "parse_document",
     "read_document",
 ]

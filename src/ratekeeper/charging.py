@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
 from .stores.base import Charge, LimitSpec
+from .text import safe_text
 
 __all__ = ["BadRequestError", "ChargePlan", "Charger"]
 
@@ -120,7 +121,7 @@ class Charger:
             if record is not None and charge.name in record.caps:
                 cap = record.caps[charge.name]
             elif plan is not None:
-                cap = plan.caps.get(charge.name)
+                cap = plan.caps.get(charge.name, charge.default_cap)
             else:
                 cap = charge.default_cap
             if cap is not None:
@@ -219,12 +220,12 @@ class Charger:
         if part == "ip":
             return ip
         if part == "node":
-            value = headers.get(self._node_header) or params.get("node")
+            value = _header(headers, self._node_header) or params.get("node")
             return _checked_value(value, self._node_header_name)
         if part == "user":
             if record is not None:
                 return "u:" + (record.user or record.id)
-            value = headers.get(self._user_header) if self._user_header else None
+            value = _header(headers, self._user_header) if self._user_header else None
             return "u:" + _checked_value(value, self._user_header) if value else "anon:" + ip
         if part == "global":
             return "*"
@@ -232,8 +233,17 @@ class Charger:
             return plan.name if plan is not None else "-"
         kind, _, name = part.partition(":")
         if kind == "header":
-            return _checked_value(headers.get(name.lower()), name)
+            return _checked_value(_header(headers, name.lower()), name)
         return _checked_value(params.get(name), "{" + name + "}")
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    """A request header's value, as safe text: header text enters a key here (path
+    parameters come from the path, escaped when it was routed: ``ratekeeper.text``)."""
+    value = headers.get(name)
+    if value and not value.isascii():
+        return safe_text(value)
+    return value
 
 
 def _checked_value(value: str | None, what: str | None) -> str:

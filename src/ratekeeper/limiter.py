@@ -53,6 +53,7 @@ from .policy.router import RequestMemo, RouteMemo
 from .stores.base import Charge, ChargeResult, Store, StoreUnavailableError
 from .stores.lockouts import Block, LockoutRule
 from .stores.memory import MemoryStore
+from .text import safe_text
 
 __all__ = ["AsyncLimiter", "Limiter", "PolicyDecision"]
 
@@ -293,7 +294,11 @@ class _LimiterCore:
         """The client IP of a request from ``peer``, believing only trusted proxies.
 
         ``lowered``: the request headers the policy reads, by lower-case name.
+        ``peer`` is text from outside: it is escaped here (:mod:`ratekeeper.text`);
+        an address taken from a forwarding header is a canonical IP, ASCII.
         """
+        if not peer.isascii():
+            peer = safe_text(peer)
         if not self._resolve_ip:
             return peer
         return self.compiled.ip_resolver.resolve(peer, lowered)
@@ -343,6 +348,8 @@ class _LimiterCore:
         if category.needs_identity:
             raw = api_key_from(lowered, compiled.api_key_headers, compiled.bearer)
             if raw is not None:
+                if not raw.isascii():  # header text enters where it is read (ratekeeper.text)
+                    raw = safe_text(raw)
                 record = self._known_keys.get(raw) or self._lookup_key(raw)
                 if record is not None:
                     plan = compiled.plans[record.plan]  # a key's plan wins over its network's
@@ -707,6 +714,9 @@ class Limiter(_LimiterCore):
         use any case; ``client_ip`` is the connection's peer, and forwarding
         headers are believed only from the policy's trusted proxies. A
         ``cost`` below 1 raises ``ValueError`` before anything is counted.
+        Text that is not valid (a lone surrogate, as servers that decode the
+        path with ``surrogateescape`` give it) is escaped, never refused: the
+        request is counted and answered like any other (:mod:`ratekeeper.text`).
 
         With ``lease=True`` the concurrency caps are part of the one decision:
         their leases are taken before the rates are charged, so a request over

@@ -179,7 +179,11 @@ class RateLimiter(_RateLimiterCore):
     def hit(
         self, key: str, rates: RatesLike, cost: int = 1, algorithm: str | None = None
     ) -> Decision:
-        """Charge ``cost`` to ``key`` against every rate, or to none if any is full."""
+        """Charge ``cost`` to ``key`` against every rate, or to none if any is full.
+
+        ``key`` is any ``str``; one that is not valid text (``"\\ud800"``) is a
+        counter of its own like any other, in every store.
+        """
         plan = self._fast_plan(key, rates, cost, algorithm)
         if plan is not None:
             refused = self._still_denied(plan, key) if cost == 1 and plan.denied else None

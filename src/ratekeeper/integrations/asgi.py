@@ -30,6 +30,7 @@ from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
+from ..text import safe_text
 from ._limiters import async_limiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -57,7 +58,9 @@ def request_headers(
 
     ``wanted`` maps each name the policy reads, as ASGI sends it (lower-case
     already), to its text. Repeated forwarding headers are joined into one
-    list (as HTTP reads them); other repeats keep the first.
+    list (as HTTP reads them); other repeats keep the first. Values are decoded
+    as latin-1, one character per byte: that never fails, and never gives text
+    that :func:`~ratekeeper.text.safe_text` would change.
     """
     found = LoweredHeaders()
     for name, value in raw:
@@ -164,6 +167,8 @@ class RateLimitMiddleware:
             ip = client[0] if client else ""
             if lane.resolve_ip:
                 ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))
+            elif not ip.isascii():  # as client_ip does: text from outside, escaped once
+                ip = safe_text(ip)
             result = lane.admit(ip)
             if result is None:  # an exempt network: untouched, as an exempt decision
                 await self.app(scope, receive, send)

@@ -14,7 +14,9 @@ error or a client that went away), or at once when the app raises.
 
 The path matched is ``SCRIPT_NAME + PATH_INFO``, the path the client asked
 for, decoded as UTF-8 as ASGI servers do, so one policy reads the same behind
-both middleware.
+both middleware. Bytes that are not UTF-8 are kept apart (``surrogateescape``,
+then escaped by ``Limiter.check``: see :mod:`ratekeeper.text`), so two
+different paths never share a counter or a body.
 """
 
 from __future__ import annotations
@@ -61,6 +63,19 @@ def _with_headers(
             own = {name.lower() for name, _ in headers}
             return [*headers, *(pair for pair in extra if pair[0].lower() not in own)]
     return [*headers, *extra]
+
+
+def _decoded(path: str) -> str:
+    """The path's bytes (latin-1 per PEP 3333) read as UTF-8; undecodable bytes kept apart.
+
+    A server that broke PEP 3333 and passed text already decoded is taken at its
+    word: ``Limiter.check`` escapes whatever it holds.
+    """
+    try:
+        raw = path.encode("latin-1")
+    except UnicodeEncodeError:
+        return path
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class _LeasedResponse:
@@ -122,7 +137,7 @@ class RateLimitMiddleware:
         limiter = self.limiter
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if not path.isascii():  # PEP 3333 carries the raw bytes as latin-1
-            path = path.encode("latin-1").decode("utf-8", "replace")
+            path = _decoded(path)
         decision = limiter.check(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path or "/",

@@ -14,7 +14,7 @@ from .compiler import CompiledPolicy, compile_policy
 from .errors import PolicyError
 from .model import Category, KeyEntry, LimitDef, Lockout, Penalty, Plan, Policy
 from .schema import build_policy, hash_api_key
-from .source import parse_document, read_document
+from .source import check_plain_data, parse_document, read_document
 
 __all__ = [
     "Category",
@@ -46,7 +46,8 @@ def policy_from_text(text: str, *, toml: bool = False, name: str = "policy") -> 
 
 
 def policy_from_dict(data: dict[str, Any], *, name: str = "policy") -> Policy:
-    """A policy from plain data already in memory."""
+    """A policy from plain data already in memory (nested at most 64 levels deep)."""
+    check_plain_data(data, None)
     return _checked(data, None, name)
 
 

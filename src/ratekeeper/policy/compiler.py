@@ -11,14 +11,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..algorithms import get_algorithm
-from ..http.bodies import BodyTemplate
+from ..http.bodies import BodyTemplate, BodyTooLargeError
 from ..http.headers import HeaderWriter
 from ..identity import ClientAddresses, ClientIpResolver
 from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
 from .errors import PolicyError
-from .model import Category, KeyEntry, LimitDef, Lockout, Network, PlanValue, Policy
+from .model import (
+    Category,
+    KeyEntry,
+    LimitDef,
+    Lockout,
+    Network,
+    PlanValue,
+    Policy,
+    ResponseTemplate,
+)
 from .router import Router
 
 __all__ = [
@@ -42,7 +51,13 @@ class CompiledCharge:
     __slots__ = ("by", "cost", "default_cap", "default_labels", "default_specs",
                  "is_concurrency", "name", "prefix", "shadow", "ttl")  # fmt: skip
 
-    def __init__(self, policy: Policy, limit: LimitDef, cost: int) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        limit: LimitDef,
+        cost: int,
+        defaults: tuple[Specs, tuple[str, ...]] | None = None,
+    ) -> None:
         self.name = limit.name
         self.by = limit.by
         self.cost = cost
@@ -54,7 +69,8 @@ class CompiledCharge:
         self.default_specs: Specs | None = None
         self.default_labels: tuple[str, ...] = ()
         if limit.rates is not None:
-            self.default_specs, self.default_labels = _specs(limit, limit.rates)
+            # ``defaults``: the limit's specs worked out once for every category charging it
+            self.default_specs, self.default_labels = defaults or _specs(limit, limit.rates)
 
 
 class CompiledLockout:
@@ -108,6 +124,8 @@ class CompiledKey:
 
 @dataclass(frozen=True, slots=True)
 class CompiledPlan:
+    """A plan's own values; a limit it does not name has the limit's default (charging)."""
+
     name: str
     specs: dict[str, tuple[Specs, tuple[str, ...]]]
     caps: dict[str, int | None]
@@ -153,8 +171,26 @@ class CompiledPolicy:
             ((network.cidrs, self._network(network)) for network in identity.networks),
         )
         lockouts = {lockout.name: CompiledLockout(policy, lockout) for lockout in policy.lockouts}
+        # worked out once for every category (a loop per category was quadratic in a
+        # policy of many categories and many plans, keys or lockouts)
+        overridden = frozenset(
+            [name for plan in policy.plans.values() for name in plan.limits]
+            + [name for key in policy.keys for name in key.limits]
+        )
+        lockouts_of: dict[str, list[CompiledLockout]] = {}
+        for lockout in policy.lockouts:
+            for name in dict.fromkeys(lockout.categories):
+                lockouts_of.setdefault(name, []).append(lockouts[lockout.name])
+        defaults = {
+            limit.name: _specs(limit, limit.rates)
+            for limit in policy.limits.values()
+            if limit.rates is not None
+        }
         self.categories = tuple(
-            _category(policy, category, lockouts) for category in policy.categories
+            _category(
+                policy, category, tuple(lockouts_of.get(category.name, ())), overridden, defaults
+            )
+            for category in policy.categories
         )
         self.router: Router[CompiledCategory] = Router(
             (route, compiled)
@@ -182,10 +218,7 @@ class CompiledPolicy:
             policy.headers.style, policy.headers.report_window, policy.headers.retry_after
         )
         self.bodies = {
-            kind: BodyTemplate(
-                template.body, status=template.status, content_type=template.content_type
-            )
-            for kind, template in policy.responses.items()
+            kind: _body(policy, kind, template) for kind, template in policy.responses.items()
         }
         #: no lockouts and no penalty: a request is never blocked and feeds no counter
         #: after its response, so ``check`` skips that bookkeeping
@@ -233,6 +266,17 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     return CompiledPolicy(policy)
 
 
+def _body(policy: Policy, kind: str, template: ResponseTemplate) -> BodyTemplate:
+    try:
+        return BodyTemplate(
+            template.body, status=template.status, content_type=template.content_type
+        )
+    except BodyTooLargeError as error:
+        raise PolicyError(
+            str(error), file=policy.file, line=template.line, field=f"responses.{kind}.body"
+        ) from None
+
+
 def _specs(limit: LimitDef, rates: tuple[Rate, ...]) -> tuple[Specs, tuple[str, ...]]:
     algorithm = get_algorithm(limit.algorithm)
     if limit.burst is not None:
@@ -268,14 +312,10 @@ def _values(
 
 
 def _plan(policy: Policy, name: str, values: dict[str, PlanValue]) -> CompiledPlan:
+    """The plan's own values only: a limit it does not name has its default, which the
+    charger takes from the limit (copying every default into every plan was plans x
+    limits of work and memory: a 1 MiB policy of both ran out of memory)."""
     specs, caps = _values(policy, values)
-    for limit in policy.limits.values():
-        if limit.name in specs or limit.name in caps:
-            continue
-        if limit.is_concurrency:
-            caps[limit.name] = limit.concurrency
-        elif limit.rates is not None:
-            specs[limit.name] = _specs(limit, limit.rates)
     return CompiledPlan(name, specs, caps)
 
 
@@ -285,26 +325,28 @@ def _key(policy: Policy, entry: KeyEntry) -> CompiledKey:
 
 
 def _category(
-    policy: Policy, category: Category, lockouts: dict[str, CompiledLockout]
+    policy: Policy,
+    category: Category,
+    lockouts: tuple[CompiledLockout, ...],
+    overridden: frozenset[str],
+    defaults: dict[str, tuple[Specs, tuple[str, ...]]],
 ) -> CompiledCategory:
+    """``lockouts``: those naming the category; ``overridden``: limits a plan or key sets;
+    ``defaults``: each limit's default specs and labels."""
     compiled = CompiledCategory(category.name)
     compiled.exempt = category.exempt
-    compiled.lockouts = tuple(
-        lockout for lockout in lockouts.values() if category.name in lockout.categories
-    )
+    compiled.lockouts = lockouts
     if category.exempt:
         return compiled
     charges = tuple(
-        CompiledCharge(policy, policy.limits[name], cost) for name, cost in category.charges
+        CompiledCharge(policy, policy.limits[name], cost, defaults.get(name))
+        for name, cost in category.charges
     )
     compiled.charges = charges
     compiled.rate_charges = tuple(charge for charge in charges if not charge.is_concurrency)
     compiled.concurrency = tuple(charge for charge in charges if charge.is_concurrency)
     plan_dependent = any(
-        charge.default_specs is None
-        or charge.is_concurrency
-        or any(charge.name in plan.limits for plan in policy.plans.values())
-        or any(charge.name in key.limits for key in policy.keys)
+        charge.default_specs is None or charge.is_concurrency or charge.name in overridden
         for charge in charges
     )
     key_parts = any(part in _KEY_KINDS for charge in charges for part in charge.by)

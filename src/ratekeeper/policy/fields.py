@@ -8,6 +8,7 @@ these keys, a rate, a duration...) and gets either the value or a
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -41,8 +42,10 @@ def parse_duration(value: object) -> float:
         seconds = float(match[1]) * unit
     else:
         raise ValueError("a duration is a number of seconds or text such as '15 minutes'")
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise ValueError(f"duration must be positive, got {value!r}")
+    if seconds == math.inf:  # "1e400", or 400 nines: a block that never ends overflows
+        raise ValueError(f"duration must be finite, got {_shown(value)}")
     return seconds
 
 
@@ -121,6 +124,8 @@ class Field:
     def number(self, *, minimum: float | None = None) -> float:
         if isinstance(self.value, bool) or not isinstance(self.value, int | float):
             raise self.error(f"expected a number, got {_kind(self.value)}")
+        if not math.isfinite(self.value):  # .nan and .inf read as floats
+            raise self.error(f"expected a finite number, got {self.value!r}")
         if minimum is not None and self.value < minimum:
             raise self.error(f"must be at least {minimum}, got {self.value}")
         return float(self.value)
@@ -147,6 +152,11 @@ class Field:
             return parse_rates(self.value)
         except ValueError as error:
             raise self.error(str(error)) from None
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _kind(value: object) -> str:

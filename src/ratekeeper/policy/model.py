@@ -185,11 +185,15 @@ class HeaderSettings:
 
 @dataclass(frozen=True, slots=True)
 class ResponseTemplate:
-    """A status, content type and JSON body template with ``{placeholders}``."""
+    """A status, content type and JSON body template with ``{placeholders}``.
+
+    ``line``: where the body is written in the policy file, for the compiler's errors.
+    """
 
     status: int
     content_type: str
     body: Any
+    line: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

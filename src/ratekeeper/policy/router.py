@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+from ..text import safe_text
 from .model import Route
 from .patterns import compile_pattern, normalize_path
 
@@ -108,14 +109,23 @@ class RouteMemo(RequestMemo[Routed[T]]):
         self._router = router
 
     def route(self, method: str, path: str) -> Routed[T]:
-        """The upper-case method, the normalized path and what the router matches."""
+        """The upper-case method, the normalized path and what the router matches.
+
+        Method and path come back as safe text (:func:`ratekeeper.text.safe_text`).
+        """
         routed = self.answers.get((method, path))
         if routed is None:
             routed = self.fill(method, path)
         return routed
 
     def _route(self, method: str, path: str) -> Routed[T]:
+        # the request's text enters here, once per (method, path): escaped so that
+        # routes, counter keys and bodies never meet a lone surrogate (ratekeeper.text)
         if not method.isupper():
             method = method.upper()
+        if not method.isascii():
+            method = safe_text(method)
         path = normalize_path(path)
+        if not path.isascii():
+            path = safe_text(path)
         return method, path, self._router.match(method, path)

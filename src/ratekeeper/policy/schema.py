@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import re
 import string
 from typing import Any
@@ -33,7 +34,7 @@ from .model import (
     ResponseTemplate,
     Route,
 )
-from .patterns import PatternError, compile_pattern
+from .patterns import PatternError, parse_pattern
 
 __all__ = ["PLACEHOLDERS", "build_policy", "hash_api_key"]
 
@@ -48,6 +49,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _METHOD_RE = re.compile(r"^[A-Z]+$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FIELD_VALUE_RE = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
 _RESPONSE_KINDS = ("rate_limited", "unauthorized", "blocked", "bad_request", "unavailable")
 
 
@@ -85,9 +87,12 @@ def build_policy(data: Any, file: str | None = None, *, default_name: str = "pol
             raise top["anonymous_plan"].error(f"no plan named {anonymous_plan!r}")
     _require_rates_everywhere(plans, limits, top.get("plans") or root)
     keys = _keys(top["keys"], plans, limits) if "keys" in top else ()
-    categories = _categories(top["categories"], limits)
+    patterns = _PatternText()
+    categories = _categories(top["categories"], limits, patterns)
     responses = _responses(top.get("responses"), docs_url)
-    lockouts = _lockouts(top["lockouts"], categories, responses) if "lockouts" in top else ()
+    lockouts = (
+        _lockouts(top["lockouts"], categories, responses, patterns) if "lockouts" in top else ()
+    )
     penalty = _penalty(top["penalty"], responses) if "penalty" in top else None
     return Policy(
         name=name,
@@ -269,7 +274,24 @@ def _keys(
 # categories and routes
 
 
-def _routes(field: Field) -> tuple[Route, ...]:
+#: path patterns per policy, and their text in all (exact paths, one lookup each, are
+#: free): each pattern is a regular expression compiled at load (about 45 us, and
+#: 1-4 us per character) and tried in order on every path not seen before
+MAX_PATTERNS = 2048
+MAX_PATTERN_TEXT = 64 * 1024
+
+
+class _PatternText:
+    """How many patterns, and how much pattern text, a policy has used so far."""
+
+    __slots__ = ("count", "used")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.used = 0
+
+
+def _routes(field: Field, patterns: _PatternText) -> tuple[Route, ...]:
     routes: list[Route] = []
     for item in field.items():
         text = item.string()
@@ -283,9 +305,18 @@ def _routes(field: Field) -> tuple[Route, ...]:
                     raise item.error(f"{name!r} is not an HTTP method")
             methods = frozenset(names)
         try:
-            compile_pattern(path)
+            parsed = parse_pattern(path)
         except PatternError as error:
             raise item.error(str(error)) from None
+        if parsed.exact is None:
+            patterns.count += 1
+            patterns.used += len(path)
+            if patterns.count > MAX_PATTERNS or patterns.used > MAX_PATTERN_TEXT:
+                raise item.error(
+                    f"a policy has at most {MAX_PATTERNS} path patterns, "
+                    f"{MAX_PATTERN_TEXT // 1024} KiB of text in all (exact paths are not "
+                    "counted: list those where you can)"
+                )
         routes.append(Route(methods, path))
     return tuple(routes)
 
@@ -306,7 +337,9 @@ def _charges(field: Field, limits: dict[str, LimitDef]) -> tuple[tuple[str, int]
     return tuple(pairs)
 
 
-def _categories(field: Field, limits: dict[str, LimitDef]) -> tuple[Category, ...]:
+def _categories(
+    field: Field, limits: dict[str, LimitDef], patterns: _PatternText
+) -> tuple[Category, ...]:
     categories: list[Category] = []
     for item in field.items():
         spec = item.mapping({"name", "match", "exempt", "charge", "require_key"}, ("name", "match"))
@@ -315,11 +348,8 @@ def _categories(field: Field, limits: dict[str, LimitDef]) -> tuple[Category, ..
         if exempt and "charge" in spec:
             raise item.error("an exempt category is charged nothing; remove 'charge'")
         charges = _charges(spec["charge"], limits) if "charge" in spec else ()
-        routes = _routes(spec["match"])
-        for limit_name, _ in charges:
-            for part in limits[limit_name].by:
-                if part.startswith("path:"):
-                    _require_path_param(item, routes, part[5:], limit_name)
+        routes = _routes(spec["match"], patterns)
+        _require_path_params(item, routes, charges, limits)
         categories.append(
             Category(
                 name=name,
@@ -335,9 +365,26 @@ def _categories(field: Field, limits: dict[str, LimitDef]) -> tuple[Category, ..
     return tuple(categories)
 
 
-def _require_path_param(item: Field, routes: tuple[Route, ...], param: str, limit: str) -> None:
-    for route in routes:
-        if param not in compile_pattern(route.pattern).params:
+def _require_path_params(
+    item: Field,
+    routes: tuple[Route, ...],
+    charges: tuple[tuple[str, int], ...],
+    limits: dict[str, LimitDef],
+) -> None:
+    """Every route of the category has each path parameter its limits count by.
+
+    Linear in routes and limits (a category of thousands of both must load fast).
+    """
+    wanted = [
+        (part[5:], name) for name, _ in charges for part in limits[name].by if part[:5] == "path:"
+    ]
+    if not wanted or not routes:
+        return
+    params = [frozenset(parse_pattern(route.pattern).params) for route in routes]
+    common = frozenset.intersection(*params)
+    for param, limit in wanted:
+        if param not in common:
+            route = next(r for r, names in zip(routes, params, strict=True) if param not in names)
             raise item.error(
                 f"limit {limit!r} counts by path parameter {{{param}}}, "
                 f"which {route.pattern!r} does not have"
@@ -362,7 +409,10 @@ def _response_name(field: Field, responses: dict[str, ResponseTemplate]) -> str:
 
 
 def _lockouts(
-    field: Field, categories: tuple[Category, ...], responses: dict[str, ResponseTemplate]
+    field: Field,
+    categories: tuple[Category, ...],
+    responses: dict[str, ResponseTemplate],
+    patterns: _PatternText,
 ) -> tuple[Lockout, ...]:
     known = {category.name for category in categories}
     lockouts: list[Lockout] = []
@@ -383,7 +433,7 @@ def _lockouts(
         lockouts.append(
             Lockout(
                 name=name,
-                routes=_routes(spec["match"]) if "match" in spec else (),
+                routes=_routes(spec["match"], patterns) if "match" in spec else (),
                 categories=names,
                 failure_status=(
                     _statuses(spec["failure_status"])
@@ -395,7 +445,7 @@ def _lockouts(
                 window=spec["window"].duration(),
                 block=spec["block"].duration(),
                 escalation=spec["escalation"].number(minimum=1) if "escalation" in spec else 1.0,
-                max_block=spec["max_block"].duration() if "max_block" in spec else None,
+                max_block=_max_block(spec),
                 response=(
                     _response_name(spec["response"], responses) if "response" in spec else "blocked"
                 ),
@@ -415,11 +465,23 @@ def _penalty(field: Field, responses: dict[str, ResponseTemplate]) -> Penalty:
         block=spec["block"].duration(),
         by=_by(spec["by"]) if "by" in spec else ("ip",),
         escalation=spec["escalation"].number(minimum=1) if "escalation" in spec else 1.0,
-        max_block=spec["max_block"].duration() if "max_block" in spec else None,
+        max_block=_max_block(spec),
         response=(
             _response_name(spec["response"], responses) if "response" in spec else "rate_limited"
         ),
     )
+
+
+def _max_block(spec: dict[str, Field]) -> float | None:
+    """``max_block``, which caps escalated blocks, so no shorter than ``block`` itself."""
+    if "max_block" not in spec:
+        return None
+    max_block = spec["max_block"].duration()
+    if max_block < spec["block"].duration():
+        raise spec["max_block"].error(
+            f"max_block ({max_block:g}s) is shorter than block ({spec['block'].duration():g}s)"
+        )
+    return max_block
 
 
 # identity, headers, responses
@@ -544,7 +606,9 @@ def _default_responses(style: str, docs_url: str) -> dict[str, ResponseTemplate]
     responses: dict[str, ResponseTemplate] = {}
     for kind, (status, title, code, message, extra) in _DEFAULT_ANSWERS.items():
         if style == "problem":
-            body: dict[str, Any] = {"type": docs_url or "about:blank", "title": title}
+            # the URL is text of the template, not a placeholder: its braces are literal
+            type_url = docs_url.replace("{", "{{").replace("}", "}}") or "about:blank"
+            body: dict[str, Any] = {"type": type_url, "title": title}
             body.update(status=status, detail=message, **extra)
             responses[kind] = ResponseTemplate(status, "application/problem+json", body)
         else:
@@ -568,12 +632,24 @@ def _responses(field: Field | None, docs_url: str) -> dict[str, ResponseTemplate
         if status > 599:
             raise entry["status"].error("HTTP statuses are between 100 and 599")
         _check_template(entry["body"])
+        content_type = default.content_type
+        if "content_type" in entry:
+            content_type = _content_type(entry["content_type"])
         responses[kind] = ResponseTemplate(
             status,
-            entry["content_type"].string() if "content_type" in entry else default.content_type,
+            content_type,
             _plain(entry["body"].value),
+            entry["body"].line,
         )
     return responses
+
+
+def _content_type(field: Field) -> str:
+    """A media type, sent as a header field: printable ASCII, or no server can send it."""
+    value = field.string()
+    if not _FIELD_VALUE_RE.match(value):
+        raise field.error(f"{value!r} cannot be sent as a Content-Type: printable ASCII only")
+    return value
 
 
 def _check_template(field: Field) -> None:
@@ -586,15 +662,26 @@ def _check_template(field: Field) -> None:
             _check_template(child)
     elif isinstance(value, str):
         try:
-            names = [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+            fields = [
+                (name, spec, conversion)
+                for _, name, spec, conversion in string.Formatter().parse(value)
+                if name is not None
+            ]
         except ValueError as error:
             raise field.error(f"bad template {value!r}: {error}") from None
-        for name in names:
+        for name, spec, conversion in fields:
             if name not in PLACEHOLDERS:
                 known = ", ".join(sorted(PLACEHOLDERS))
                 raise field.error(f"unknown placeholder {{{name}}}; known: {known}")
+            if spec or conversion:
+                # "{path:>999999999}" would render a gigabyte: a placeholder is its name
+                raise field.error(
+                    f"a placeholder takes no format spec or conversion: write {{{name}}}"
+                )
     elif value is not None and not isinstance(value, bool | int | float):
         raise field.error(f"a body template holds JSON values, not {type(value).__name__}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise field.error(f"a body template holds JSON numbers, not {value!r}")
 
 
 def _plain(value: Any) -> Any:

@@ -13,7 +13,10 @@ naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state
 depends on its limit): short, because Redis keeps every key name in full. A
 key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
-counters of one decision share a Cluster slot. Every key has a TTL.
+counters of one decision share a Cluster slot. Every key has a TTL. Key names
+are UTF-8; a ``str`` that is not valid text (a lone surrogate) gets bytes of
+its own instead of an encoding error (``redis_tables.encoded``), so every
+distinct ``str`` is a counter of its own, as in the memory store.
 
 Time inside Redis is whole milliseconds (Lua numbers are doubles), so answers
 are exact to the millisecond; the memory store is exact to the nanosecond and
@@ -49,7 +52,7 @@ from urllib.parse import unquote, urlsplit
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
 from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
-from .redis_tables import Outage, RedisLeases, RedisLockouts, tagged
+from .redis_tables import Outage, RedisKey, RedisLeases, RedisLockouts, encoded, tagged
 
 __all__ = ["RedisStore", "StoreUnavailableError"]
 
@@ -204,8 +207,9 @@ class RedisStore:
         if self._decide is None:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         slot, values = self._layout.get(spec) or self._lay_out(spec)
+        name = encoded(slot + tagged(key))
         try:
-            raw = self._decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = self._decide([name], f"1 1 {values} {cost} 0", self._now_ms_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -214,9 +218,10 @@ class RedisStore:
 
     async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         slot, values = self._layout.get(spec) or self._lay_out(spec)
+        name = encoded(slot + tagged(key))
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = await decide([name], f"1 1 {values} {cost} 0", self._now_ms_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -242,14 +247,16 @@ class RedisStore:
             self._layout[spec] = layout
         return layout
 
-    def _decision_args(self, charges: Sequence[Charge], consume: bool) -> tuple[list[str], str]:
+    def _decision_args(
+        self, charges: Sequence[Charge], consume: bool
+    ) -> tuple[list[RedisKey], str]:
         """One decision's keys and its numbers for the script (``ARGV[2]`` of apply.lua)."""
-        keys: list[str] = []
+        keys: list[RedisKey] = []
         numbers = [f"{1 if consume else 0} {len(charges)}"]
         layout = self._layout
         for spec, key, cost, shadow in charges:
             slot, values = layout.get(spec) or self._lay_out(spec)
-            keys.append(slot + tagged(key))
+            keys.append(encoded(slot + tagged(key)))
             numbers.append(f"{values} {cost} {1 if shadow else 0}")
         return keys, " ".join(numbers)
 
@@ -270,7 +277,7 @@ class RedisStore:
         script = client.register_script(self._script_text)
         if "Cluster" in type(client).__name__:
 
-            async def alone(keys: list[str], numbers: str, now: str) -> Any:
+            async def alone(keys: list[RedisKey], numbers: str, now: str) -> Any:
                 return await script(keys=keys, args=[now, numbers])
 
             self._async_decide = alone
@@ -336,7 +343,7 @@ class RedisStore:
         return f"RedisStore(on_error={self.on_error!r}, prefix={self.prefix!r})"
 
 
-def _sync_decide(client: Any, text: str) -> Callable[[list[str], str, str], Any]:
+def _sync_decide(client: Any, text: str) -> Callable[[list[RedisKey], str, str], Any]:
     """How sync decisions reach Redis: threads share calls (``ThreadBatcher``), but on Cluster."""
     script = client.register_script(text)
     if "Cluster" in type(client).__name__:

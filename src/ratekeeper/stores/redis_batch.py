@@ -28,17 +28,17 @@ __all__ = ["DecisionCall", "ScriptBatcher", "ThreadBatcher"]
 
 #: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (apply.lua's
 #: ``ARGV[2]`` and ``ARGV[1]`` for one decision)
-DecisionCall = Callable[[list[str], str, str], Awaitable[Any]]
+DecisionCall = Callable[[list[str | bytes], str, str], Awaitable[Any]]
 
 _MAX_BATCH = 128  # decisions per script call; a bigger wave is sent as several calls
 
 #: one decision's part of a script call: its keys and its numbers (``ARGV[2]``)
-_Call = tuple[list[str], str]
+_Call = tuple[list[str | bytes], str]
 
 
 def _joined(calls: list[_Call]) -> _Call:
     """The keys and numbers of one script call deciding ``calls`` in order."""
-    keys: list[str] = []
+    keys: list[str | bytes] = []
     for decision_keys, _ in calls:
         keys += decision_keys
     return keys, " ".join([numbers for _, numbers in calls])
@@ -66,7 +66,7 @@ class ScriptBatcher:
         self._sending: set[asyncio.Task[None]] = set()  # held so they are not collected
         self._busy = 0  # calls on their way to Redis
 
-    async def __call__(self, keys: list[str], numbers: str, now: str) -> Any:
+    async def __call__(self, keys: list[str | bytes], numbers: str, now: str) -> Any:
         """The script's answer for one decision (or the error the call raised)."""
         if not self._busy:  # nothing on the way: go now, no turn of the loop to wait
             self._busy += 1
@@ -156,7 +156,7 @@ class ThreadBatcher:
         self._queue: list[_Waiter] = []
         self._sending = False
 
-    def __call__(self, keys: list[str], numbers: str, now: str) -> Any:
+    def __call__(self, keys: list[str | bytes], numbers: str, now: str) -> Any:
         """The script's answer for one decision (or the error the call raised)."""
         with self._lock:
             waiter = None

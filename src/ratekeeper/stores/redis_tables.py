@@ -24,7 +24,7 @@ from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
 from .memory import MemoryStore
 
-__all__ = ["Outage", "RedisLeases", "RedisLockouts", "tagged"]
+__all__ = ["Outage", "RedisKey", "RedisLeases", "RedisLockouts", "encoded", "tagged"]
 
 _NS_PER_MS = 1_000_000
 _log = logging.getLogger("ratekeeper.redis")
@@ -64,6 +64,25 @@ class Outage:
 def script_text(name: str) -> str:
     """The text of ``lua/<name>.lua`` shipped with the package."""
     return resources.files("ratekeeper.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+#: a key name as the stores hand it to redis-py (see :func:`encoded`)
+RedisKey = str | bytes
+
+
+def encoded(name: str) -> RedisKey:
+    """A key name as Redis gets it: the same bytes for text, apart bytes for any other ``str``.
+
+    redis-py encodes names as strict UTF-8, so a ``str`` holding a lone
+    surrogate (U+D800 to U+DFFF: ``RateLimiter.hit("\\ud800")``, a raw ASGI
+    path) raised inside the call, and the store took the caller's key for an
+    outage: it failed open, warned, and counted an error. ``surrogatepass``
+    writes such a surrogate as the three bytes UTF-8 would give it if it were
+    allowed: bytes that no valid text encodes to, so the key is a counter of its
+    own, never another's. Valid text gets the very bytes it always had, and
+    ASCII (nearly every key) is handed over as it is, after an O(1) check.
+    """
+    return name if name.isascii() else name.encode("utf-8", "surrogatepass")
 
 
 def tagged(key: str) -> str:
@@ -149,8 +168,8 @@ class RedisLeases(_RedisTable):
 
     _script_names = ("lease_acquire", "lease_release")
 
-    def _key(self, key: str) -> str:
-        return f"{self._prefix}lease:{tagged(key)}"
+    def _key(self, key: str) -> RedisKey:
+        return encoded(f"{self._prefix}lease:{tagged(key)}")
 
     def _acquire_args(self, limit: int, ttl: float) -> list[Any]:
         if limit < 1:
@@ -227,9 +246,9 @@ class RedisLockouts(_RedisTable):
 
     _script_names = ("lockout_failure",)
 
-    def _keys(self, key: str) -> list[str]:
+    def _keys(self, key: str) -> list[RedisKey]:
         base = f"{self._prefix}lockout:{tagged(key)}"
-        return [base + ":log", base + ":block"]
+        return [encoded(base + ":log"), encoded(base + ":block")]
 
     def _args(self, rule: LockoutRule) -> list[Any]:
         return [
@@ -315,7 +334,8 @@ class RedisLockouts(_RedisTable):
             start = len(self._prefix) + len("lockout:")
             live = []
             for raw in self._client.scan_iter(match=pattern, count=1000):
-                name = raw.decode() if isinstance(raw, bytes) else raw
+                # surrogatepass: a key that was not valid text comes back as it was given
+                name = raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw
                 key = name[start : -len(":block")]
                 if key.startswith("{") and key.endswith("}") and key.count("{") == 1:
                     key = key[1:-1]

@@ -15,9 +15,12 @@ key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
 counters of one decision share a Cluster slot. Every key has a TTL.
 
-Time inside Redis is whole milliseconds (Lua numbers are doubles), so answers
-are exact to the millisecond; the memory store is exact to the nanosecond and
-both pass the same contract vectors, which are written in milliseconds.
+Time inside Redis is whole milliseconds, so answers are exact to the
+millisecond, rounded up, never down. Lua numbers are doubles, exact below
+2**53: the bounds every rate is checked against (algorithms/bounds.py) keep the
+script exact, the products that may pass 2**53 being computed in parts. The
+memory store is exact to the nanosecond; both pass the same contract vectors,
+which are written in milliseconds.
 
 When Redis is unreachable or slower than ``timeout``, ``on_error`` decides:
 ``"open"`` admits (the default: a rate limiter should not take an API down),

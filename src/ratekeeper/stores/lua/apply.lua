@@ -17,9 +17,15 @@
 -- batch answers exactly as the same decisions sent one by one would.
 --
 -- Time is the server's (TIME), in whole milliseconds, so every app server
--- agrees. Lua numbers are doubles: integers are exact below 2^53, so every
--- product below is kept under that (limit x window_ms < 9e15: 100 million per
--- day) and divisions go through idiv/ceildiv, which are exact.
+-- agrees.
+--
+-- Lua numbers are doubles: whole numbers are exact below 2^53. The bounds every
+-- rate is checked against before it gets here (algorithms/bounds.py: windows
+-- up to 365 days, limits, bursts and costs up to 10^12, 10^5 for the log; a
+-- bucket refills within 365 days) keep every instant, count and quotient
+-- below that. Products that may not be (a sliding window's previous count x
+-- time left is 8.6e16 at 10^9 per day) go through muldiv, which is exact for
+-- divisors below 2^40; other divisions go through idiv, also exact.
 --
 -- State is kept small, since Redis keeps one string per counter:
 --   fixed_window    "<window index> <count>"          (the window is [i*w, (i+1)*w))
@@ -37,13 +43,35 @@ local function idiv(a, b)  -- floor(a / b) for a >= 0, b > 0, exactly
   return (a - fmod(a, b)) / b
 end
 
-local function ceildiv(a, b)  -- ceil(a / b) for a >= 0, b > 0, exactly
-  local r = fmod(a, b)
-  if r == 0 then return a / b end
-  return (a - r) / b + 1
+-- floor(a * b / d) and (a * b) mod d for whole a, b >= 0 and 0 < d < 2^40, exactly,
+-- whenever the quotient is below 2^53, however far above 2^53 the product is.
+-- Below 2^53 it is one product (a double rounds a product of 2^53 or more to
+-- 2^53 or more, so the test is safe). Above, a = qa * d + ra, and ra * b is
+-- built from b's 12-bit digits, most significant first, its remainder kept
+-- below d: each step's r * 2^12 + ra * digit is below 2^52 + 2^52, so exact.
+local function muldiv(a, b, d)
+  local p = a * b
+  if p < 9007199254740992 then  -- 2^53
+    local r = fmod(p, d)
+    return (p - r) / d, r
+  end
+  local ra = fmod(a, d)
+  local q, r = (a - ra) / d * b, 0
+  local unit = 1
+  while unit * 4096 <= b do unit = unit * 4096 end  -- the top 12-bit digit of b
+  while unit >= 1 do
+    local t = r * 4096 + ra * fmod((b - fmod(b, unit)) / unit, 4096)
+    r = fmod(t, d)
+    q = q + (t - r) / d * unit
+    unit = unit / 4096
+  end
+  return q, r
 end
 
 local function num(x) return format('%.0f', x) end
+
+-- Every call of the script makes its functions afresh, and each upvalue a
+-- function captures costs about 0.1 us a call: constants go in as literals.
 
 local function fixed_window(key, now, cost, limit, window)
   local index = idiv(now, window)
@@ -81,25 +109,30 @@ local function sliding_window(key, now, cost, limit, window)
   end
   local e = (index + 1) * window
   local left = e - now
-  local weighted = previous * left  -- the previous window's share, scaled by window
+  -- the previous window's share in units, rounded up: ceil(previous x left / window)
+  local weight = 0
+  if previous > 0 then
+    local q, r = muldiv(previous, left, window)
+    weight = q
+    if r > 0 then weight = q + 1 end
+  end
   local spare = limit - current - cost
-  if spare >= 0 and weighted <= spare * window then
-    local room = limit - current - ceildiv(weighted, window)
+  local room = limit - current - weight
+  if spare >= weight then
     local reset
     if current + cost > 0 then reset = e + window elseif previous > 0 then reset = e else reset = now end
     return 1, room, reset, 0,
       num(index) .. ' ' .. num(previous) .. ' ' .. num(current + cost), left + window
   end
-  local free = limit * window - weighted - current * window
-  local room = 0
-  if free > 0 then room = idiv(free, window) end
+  if room < 0 then room = 0 end
   local retry
   if cost > limit then
     retry = window
   elseif spare >= 0 then
-    retry = left - idiv(spare * window, previous)
+    -- the weight falls to spare once previous x left' <= spare x window
+    retry = left - muldiv(spare, window, previous)
   else
-    retry = left + window - idiv((limit - cost) * window, current)
+    retry = left + window - muldiv(limit - cost, window, current)
   end
   return 0, room, now + retry, retry
 end
@@ -142,6 +175,8 @@ local function log_admit(key, now, cost, window)
   call('PEXPIRE', key, window)
 end
 
+-- the TAT is q + r / limit ms (0 <= r < limit); every step below counts in
+-- units of window / limit exactly (muldiv), so no product is ever rounded
 local function token_bucket(key, now, cost, limit, window, capacity)
   local q, r = now, 0
   local v = call('GET', key)
@@ -150,15 +185,20 @@ local function token_bucket(key, now, cost, limit, window, capacity)
     sq, sr = tonumber(sq), tonumber(sr) or 0
     if sq > now or (sq == now and sr > 0) then q, r = sq, sr end
   end
-  local span = capacity * window
-  local free = span - (q - now) * limit - r
-  local room = 0
-  if free > 0 then room = idiv(free, window) end
-  local total = r + cost * window
-  local nq = q + idiv(total, limit)
-  local nr = fmod(total, limit)
-  local after = (nq - now) * limit + nr
-  if after <= span then
+  -- units still owed, rounded up: ceil(((q - now) x limit + r) / window)
+  local owed, f = muldiv(q - now, limit, window)
+  f = f + r  -- below window + limit
+  if f > 0 then
+    local g = fmod(f, window)
+    owed = owed + (f - g) / window
+    if g > 0 then owed = owed + 1 end
+  end
+  local room = capacity - owed
+  if room < 0 then room = 0 end
+  if owed + cost <= capacity then
+    local dq, dr = muldiv(cost, window, limit)
+    local nq, nr = q + dq, r + dr
+    if nr >= limit then nq, nr = nq + 1, nr - limit end
     local reset = nq
     local state = num(nq)
     if nr > 0 then
@@ -169,7 +209,12 @@ local function token_bucket(key, now, cost, limit, window, capacity)
     return 1, room, reset, 0, state, reset - now
   end
   local retry = window
-  if cost <= capacity then retry = ceildiv(after - span, limit) end
+  if cost <= capacity then
+    -- until owed + cost <= capacity: the TAT less (capacity - cost) intervals, rounded up
+    local kq, kr = muldiv(capacity - cost, window, limit)
+    retry = q - now - kq
+    if r > kr then retry = retry + 1 end
+  end
   return 0, room, now + retry, retry
 end
 

@@ -1,0 +1,187 @@
+"""Numbers on real Redis: refused past the bounds, exact up to them.
+
+The Lua script computes with doubles, exact below 2**53. Rates past the bounds
+of algorithms/bounds.py are refused before Redis is asked; up to them Redis
+answers as the memory store does: ``allowed`` and ``remaining`` alike, times
+rounded up to the ms where memory has the ns.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+import ratekeeper.stores.redis as redis_module
+from ratekeeper import MemoryStore, RateLimiter, RedisStore
+from ratekeeper.algorithms import ALGORITHMS
+from ratekeeper.rates import parse_rates
+from ratekeeper.stores import LimitSpec, Store
+from support.redis_servers import RedisServer
+
+pytestmark = pytest.mark.redis
+
+T0_MS = 1_700_006_400_000  # 2023-11-15T00:00:00Z, a whole day
+NS_PER_MS = 1_000_000
+T0_NS = T0_MS * NS_PER_MS
+
+
+class MicrosecondClock:
+    """Epoch seconds as an exact ``Fraction``, set in whole microseconds."""
+
+    def __init__(self, us: int = T0_MS * 1000) -> None:
+        self.us = us
+
+    def __call__(self) -> Fraction:
+        return Fraction(self.us, 1_000_000)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Builds the store under test on a clock: memory, or a real Redis."""
+    made: list[RedisStore] = []
+
+    def make(clock: MicrosecondClock) -> Store:
+        if request.param == "memory":
+            return MemoryStore(clock=clock)  # type: ignore[arg-type]  # an exact Fraction
+        url = request.getfixturevalue("redis_url")
+        store = RedisStore.from_url(url, clock=clock, timeout=2.0)  # type: ignore[arg-type]
+        made.append(store)
+        return store
+
+    make.kind = request.param  # type: ignore[attr-defined]
+    yield make
+    for store in made:
+        store.close()
+
+
+# refused past the bounds
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_a_rate_past_its_bound_is_refused_before_redis_is_asked(
+    redis_url: str, redis_server: RedisServer, on_error: Any
+) -> None:
+    """Once, a 26-digit window made every script call fail: fail-open admitted everyone,
+    fail-closed refused everyone; a 32-digit limit answered remaining -2**63."""
+    store = RedisStore.from_url(redis_url, on_error=on_error, timeout=2.0)
+    limiter = RateLimiter(store)
+    with pytest.raises(ValueError, match="window of 99,999,999,999,999,999,999 days is longer"):
+        limiter.hit("k", "10 per 99999999999999999999 days")
+    with pytest.raises(ValueError, match="limit 99,999,999,999,999,999,999,999,999,999,999 is "):
+        limiter.hit("k", "99999999999999999999999999999999/second")
+    with pytest.raises(ValueError, match="cost 100,001 is above 100,000, the most sliding_log"):
+        limiter.hit("k", "10/minute", cost=100_001, algorithm="sliding_log")
+    assert store.errors == 0
+    with redis_server.client() as client:
+        assert client.keys("*") == []
+    store.close()
+
+
+# exact up to them
+
+
+def _spec(algorithm: str, rate: str) -> LimitSpec:
+    return LimitSpec.of(ALGORITHMS[algorithm], parse_rates(rate)[0])
+
+
+def test_token_bucket_at_a_billion_a_day_counts_every_unit(make_store: Any) -> None:
+    """Three hits of 3 at 10**9/day (the issue's case): 9 units gone on both stores."""
+    spec = _spec("token_bucket", "1000000000/day")
+    store = make_store(MicrosecondClock())
+    results = [store.apply_one(spec, "k", 3) for _ in range(3)]
+    assert [remaining for _, remaining, _, _ in results] == [999_999_997, 999_999_994, 999_999_991]
+    resets_ns = [reset - T0_NS for _, _, reset, _ in results]
+    if make_store.kind == "memory":
+        assert resets_ns == [259_200, 518_400, 777_600]  # 3, 6, 9 x 86.4 µs
+    else:
+        assert resets_ns == [NS_PER_MS] * 3  # the same, rounded up to the ms
+
+
+def test_token_bucket_never_reports_a_negative_remaining_past_2_53(make_store: Any) -> None:
+    """At 123,456,789/day the TAT x limit passes 2**53: Redis used to round the last unit
+    away and admit a hit with nothing left (``remaining: -1``)."""
+    spec = _spec("token_bucket", "123456789/day")
+    store = make_store(MicrosecondClock())
+    answers = [store.apply([(spec, "k", cost, False)]) for cost in (61_728_394, 61_728_394, 1, 1)]
+    rows = [(admitted, result[1], result[2] - T0_NS, result[3]) for admitted, (result,) in answers]
+    if make_store.kind == "memory":
+        assert rows == [
+            (True, 61_728_395, 43_199_999_650_080, 0),
+            (True, 1, 86_399_999_300_160, 0),
+            (True, 0, 86_400_000_000_000, 0),
+            (False, 0, 699_841, 699_841),  # one interval: 0.699841 ms
+        ]
+    else:
+        assert rows == [
+            (True, 61_728_395, 43_200_000_000_000, 0),
+            (True, 1, 86_400_000_000_000, 0),
+            (True, 0, 86_400_000_000_000, 0),
+            (False, 0, NS_PER_MS, NS_PER_MS),
+        ]
+
+
+# memory and Redis agree on random rates up to the bounds
+
+_LIMITS = {"fixed_window": 10**12, "sliding_window": 10**12, "token_bucket": 10**12}
+_LIMITS["sliding_log"] = 10**5
+_WINDOWS_MS = [1_000, 60_000, 86_400_000, 31_536_000_000]
+_SCRIPT_TEXT = redis_module._script_text
+
+
+def _script_without_ttls() -> str:
+    """apply.lua with its TTLs taken out: Redis runs them on its own clock, not the fake
+    one these tests move by hours and days, and a 1 ms TTL could expire between steps;
+    what is compared here is the arithmetic (every key has a TTL: test_redis_store.py)."""
+    text = _SCRIPT_TEXT()
+    for ttl in (r", 'PX', ttls\[i\]", r"call\('PEXPIRE', [^)]*\)"):
+        text, found = re.subn(ttl, "", text)
+        assert found == 1, ttl
+    return text
+
+
+def _up(ns: int, unit: int) -> int:
+    return -(-ns // unit) * unit
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_redis_answers_as_memory_does_at_random_rates_up_to_the_bounds(
+    redis_url: str, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Every algorithm, rates from 1 to the bound, windows to 365 days, costs from 0 to
+    the bound, hits and peeks: the same ``allowed`` and ``remaining``, and Redis's times
+    are memory's rounded up to the ms."""
+    monkeypatch.setattr(redis_module, "_script_text", _script_without_ttls)
+    rng = random.Random(seed)
+    client = redis_server.client()
+    for trial in range(30):
+        name = rng.choice(sorted(_LIMITS))
+        most = _LIMITS[name]
+        window_ms = rng.choice([*_WINDOWS_MS, rng.randrange(1_000, 31_536_000_001)])
+        limit = rng.choice([1, 3, most, most - 1, rng.randrange(1, most + 1), 10**9])
+        limit = min(limit, most)
+        capacity = limit
+        if name == "token_bucket" and rng.random() < 0.5:  # bursts that refill in <= 365 days
+            top = min(most, 31_536_000_000 * limit // window_ms)
+            capacity = rng.choice([1, top, rng.randrange(1, top + 1)])
+        spec = LimitSpec(ALGORITHMS[name], limit, window_ms * NS_PER_MS, capacity, f"s{trial}")
+        clock = MicrosecondClock((T0_MS + rng.randrange(10**10)) * 1000)
+        memory = MemoryStore(clock=clock)  # type: ignore[arg-type]
+        redis = RedisStore.from_url(redis_url, clock=clock, timeout=2.0)  # type: ignore[arg-type]
+        client.flushall()
+        top = min(most, capacity if name == "token_bucket" else limit)
+        for step in range(15):
+            gap_ms = rng.choice([0, 0, 1, 7, window_ms - 1, window_ms, rng.randrange(window_ms)])
+            clock.us += gap_ms * 1000
+            cost = rng.choice([0, 1, 3, top, top - 1, rng.randrange(1, top + 1), most])
+            consume = rng.random() < 0.8
+            admitted, (expected,) = memory.apply([(spec, "k", cost, False)], consume)
+            rounded = (*expected[:2], _up(expected[2], NS_PER_MS), _up(expected[3], NS_PER_MS))
+            where = f"trial {trial} {spec} step {step} cost {cost} consume {consume}"
+            assert redis.apply([(spec, "k", cost, False)], consume) == (admitted, [rounded]), where
+        redis.close()
+    client.close()

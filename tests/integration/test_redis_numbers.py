@@ -1,9 +1,9 @@
-"""Numbers on real Redis: refused past the bounds, exact up to them.
+"""Numbers on real Redis: refused past the bounds, exact up to them, the log to the µs.
 
 The Lua script computes with doubles, exact below 2**53. Rates past the bounds
 of algorithms/bounds.py are refused before Redis is asked; up to them Redis
 answers as the memory store does: ``allowed`` and ``remaining`` alike, times
-rounded up to the ms where memory has the ns.
+rounded up to the ms (to the µs for the sliding log) where memory has the ns.
 """
 
 from __future__ import annotations
@@ -125,6 +125,57 @@ def test_token_bucket_never_reports_a_negative_remaining_past_2_53(make_store: A
         ]
 
 
+# the sliding log to the microsecond
+
+
+def test_sliding_log_never_admits_more_than_its_limit_within_one_window(
+    make_store: Any,
+) -> None:
+    """The issue's run at 100/second: the 1st unit at 957.2 ms, the 101st tried at 1957.0 ms.
+
+    Whole-ms stamps dropped the first unit at 1957.0 ms (957 <= 1957 - 1000):
+    101 admissions within 999.8 ms. Now it counts until 1957.2 ms exactly.
+    """
+    spec = _spec("sliding_log", "100/second")
+    clock = MicrosecondClock()
+    store = make_store(clock)
+    clock.us += 957_200
+    assert store.apply_one(spec, "k", 1) == (True, 99, T0_NS + 1_957_200_000, 0)
+    clock.us += 500
+    assert [store.apply_one(spec, "k", 1)[:2] for _ in range(99)] == [
+        (True, remaining) for remaining in range(98, -1, -1)
+    ]
+    clock.us = T0_MS * 1000 + 1_957_000
+    # the 101st within 999.8 ms: refused until the 1st is a whole second old
+    assert store.apply_one(spec, "k", 1) == (False, 0, T0_NS + 1_957_200_000, 200_000)
+    clock.us += 199
+    assert store.apply_one(spec, "k", 1) == (False, 0, T0_NS + 1_957_200_000, 1_000)
+    clock.us += 1
+    assert store.apply_one(spec, "k", 1) == (True, 0, T0_NS + 2_957_200_000, 0)
+    assert store.apply_one(spec, "k", 1) == (False, 0, T0_NS + 1_957_700_000, 500_000)
+
+
+def test_a_unit_is_stamped_at_the_end_of_the_microsecond_redis_time_reports(
+    redis_url: str, redis_server: RedisServer
+) -> None:
+    """TIME truncates to the µs: a stamp of the µs itself could leave the log up to 1 µs
+    early, so the script stamps the µs after it (and never earlier than the admission)."""
+    store = RedisStore.from_url(redis_url, timeout=2.0)  # the server's clock
+    limiter = RateLimiter(store, algorithm="sliding_log")
+    with redis_server.client() as client:
+        seconds, micros = client.time()
+        before = seconds * 1_000_000 + micros
+        decision = limiter.hit("k", "5/second")
+        assert decision.allowed
+        seconds, micros = client.time()
+        after = seconds * 1_000_000 + micros
+        (stamp,) = (int(value) for value in client.lrange("rk:l1000:{k}", 0, -1))
+        assert 0 < client.pttl("rk:l1000:{k}") <= 1_001  # the window and 1 ms
+    assert before + 1 <= stamp <= after + 1
+    assert decision.statuses[0].reset_at * 1e6 == pytest.approx(stamp + 1_000_000, abs=0.5)
+    store.close()
+
+
 # memory and Redis agree on random rates up to the bounds
 
 _LIMITS = {"fixed_window": 10**12, "sliding_window": 10**12, "token_bucket": 10**12}
@@ -154,7 +205,7 @@ def test_redis_answers_as_memory_does_at_random_rates_up_to_the_bounds(
 ) -> None:
     """Every algorithm, rates from 1 to the bound, windows to 365 days, costs from 0 to
     the bound, hits and peeks: the same ``allowed`` and ``remaining``, and Redis's times
-    are memory's rounded up to the ms."""
+    are memory's rounded up to the ms (to the µs for the sliding log)."""
     monkeypatch.setattr(redis_module, "_script_text", _script_without_ttls)
     rng = random.Random(seed)
     client = redis_server.client()
@@ -169,18 +220,20 @@ def test_redis_answers_as_memory_does_at_random_rates_up_to_the_bounds(
             top = min(most, 31_536_000_000 * limit // window_ms)
             capacity = rng.choice([1, top, rng.randrange(1, top + 1)])
         spec = LimitSpec(ALGORITHMS[name], limit, window_ms * NS_PER_MS, capacity, f"s{trial}")
+        sub_ms = name == "sliding_log"
         clock = MicrosecondClock((T0_MS + rng.randrange(10**10)) * 1000)
         memory = MemoryStore(clock=clock)  # type: ignore[arg-type]
         redis = RedisStore.from_url(redis_url, clock=clock, timeout=2.0)  # type: ignore[arg-type]
         client.flushall()
+        unit = 1_000 if name == "sliding_log" else NS_PER_MS
         top = min(most, capacity if name == "token_bucket" else limit)
         for step in range(15):
             gap_ms = rng.choice([0, 0, 1, 7, window_ms - 1, window_ms, rng.randrange(window_ms)])
-            clock.us += gap_ms * 1000
+            clock.us += gap_ms * 1000 + (rng.randrange(1000) if sub_ms else 0)
             cost = rng.choice([0, 1, 3, top, top - 1, rng.randrange(1, top + 1), most])
             consume = rng.random() < 0.8
             admitted, (expected,) = memory.apply([(spec, "k", cost, False)], consume)
-            rounded = (*expected[:2], _up(expected[2], NS_PER_MS), _up(expected[3], NS_PER_MS))
+            rounded = (*expected[:2], _up(expected[2], unit), _up(expected[3], unit))
             where = f"trial {trial} {spec} step {step} cost {cost} consume {consume}"
             assert redis.apply([(spec, "k", cost, False)], consume) == (admitted, [rounded]), where
         redis.close()

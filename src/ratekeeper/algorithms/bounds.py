@@ -15,7 +15,8 @@ memory in a test loads against Redis in production.
 The bounds (docs/algorithms.md, "Bounds", gives the arithmetic behind each):
 
 - every window is at most 365 days, so no state outlives a year and every
-  instant and TTL stays far below 2**53 in the units the scripts use;
+  instant and TTL stays far below 2**53 in the units the scripts use
+  (milliseconds; microseconds for the sliding log);
 - ``limit``, ``burst`` and ``cost`` are at most ``algorithm.max_limit``:
   10**12 for ``fixed_window``, ``sliding_window`` and ``token_bucket`` (the
   scripts' exact products divide by a limit or a window, both below 2**40), and

@@ -15,12 +15,15 @@ key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
 counters of one decision share a Cluster slot. Every key has a TTL.
 
-Time inside Redis is whole milliseconds, so answers are exact to the
-millisecond, rounded up, never down. Lua numbers are doubles, exact below
-2**53: the bounds every rate is checked against (algorithms/bounds.py) keep the
-script exact, the products that may pass 2**53 being computed in parts. The
-memory store is exact to the nanosecond; both pass the same contract vectors,
-which are written in milliseconds.
+Time inside Redis is the server's ``TIME`` (seconds and microseconds). The
+sliding log counts in microseconds (a unit is stamped at the end of the
+microsecond ``TIME`` reports, so it never leaves the log early); the other
+algorithms count in whole milliseconds, their answers rounded up, never down.
+Lua numbers are doubles, exact below 2**53: the bounds every rate is checked
+against (algorithms/bounds.py) keep the script exact, the products that may
+pass 2**53 being computed in parts. The memory store is exact to the
+nanosecond; both pass the same contract vectors, which are written in
+milliseconds (microseconds for the sliding log).
 
 When Redis is unreachable or slower than ``timeout``, ``on_error`` decides:
 ``"open"`` admits (the default: a rate limiter should not take an API down),
@@ -59,6 +62,7 @@ __all__ = ["RedisStore", "StoreUnavailableError"]
 OnError = Literal["open", "closed", "local"]
 
 _NS_PER_MS = 1_000_000
+_NS_PER_US = 1_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
@@ -183,7 +187,7 @@ class RedisStore:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         keys, numbers = self._decision_args(charges, consume)
         try:
-            raw = self._decide(keys, numbers, self._now_ms_arg())
+            raw = self._decide(keys, numbers, self._now_us_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -196,7 +200,7 @@ class RedisStore:
         keys, numbers = self._decision_args(charges, consume)
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide(keys, numbers, self._now_ms_arg())
+            raw = await decide(keys, numbers, self._now_us_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -208,7 +212,7 @@ class RedisStore:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         slot, values = self._layout.get(spec) or self._lay_out(spec)
         try:
-            raw = self._decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = self._decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_us_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -219,7 +223,7 @@ class RedisStore:
         slot, values = self._layout.get(spec) or self._lay_out(spec)
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = await decide([slot + tagged(key)], f"1 1 {values} {cost} 0", self._now_us_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -229,8 +233,12 @@ class RedisStore:
     # helpers
 
     def _now_ms_arg(self) -> str:
-        """The time the scripts use: ``""`` for the server's own, else the fake clock's."""
+        """The time the lease and lockout scripts use: ``""`` for the server's, else the fake's."""
         return "" if self._clock is None else str(round(self._clock() * 1000))
+
+    def _now_us_arg(self) -> str:
+        """The time the decision script uses, in microseconds: ``""`` for the server's own."""
+        return "" if self._clock is None else str(round(self._clock() * 1_000_000))
 
     def _lay_out(self, spec: LimitSpec) -> tuple[str, str]:
         """A spec's key prefix and script numbers, computed once per spec (module doc)."""
@@ -354,7 +362,7 @@ def _ms(window_ns: int) -> int:
 
 
 def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
-    """One decision's answer: ``[now, admitted, then four values per charge]``."""
+    """One decision's answer: ``[now, admitted, then four values per charge]`` (times in us)."""
     results: list[ChargeResult] = []
     for index in range(count):
         base = 2 + index * 4
@@ -362,8 +370,8 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
             (
                 raw[base] == 1,
                 int(raw[base + 1]),
-                int(raw[base + 2]) * _NS_PER_MS,
-                int(raw[base + 3]) * _NS_PER_MS,
+                int(raw[base + 2]) * _NS_PER_US,
+                int(raw[base + 3]) * _NS_PER_US,
             )
         )
     return raw[1] == 1, results
@@ -371,7 +379,7 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
 
 def _parse_one(raw: list[Any]) -> ChargeResult:
     """The answer of a decision of one enforced charge."""
-    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_MS, int(raw[5]) * _NS_PER_MS
+    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_US, int(raw[5]) * _NS_PER_US
 
 
 def _lock() -> Any:

@@ -2,7 +2,8 @@
 --
 -- KEYS      the counters of every charge, decision after decision (the keys
 --           of one decision share a hash tag)
--- ARGV[1]   '' to use the server's clock; a time in ms for tests with a fake clock
+-- ARGV[1]   '' to use the server's clock; a time in microseconds for tests with
+--           a fake clock
 -- ARGV[2]   whole numbers separated by spaces, per decision: consume (1 to take,
 --           0 to only look), its number of charges, and six per charge:
 --           algorithm, limit, window_ms, capacity, cost, shadow (1 or 0)
@@ -10,14 +11,15 @@
 --           (one string, not one argument per number: the client packs and
 --           the server parses each argument on its own, which costs more)
 --
--- Returns {now_ms, then per decision: admitted, then per charge: allowed,
--- remaining, reset_ms, retry_ms}.
+-- Returns {now_us, then per decision: admitted, then per charge: allowed,
+-- remaining, reset_us, retry_us}.
 --
 -- Decisions run in order, so a later one sees what an earlier one took: a
 -- batch answers exactly as the same decisions sent one by one would.
 --
--- Time is the server's (TIME), in whole milliseconds, so every app server
--- agrees.
+-- Time is the server's (TIME: seconds and microseconds), so every app server
+-- agrees. The sliding log counts in microseconds, the others in whole
+-- milliseconds (their answers are multiplied out to microseconds).
 --
 -- Lua numbers are doubles: whole numbers are exact below 2^53. The bounds every
 -- rate is checked against before it gets here (algorithms/bounds.py: windows
@@ -25,14 +27,14 @@
 -- bucket refills within 365 days) keep every instant, count and quotient
 -- below that. Products that may not be (a sliding window's previous count x
 -- time left is 8.6e16 at 10^9 per day) go through muldiv, which is exact for
--- divisors below 2^40; other divisions go through idiv, also exact.
+-- divisors below 2^40; other divisions go through idiv/ceildiv, also exact.
 --
 -- State is kept small, since Redis keeps one string per counter:
 --   fixed_window    "<window index> <count>"          (the window is [i*w, (i+1)*w))
 --   sliding_window  "<window index> <previous> <current>"
 --   token_bucket    "<q>" or "<q> <r>": the TAT is q + r / limit ms; with r = 0
 --                   (always, when window / limit is whole ms) Redis keeps an integer
---   sliding_log     a list of admission times in ms, oldest first
+--   sliding_log     a list of admission times in microseconds, oldest first
 -- Evaluators do not write: they answer allowed, room, reset, retry and the
 -- state (and its TTL in ms) to write if the decision is admitted.
 
@@ -71,7 +73,8 @@ end
 local function num(x) return format('%.0f', x) end
 
 -- Every call of the script makes its functions afresh, and each upvalue a
--- function captures costs about 0.1 us a call: constants go in as literals.
+-- function captures costs about 0.1 us a call: the clock goes in as arguments
+-- (now in each evaluator's unit, and the log's stamp), constants as literals.
 
 local function fixed_window(key, now, cost, limit, window)
   local index = idiv(now, window)
@@ -137,8 +140,9 @@ local function sliding_window(key, now, cost, limit, window)
   return 0, room, now + retry, retry
 end
 
-local function sliding_log(key, now, cost, limit, window)
-  local horizon = now - window
+local function sliding_log(key, now_us, cost, limit, window, _, stamp)
+  local span = window * 1000
+  local horizon = now_us - span  -- a unit stamped at or before it has left the window
   while true do
     local head = call('LINDEX', key, 0)
     if not head or tonumber(head) > horizon then break end
@@ -148,31 +152,36 @@ local function sliding_log(key, now, cost, limit, window)
   local room = limit - count
   if room < 0 then room = 0 end
   if cost <= room then
-    local reset = now
+    local reset = now_us
     if cost > 0 then
-      reset = now + window
+      reset = stamp + span
     elseif count > 0 then
-      reset = tonumber(call('LINDEX', key, -1)) + window
+      reset = tonumber(call('LINDEX', key, -1)) + span
     end
     return 1, room, reset, 0
   end
-  local retry = window
+  local retry = span
   if cost <= limit then
-    retry = tonumber(call('LINDEX', key, count + cost - limit - 1)) + window - now
+    retry = tonumber(call('LINDEX', key, count + cost - limit - 1)) + span - now_us
   end
-  return 0, room, now + retry, retry
+  return 0, room, now_us + retry, retry
 end
 
-local function log_admit(key, now, cost, window)
-  local stamp = num(now)
-  local left = cost
-  while left > 0 do
-    local batch = {}
-    for i = 1, math.min(left, 1000) do batch[i] = stamp end
-    call('RPUSH', key, unpack(batch))
-    left = left - #batch
+local function log_admit(key, cost, window, stamp)
+  local text = num(stamp)
+  if cost == 1 then
+    call('RPUSH', key, text)  -- the common case: no batch to build
+  else
+    local left = cost
+    while left > 0 do
+      local batch = {}
+      for i = 1, math.min(left, 1000) do batch[i] = text end
+      call('RPUSH', key, unpack(batch))
+      left = left - #batch
+    end
   end
-  call('PEXPIRE', key, window)
+  -- a ms more than the window: the key outlives its last stamp, wherever in its ms
+  call('PEXPIRE', key, window + 1)
 end
 
 -- the TAT is q + r / limit ms (0 <= r < limit); every step below counts in
@@ -220,11 +229,17 @@ end
 
 local evaluators = {fixed_window, sliding_window, sliding_log, token_bucket}
 
-local now = tonumber(ARGV[1])
-if not now then
+local now_us, stamp = tonumber(ARGV[1]), nil
+if now_us then
+  stamp = now_us  -- a fake clock is exact
+else
   local t = call('TIME')
-  now = tonumber(t[1]) * 1000 + idiv(tonumber(t[2]), 1000)
+  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  -- TIME truncates: the true instant is in [now_us, now_us + 1), so a unit is
+  -- stamped at the end of that microsecond and never leaves the log early
+  stamp = now_us + 1
 end
+local now = idiv(now_us, 1000)
 
 local v, last = {}, 0
 for w in string.gmatch(ARGV[2], '%d+') do
@@ -232,7 +247,7 @@ for w in string.gmatch(ARGV[2], '%d+') do
   v[last] = tonumber(w)
 end
 
-local out = {now}
+local out = {now_us}
 local states, ttls = {}, {}
 local k, a = 0, 0
 while a < last do
@@ -243,10 +258,13 @@ while a < last do
   local admitted = 1
   for i = 1, n do
     local b = a + (i - 1) * 6
+    local code = v[b + 1]
+    local clock, unit = now, 1000  -- the log counts in us, the others in ms
+    if code == 3 then clock, unit = now_us, 1 end
     local allowed, room, reset, retry, state, ttl =
-      evaluators[v[b + 1]](KEYS[k + i], now, v[b + 5], v[b + 2], v[b + 3], v[b + 4])
+      evaluators[code](KEYS[k + i], clock, v[b + 5], v[b + 2], v[b + 3], v[b + 4], stamp)
     local at = head + (i - 1) * 4
-    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset, retry
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset * unit, retry * unit
     states[i], ttls[i] = state, ttl
     if allowed == 0 and v[b + 6] ~= 1 then admitted = 0 end
   end
@@ -255,11 +273,11 @@ while a < last do
     local at = head + (i - 1) * 4
     if out[at + 1] == 1 then
       local b = a + (i - 1) * 6
-      local cost = v[b + 5]
+      local code, cost = v[b + 1], v[b + 5]
       if admitted == 1 and consume then
         if cost > 0 then
-          if v[b + 1] == 3 then
-            log_admit(KEYS[k + i], now, cost, v[b + 3])
+          if code == 3 then
+            log_admit(KEYS[k + i], cost, v[b + 3], stamp)
           elseif states[i] then
             call('SET', KEYS[k + i], states[i], 'PX', ttls[i])
           end
@@ -267,8 +285,10 @@ while a < last do
         end
       else
         -- nothing is taken: report when this rate is whole again as it stands
-        local _, _, untouched = evaluators[v[b + 1]](KEYS[k + i], now, 0, v[b + 2], v[b + 3], v[b + 4])
-        out[at + 3] = untouched
+        local clock, unit = now, 1000
+        if code == 3 then clock, unit = now_us, 1 end
+        local _, _, untouched = evaluators[code](KEYS[k + i], clock, 0, v[b + 2], v[b + 3], v[b + 4])
+        out[at + 3] = untouched * unit
       end
     end
   end

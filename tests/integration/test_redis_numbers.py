@@ -19,7 +19,7 @@ import pytest
 import ratekeeper.stores.redis as redis_module
 from ratekeeper import MemoryStore, RateLimiter, RedisStore
 from ratekeeper.algorithms import ALGORITHMS
-from ratekeeper.rates import parse_rates
+from ratekeeper.rates import Rate, parse_rates
 from ratekeeper.stores import LimitSpec, Store
 from support.redis_servers import RedisServer
 
@@ -123,6 +123,23 @@ def test_token_bucket_never_reports_a_negative_remaining_past_2_53(make_store: A
             (True, 0, 86_400_000_000_000, 0),
             (False, 0, NS_PER_MS, NS_PER_MS),
         ]
+
+
+def test_failing_local_holds_each_share_of_a_bucket_within_the_bounds(
+    restartable_redis: RedisServer,
+) -> None:
+    """3/day with a burst of 1,095 refills in 365 days; two instances' share, 1/day
+    with 547, would take 547 days (a ValueError while Redis is down): the share's
+    burst is held to what refills in 365 days."""
+    store = RedisStore.from_url(restartable_redis.url, on_error="local", instances=2, timeout=0.2)
+    limiter = RateLimiter(store, algorithm="token_bucket")
+    rate = Rate(3, 86_400 * 1_000_000_000, 1_095)
+    assert limiter.hit("k", rate).remaining == 1_094  # from Redis
+    restartable_redis.stop()
+    assert limiter.hit("k", rate, cost=365).remaining == 0  # this instance's: 1/day, 365
+    assert not limiter.hit("k", rate).allowed
+    restartable_redis.start()
+    store.close()
 
 
 # the sliding log to the microsecond

@@ -52,6 +52,7 @@ from importlib import resources
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from ..algorithms import MAX_WINDOW_NS
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
 from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
@@ -314,11 +315,16 @@ class RedisStore:
         local = self._local_specs.get(spec)
         if local is None:
             share = self.instances
+            limit = max(1, spec.limit // share)
+            # rounding the shares down may slow a bucket's refill past the 365 days
+            # the bounds allow (3/day with a burst of 1,095 -> 1/day with 547): hold
+            # the share's burst to what refills within them
+            refills = limit * MAX_WINDOW_NS // spec.window_ns
             local = self._local_specs[spec] = LimitSpec(
                 spec.algorithm,
-                max(1, spec.limit // share),
+                limit,
                 spec.window_ns,
-                max(1, spec.capacity // share),
+                max(1, min(spec.capacity // share, refills)),
                 spec.slot,
             )
         return local, key, cost, shadow

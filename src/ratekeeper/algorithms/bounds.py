@@ -28,6 +28,7 @@ The bounds (docs/algorithms.md, "Bounds", gives the arithmetic behind each):
 
 from __future__ import annotations
 
+from ..rates import Rate
 from .base import Algorithm
 
 __all__ = ["MAX_WINDOW_NS", "check_cost", "check_rate"]
@@ -79,8 +80,6 @@ def check_cost(algorithm: Algorithm, cost: int) -> None:
 
 
 def _rate(limit: int, window_ns: int, capacity: int) -> str:
-    from ..rates import Rate  # rates is a sibling layer; imported only to word an error
-
     return f"rate {Rate(limit, window_ns, None if capacity == limit else capacity)}"
 
 

@@ -27,7 +27,7 @@
 -- bucket refills within 365 days) keep every instant, count and quotient
 -- below that. Products that may not be (a sliding window's previous count x
 -- time left is 8.6e16 at 10^9 per day) go through muldiv, which is exact for
--- divisors below 2^40; other divisions go through idiv/ceildiv, also exact.
+-- divisors below 2^40; other divisions go through idiv, also exact.
 --
 -- State is kept small, since Redis keeps one string per counter:
 --   fixed_window    "<window index> <count>"          (the window is [i*w, (i+1)*w))

@@ -108,6 +108,8 @@ from bench_memory import (
     ns_text,
     percentile,
     rate_text,
+    scenario_rate,
+    scenario_rate_text,
     table,
     timer_overhead_ns,
     verdict,
@@ -725,7 +727,7 @@ def measure(
 
 
 def _case(target: Target, subject: Subject, scenario: str) -> Case:
-    rate = SCENARIOS[scenario][1]
+    rate = scenario_rate(scenario, subject.algorithm)
     keys = [f"user:{i}" for i in range(1_000)] if scenario == "A" else ["hot"]
     allowed = scenario == "A"
 
@@ -821,13 +823,14 @@ def _wrong_text(m: Measurement) -> str:
 
 
 def print_table(result: Table) -> None:
-    description, rate = SCENARIOS[result.scenario]
+    description = SCENARIOS[result.scenario][0]
     how = (
         "1 caller"
         if result.callers == 1
         else f"{result.callers} {'asyncio tasks' if result.face == 'asyncio' else 'threads'}"
     )
-    heading(f"Scenario {result.scenario}, {result.face}, {how}: {description} (rate {rate.text})")
+    rates = scenario_rate_text(result.scenario)
+    heading(f"Scenario {result.scenario}, {result.face}, {how}: {description} (rate {rates})")
     base = result.baseline()
     rows = []
     for algorithm in (BASELINE, *ALGORITHMS):

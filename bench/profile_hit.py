@@ -35,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_memory import ALGORITHMS, SCENARIOS, compile_loops, table
+from bench_memory import ALGORITHMS, SCENARIOS, compile_loops, scenario_rate, table
 from ratekeeper import MemoryStore, RateLimiter
 
 
@@ -53,7 +53,7 @@ def ns_per_call(call: str, names: dict[str, Any], keys: list[Any], calls: int) -
 
 
 def setup(algorithm: str, scenario: str) -> tuple[RateLimiter, MemoryStore, str, list[str]]:
-    rate = SCENARIOS[scenario][1]
+    rate = scenario_rate(scenario, algorithm)
     store = MemoryStore()
     limiter = RateLimiter(store, algorithm=algorithm)
     if scenario == "A":

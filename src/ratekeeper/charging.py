@@ -11,6 +11,7 @@ parameters) are joined per request.
 
 from __future__ import annotations
 
+from .algorithms import check_cost
 from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
 from .stores.base import Charge, LimitSpec
 from .text import safe_text
@@ -150,7 +151,12 @@ class Charger:
         params: dict[str, str],
         cost: int,
     ) -> tuple[Charge, ...] | list[Charge]:
-        """The store charges of one request."""
+        """The store charges of one request.
+
+        A ``cost`` other than 1 multiplies the units the policy charges (checked
+        when it was loaded): past what an algorithm counts exactly it is a
+        ``ValueError``, raised before the store is asked (algorithms/bounds.py).
+        """
         if cost == 1:
             if charge_plan.fixed is not None:
                 return charge_plan.fixed
@@ -166,6 +172,12 @@ class Charger:
             else:
                 key = prefix + self.identity(by, record, plan, ip, headers, params)
             units *= cost
+            if cost != 1:
+                for spec in specs:
+                    try:
+                        check_cost(spec.algorithm, units)
+                    except ValueError as error:
+                        raise ValueError(f"{prefix[:-1]}: {error}") from None
             for spec in specs:
                 charges.append((spec, key, units, shadow))
         return charges

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .algorithms import DEFAULT_ALGORITHM, get_algorithm
+from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, get_algorithm
 from .decision import Decision, build_decision
 from .rates import Rate, parse_rates
 from .stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
@@ -34,16 +34,21 @@ RatesLike = str | Rate | Sequence[Rate]
 _NS = 1_000_000_000
 _MAX_DENIED = 4096  # refused keys remembered per plan before the memory starts over
 _MAX_PLANS = 10_000  # callers building rate strings per request: stay bounded
+#: a cost every algorithm counts exactly; a larger one leaves the fast path, and
+#: ``_charges`` checks it against the plan's own algorithms (algorithms/bounds.py)
+_FAST_MAX_COST = min(algorithm.max_limit for algorithm in ALGORITHMS.values())
 
 
 class _Plan:
     """Rates x algorithm, compiled once: the specs, and keys refused until a time."""
 
-    __slots__ = ("denied", "single", "specs")
+    __slots__ = ("denied", "max_cost", "single", "specs")
 
     def __init__(self, specs: tuple[LimitSpec, ...]) -> None:
         self.specs = specs
         self.single = specs[0] if len(specs) == 1 else None
+        #: the largest cost every rate of the plan counts exactly (``None``: unlimited)
+        self.max_cost = min((spec.algorithm.max_limit for spec in specs), default=None)
         self.denied: dict[str, int] = {}  # key -> refused until (ns); single-rate plans only
 
 
@@ -66,7 +71,7 @@ class _RateLimiterCore:
         Most calls repeat a rate string already seen; anything else (a first
         call, several rates, bad arguments) goes the full way.
         """
-        if key.__class__ is not str or cost.__class__ is not int or cost < 1:
+        if key.__class__ is not str or cost.__class__ is not int or not 0 < cost <= _FAST_MAX_COST:
             return None
         plans = self._default_plans if algorithm is None else self._plans.get(algorithm)
         if plans is None:
@@ -139,6 +144,9 @@ class _RateLimiterCore:
         plan = plans.get(rates) if plans is not None else None
         if plan is None:
             plan = self._compile(rates, name)
+        if plan.max_cost is not None and cost > plan.max_cost:
+            for spec in plan.specs:
+                check_cost(spec.algorithm, cost)  # raises, naming the algorithm
         if type(key) is not str:
             raise TypeError(f"key must be a string, got {type(key).__name__}")
         return [(spec, key, cost, False) for spec in plan.specs]
@@ -174,6 +182,9 @@ class RateLimiter(_RateLimiterCore):
 
     ``algorithm`` is the default for calls that do not name one:
     ``sliding_window``, ``sliding_log``, ``token_bucket`` or ``fixed_window``.
+    A rate or a cost past what the algorithm counts exactly on every store
+    (docs/algorithms.md, "Bounds") raises ``ValueError`` before anything is
+    counted, whatever the store.
     """
 
     def hit(

@@ -22,18 +22,20 @@ T0_MS = 1_700_006_400_000
 
 
 class FakeClock:
-    """Time under the test's control, in whole milliseconds since the epoch.
+    """Time under the test's control, in milliseconds since the epoch.
 
-    Calling it gives epoch seconds as an exact ``Fraction``: a float cannot hold
-    ``1_700_006_400.001`` exactly, and the stores turn it into integer
-    nanoseconds (or ms, or µs) with ``round(clock() * unit)``.
+    ``now_ms`` is whole milliseconds, or an exact ``Fraction`` of them (whole
+    microseconds: the sliding log's vectors). Calling it gives epoch seconds as
+    an exact ``Fraction``: a float cannot hold ``1_700_006_400.001`` exactly,
+    and the stores turn it into integer nanoseconds (or ms, or µs) with
+    ``round(clock() * unit)``.
     """
 
-    def __init__(self, now_ms: int = T0_MS) -> None:
+    def __init__(self, now_ms: int | Fraction = T0_MS) -> None:
         self.now_ms = now_ms
 
     def __call__(self) -> Fraction:
-        return Fraction(self.now_ms, 1000)
+        return Fraction(self.now_ms) / 1000
 
 
 def memory_store(request: pytest.FixtureRequest, clock: FakeClock) -> Store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,32 @@ def test_vector_names_are_unique() -> None:
     assert len(names) == len(set(names))
 
 
+def at_ms(value: Any) -> int | Fraction:
+    """A step's ``at``: whole ms, or ms with up to three decimals (whole µs), exactly."""
+    if isinstance(value, int):
+        return value
+    exact = Fraction(str(value))
+    assert (exact * 1000).denominator == 1, f"at {value!r} is not a whole number of µs"
+    return exact
+
+
 def whole_ms(seconds: float, since_ms: int = 0) -> int | float:
     """``seconds`` (an epoch instant or a duration) as ms after ``since_ms``.
 
-    An int when it is a whole number of ms, else the float, so that a
-    comparison shows the stray fraction. A duration is held by its float to well
-    under a nanosecond, so any stray nanosecond shows; an epoch instant only to
-    ~0.24 µs (the float's resolution at 1.7e9 s), so 0.1 µs is allowed there.
+    An int when it is a whole number of ms, a float of three decimals when it
+    is a whole number of µs (the sliding log's vectors), else the float, so
+    that a comparison shows the stray fraction. A duration is held by its float
+    to well under a nanosecond, so any stray nanosecond shows; an epoch instant
+    only to ~0.24 µs (the float's resolution at 1.7e9 s: up to 0.12 µs off, as
+    t0 + 324 ms is), so 0.15 µs is allowed there.
     """
-    ms = (seconds - since_ms / 1000) * 1000
-    tolerance = 1e-4 if since_ms else 1e-7
-    return round(ms) if abs(ms - round(ms)) < tolerance else ms
+    us = (seconds - since_ms / 1000) * 1_000_000
+    tolerance = 0.15 if since_ms else 1e-4  # in µs
+    if abs(us - round(us, -3)) < tolerance:
+        return round(us / 1000)
+    if abs(us - round(us)) < tolerance:
+        return round(us) / 1000
+    return us / 1000
 
 
 def decision_row(values: Any, t0_ms: int) -> list[Any]:
@@ -91,8 +107,8 @@ async def test_rate_vector(
         assert set(step) <= RATE_STEP_FIELDS, (
             f"step {index}: unknown {set(step) - RATE_STEP_FIELDS}"
         )
-        assert t0 + step["at"] >= clock.now_ms, f"step {index} goes back in time"
-        clock.now_ms = t0 + step["at"]
+        assert t0 + at_ms(step["at"]) >= clock.now_ms, f"step {index} goes back in time"
+        clock.now_ms = t0 + at_ms(step["at"])
         repeat = step.get("repeat", 1)
         expected = step["expect"] if repeat > 1 else [step["expect"]]
         assert len(expected) == repeat, f"step {index}: {repeat} repetitions, {len(expected)} rows"

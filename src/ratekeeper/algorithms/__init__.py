@@ -7,6 +7,7 @@ policy files to a shared instance (they are stateless).
 from __future__ import annotations
 
 from .base import Algorithm, Evaluation
+from .bounds import MAX_WINDOW_NS, check_cost, check_rate
 from .fixed_window import FixedWindow
 from .sliding_log import SlidingLog
 from .sliding_window import SlidingWindow
@@ -15,12 +16,15 @@ from .token_bucket import TokenBucket
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",
+    "MAX_WINDOW_NS",
     "Algorithm",
     "Evaluation",
     "FixedWindow",
     "SlidingLog",
     "SlidingWindow",
     "TokenBucket",
+    "check_cost",
+    "check_rate",
     "get_algorithm",
 ]
 

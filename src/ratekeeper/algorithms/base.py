@@ -35,6 +35,8 @@ class Algorithm(Protocol):
     in_place: bool
     #: whether the state depends on the limit (so a new limit needs fresh state)
     state_depends_on_limit: bool
+    #: the largest limit, burst and cost counted exactly on every store (bounds.py)
+    max_limit: int
 
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int

@@ -21,6 +21,9 @@ class FixedWindow:
     name = "fixed_window"
     in_place = False
     state_depends_on_limit = False
+    #: counts only add and compare: any count below 2**53 is exact in Redis; the
+    #: same bound as the other counters keeps the documented table short
+    max_limit = 10**12
 
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int

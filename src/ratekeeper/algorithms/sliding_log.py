@@ -30,6 +30,9 @@ class SlidingLog:
     name = "sliding_log"
     in_place = True
     state_depends_on_limit = False
+    #: one timestamp per unit: 10**5 of them is ~4.4 MB per key in memory and
+    #: ~1 MB in Redis, already more than a log should hold (use sliding_window)
+    max_limit = 10**5
 
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int

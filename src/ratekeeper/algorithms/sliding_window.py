@@ -31,6 +31,10 @@ class SlidingWindow:
     name = "sliding_window"
     in_place = False
     state_depends_on_limit = False
+    #: the weighted product (previous x time left) exceeds 2**53 past ~10**8 per
+    #: day; Redis computes it exactly in parts as long as the counts it divides
+    #: by stay below 2**40 (docs/algorithms.md, "Bounds")
+    max_limit = 10**12
 
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int

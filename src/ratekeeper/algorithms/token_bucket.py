@@ -26,6 +26,10 @@ class TokenBucket:
     name = "token_bucket"
     in_place = False
     state_depends_on_limit = True
+    #: the TAT scaled by the limit exceeds 2**53 past ~10**8 per day; Redis
+    #: computes it exactly in parts as long as the limit it divides by stays
+    #: below 2**40 (docs/algorithms.md, "Bounds")
+    max_limit = 10**12
 
     def evaluate(
         self, state: Any, now: int, cost: int, limit: int, window: int, capacity: int

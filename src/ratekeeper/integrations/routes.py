@@ -26,13 +26,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..algorithms import DEFAULT_ALGORITHM
+from ..algorithms import DEFAULT_ALGORITHM, get_algorithm
 from ..decision import Decision
 from ..http.headers import HeaderWriter, retry_after_seconds
 from ..identity import ClientAddresses
 from ..rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ..rates import parse_rates
-from ..stores.base import Store
+from ..stores.base import LimitSpec, Store
 from ..stores.memory import MemoryStore
 
 __all__ = ["RouteLimit", "limit"]
@@ -82,7 +82,11 @@ class RouteLimit:
         ipv6_prefix: int = 64,
     ) -> None:
         if isinstance(rates, str):
-            parse_rates(rates)  # a typo fails at import time, not on the first request
+            # a typo, or a rate past its algorithm's bounds, fails at import time,
+            # not on the first request
+            chosen = get_algorithm(algorithm or DEFAULT_ALGORITHM)
+            for rate in parse_rates(rates):
+                LimitSpec.of(chosen, rate)
         if not callable(key) and key not in ("ip", "api_key"):
             raise ValueError(f'key must be "ip", "api_key" or a function, got {key!r}')
         self.rates = rates

@@ -14,8 +14,9 @@ import re
 import string
 from typing import Any
 
-from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, check_rate
 from ..identity import FORWARDED_HEADERS
+from ..rates import Rate
 from .fields import Field
 from .model import (
     BY_KINDS,
@@ -157,7 +158,8 @@ def _limits(field: Field, algorithm: str) -> dict[str, LimitDef]:
     for name, entry in field.mapping().items():
         _name(Field(name, entry.path, entry.line, entry.file))
         if isinstance(entry.value, str):  # shorthand: `auth: 100/minute`
-            limits[name] = LimitDef(name, ("api_key",), algorithm, entry.rates())
+            shorthand = _bounded(entry, entry.rates(), algorithm, None)
+            limits[name] = LimitDef(name, ("api_key",), algorithm, shorthand)
             continue
         spec = entry.mapping(
             {"by", "algorithm", "rate", "concurrency", "burst", "shadow", "lease_ttl"}
@@ -180,11 +182,36 @@ def _limits(field: Field, algorithm: str) -> dict[str, LimitDef]:
         burst = spec["burst"].integer(minimum=1) if "burst" in spec else None
         if burst is not None and chosen != "token_bucket":
             raise spec["burst"].error("burst applies to the token_bucket algorithm only")
-        rates = spec["rate"].rates() if "rate" in spec else None
+        if burst is not None and burst > ALGORITHMS[chosen].max_limit:
+            raise spec["burst"].error(
+                f"burst {burst:,} is above {ALGORITHMS[chosen].max_limit:,}, the most "
+                f"{chosen} counts exactly (docs/algorithms.md, 'Bounds')"
+            )
+        rates = None
+        if "rate" in spec:
+            rates = _bounded(spec["rate"], spec["rate"].rates(), chosen, burst)
         limits[name] = LimitDef(name, by, chosen, rates, burst=burst, shadow=shadow)
     if not limits:
         raise field.error("a policy needs at least one limit")
     return limits
+
+
+def _bounded(
+    field: Field, rates: tuple[Rate, ...], algorithm: str, burst: int | None
+) -> tuple[Rate, ...]:
+    """``rates``, each within what ``algorithm`` counts exactly on every store.
+
+    Past a bound (algorithms/bounds.py) the Redis scripts would round or
+    overflow, so the policy is refused here, naming the field, rather than
+    counting wrongly in production.
+    """
+    chosen = ALGORITHMS[algorithm]
+    for rate in rates:
+        try:
+            check_rate(chosen, rate.limit, rate.window_ns, rate.limit if burst is None else burst)
+        except ValueError as error:
+            raise field.error(str(error)) from None
+    return rates
 
 
 def _cap(field: Field) -> int | None:
@@ -196,7 +223,7 @@ def _cap(field: Field) -> int | None:
 def _plan_value(field: Field, limit: LimitDef) -> PlanValue:
     if limit.is_concurrency:
         return _cap(field)
-    return field.rates()
+    return _bounded(field, field.rates(), limit.algorithm, limit.burst)
 
 
 def _plan_limits(field: Field, limits: dict[str, LimitDef]) -> dict[str, PlanValue]:
@@ -325,7 +352,14 @@ def _charges(field: Field, limits: dict[str, LimitDef]) -> tuple[tuple[str, int]
     pairs: list[tuple[str, int]] = []
     if isinstance(field.value, dict):
         for name, cost in field.mapping().items():
-            pairs.append((name, cost.integer(minimum=0)))
+            units = cost.integer(minimum=0)
+            limit = limits.get(name)
+            if limit is not None and not limit.is_concurrency:
+                try:
+                    check_cost(ALGORITHMS[limit.algorithm], units)
+                except ValueError as error:
+                    raise cost.error(str(error)) from None
+            pairs.append((name, units))
     else:
         pairs.extend((item.string(), 1) for item in field.items())
     names = [name for name, _ in pairs]

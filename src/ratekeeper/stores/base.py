@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..algorithms import Algorithm, Evaluation
+from ..algorithms import Algorithm, Evaluation, check_rate
 from ..rates import Rate
 from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
@@ -55,6 +55,11 @@ class LimitSpec:
     over the same window (and, for state that depends on it, the same limit)
     shares the slot, so a plan that changes a sliding window's limit from 60 to
     300 per minute keeps the key's count.
+
+    A rate past what ``algorithm`` counts exactly on every store (a window
+    over 365 days, a limit over ``algorithm.max_limit``: algorithms/bounds.py)
+    is a ``ValueError`` here, where every limiter builds its specs, rather
+    than a wrong count in Redis later.
     """
 
     algorithm: Algorithm
@@ -66,6 +71,7 @@ class LimitSpec:
     evaluate: Callable[..., Evaluation] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_rate(self.algorithm, self.limit, self.window_ns, self.capacity)
         object.__setattr__(self, "evaluate", self.algorithm.evaluate)
 
     @classmethod

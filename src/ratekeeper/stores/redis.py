@@ -18,9 +18,15 @@ are UTF-8; a ``str`` that is not valid text (a lone surrogate) gets bytes of
 its own instead of an encoding error (``redis_tables.encoded``), so every
 distinct ``str`` is a counter of its own, as in the memory store.
 
-Time inside Redis is whole milliseconds (Lua numbers are doubles), so answers
-are exact to the millisecond; the memory store is exact to the nanosecond and
-both pass the same contract vectors, which are written in milliseconds.
+Time inside Redis is the server's ``TIME`` (seconds and microseconds). The
+sliding log counts in microseconds (a unit is stamped at the end of the
+microsecond ``TIME`` reports, so it never leaves the log early); the other
+algorithms count in whole milliseconds, their answers rounded up, never down.
+Lua numbers are doubles, exact below 2**53: the bounds every rate is checked
+against (algorithms/bounds.py) keep the script exact, the products that may
+pass 2**53 being computed in parts. The memory store is exact to the
+nanosecond; both pass the same contract vectors, which are written in
+milliseconds (microseconds for the sliding log).
 
 When Redis is unreachable or slower than ``timeout``, ``on_error`` decides:
 ``"open"`` admits (the default: a rate limiter should not take an API down),
@@ -49,6 +55,7 @@ from importlib import resources
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from ..algorithms import MAX_WINDOW_NS
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
 from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
@@ -59,6 +66,7 @@ __all__ = ["RedisStore", "StoreUnavailableError"]
 OnError = Literal["open", "closed", "local"]
 
 _NS_PER_MS = 1_000_000
+_NS_PER_US = 1_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
@@ -183,7 +191,7 @@ class RedisStore:
             raise RuntimeError("this RedisStore has no sync client; use the async face")
         keys, numbers = self._decision_args(charges, consume)
         try:
-            raw = self._decide(keys, numbers, self._now_ms_arg())
+            raw = self._decide(keys, numbers, self._now_us_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -196,7 +204,7 @@ class RedisStore:
         keys, numbers = self._decision_args(charges, consume)
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide(keys, numbers, self._now_ms_arg())
+            raw = await decide(keys, numbers, self._now_us_arg())
         except Exception as error:
             return self._failed(charges, consume, error)
         if self.outage.failing:
@@ -209,7 +217,7 @@ class RedisStore:
         slot, values = self._layout.get(spec) or self._lay_out(spec)
         name = encoded(slot + tagged(key))
         try:
-            raw = self._decide([name], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = self._decide([name], f"1 1 {values} {cost} 0", self._now_us_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -221,7 +229,7 @@ class RedisStore:
         name = encoded(slot + tagged(key))
         decide = self._async_decide or self._make_async_decide()
         try:
-            raw = await decide([name], f"1 1 {values} {cost} 0", self._now_ms_arg())
+            raw = await decide([name], f"1 1 {values} {cost} 0", self._now_us_arg())
         except Exception as error:
             return self._failed([(spec, key, cost, False)], True, error)[1][0]
         if self.outage.failing:
@@ -231,8 +239,12 @@ class RedisStore:
     # helpers
 
     def _now_ms_arg(self) -> str:
-        """The time the scripts use: ``""`` for the server's own, else the fake clock's."""
+        """The time the lease and lockout scripts use: ``""`` for the server's, else the fake's."""
         return "" if self._clock is None else str(round(self._clock() * 1000))
+
+    def _now_us_arg(self) -> str:
+        """The time the decision script uses, in microseconds: ``""`` for the server's own."""
+        return "" if self._clock is None else str(round(self._clock() * 1_000_000))
 
     def _lay_out(self, spec: LimitSpec) -> tuple[str, str]:
         """A spec's key prefix and script numbers, computed once per spec (module doc)."""
@@ -310,11 +322,16 @@ class RedisStore:
         local = self._local_specs.get(spec)
         if local is None:
             share = self.instances
+            limit = max(1, spec.limit // share)
+            # rounding the shares down may slow a bucket's refill past the 365 days
+            # the bounds allow (3/day with a burst of 1,095 -> 1/day with 547): hold
+            # the share's burst to what refills within them
+            refills = limit * MAX_WINDOW_NS // spec.window_ns
             local = self._local_specs[spec] = LimitSpec(
                 spec.algorithm,
-                max(1, spec.limit // share),
+                limit,
                 spec.window_ns,
-                max(1, spec.capacity // share),
+                max(1, min(spec.capacity // share, refills)),
                 spec.slot,
             )
         return local, key, cost, shadow
@@ -358,7 +375,7 @@ def _ms(window_ns: int) -> int:
 
 
 def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
-    """One decision's answer: ``[now, admitted, then four values per charge]``."""
+    """One decision's answer: ``[now, admitted, then four values per charge]`` (times in us)."""
     results: list[ChargeResult] = []
     for index in range(count):
         base = 2 + index * 4
@@ -366,8 +383,8 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
             (
                 raw[base] == 1,
                 int(raw[base + 1]),
-                int(raw[base + 2]) * _NS_PER_MS,
-                int(raw[base + 3]) * _NS_PER_MS,
+                int(raw[base + 2]) * _NS_PER_US,
+                int(raw[base + 3]) * _NS_PER_US,
             )
         )
     return raw[1] == 1, results
@@ -375,7 +392,7 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
 
 def _parse_one(raw: list[Any]) -> ChargeResult:
     """The answer of a decision of one enforced charge."""
-    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_MS, int(raw[5]) * _NS_PER_MS
+    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_US, int(raw[5]) * _NS_PER_US
 
 
 def _lock() -> Any:

@@ -2,7 +2,8 @@
 --
 -- KEYS      the counters of every charge, decision after decision (the keys
 --           of one decision share a hash tag)
--- ARGV[1]   '' to use the server's clock; a time in ms for tests with a fake clock
+-- ARGV[1]   '' to use the server's clock; a time in microseconds for tests with
+--           a fake clock
 -- ARGV[2]   whole numbers separated by spaces, per decision: consume (1 to take,
 --           0 to only look), its number of charges, and six per charge:
 --           algorithm, limit, window_ms, capacity, cost, shadow (1 or 0)
@@ -10,23 +11,30 @@
 --           (one string, not one argument per number: the client packs and
 --           the server parses each argument on its own, which costs more)
 --
--- Returns {now_ms, then per decision: admitted, then per charge: allowed,
--- remaining, reset_ms, retry_ms}.
+-- Returns {now_us, then per decision: admitted, then per charge: allowed,
+-- remaining, reset_us, retry_us}.
 --
 -- Decisions run in order, so a later one sees what an earlier one took: a
 -- batch answers exactly as the same decisions sent one by one would.
 --
--- Time is the server's (TIME), in whole milliseconds, so every app server
--- agrees. Lua numbers are doubles: integers are exact below 2^53, so every
--- product below is kept under that (limit x window_ms < 9e15: 100 million per
--- day) and divisions go through idiv/ceildiv, which are exact.
+-- Time is the server's (TIME: seconds and microseconds), so every app server
+-- agrees. The sliding log counts in microseconds, the others in whole
+-- milliseconds (their answers are multiplied out to microseconds).
+--
+-- Lua numbers are doubles: whole numbers are exact below 2^53. The bounds every
+-- rate is checked against before it gets here (algorithms/bounds.py: windows
+-- up to 365 days, limits, bursts and costs up to 10^12, 10^5 for the log; a
+-- bucket refills within 365 days) keep every instant, count and quotient
+-- below that. Products that may not be (a sliding window's previous count x
+-- time left is 8.6e16 at 10^9 per day) go through muldiv, which is exact for
+-- divisors below 2^40; other divisions go through idiv, also exact.
 --
 -- State is kept small, since Redis keeps one string per counter:
 --   fixed_window    "<window index> <count>"          (the window is [i*w, (i+1)*w))
 --   sliding_window  "<window index> <previous> <current>"
 --   token_bucket    "<q>" or "<q> <r>": the TAT is q + r / limit ms; with r = 0
 --                   (always, when window / limit is whole ms) Redis keeps an integer
---   sliding_log     a list of admission times in ms, oldest first
+--   sliding_log     a list of admission times in microseconds, oldest first
 -- Evaluators do not write: they answer allowed, room, reset, retry and the
 -- state (and its TTL in ms) to write if the decision is admitted.
 
@@ -37,13 +45,36 @@ local function idiv(a, b)  -- floor(a / b) for a >= 0, b > 0, exactly
   return (a - fmod(a, b)) / b
 end
 
-local function ceildiv(a, b)  -- ceil(a / b) for a >= 0, b > 0, exactly
-  local r = fmod(a, b)
-  if r == 0 then return a / b end
-  return (a - r) / b + 1
+-- floor(a * b / d) and (a * b) mod d for whole a, b >= 0 and 0 < d < 2^40, exactly,
+-- whenever the quotient is below 2^53, however far above 2^53 the product is.
+-- Below 2^53 it is one product (a double rounds a product of 2^53 or more to
+-- 2^53 or more, so the test is safe). Above, a = qa * d + ra, and ra * b is
+-- built from b's 12-bit digits, most significant first, its remainder kept
+-- below d: each step's r * 2^12 + ra * digit is below 2^52 + 2^52, so exact.
+local function muldiv(a, b, d)
+  local p = a * b
+  if p < 9007199254740992 then  -- 2^53
+    local r = fmod(p, d)
+    return (p - r) / d, r
+  end
+  local ra = fmod(a, d)
+  local q, r = (a - ra) / d * b, 0
+  local unit = 1
+  while unit * 4096 <= b do unit = unit * 4096 end  -- the top 12-bit digit of b
+  while unit >= 1 do
+    local t = r * 4096 + ra * fmod((b - fmod(b, unit)) / unit, 4096)
+    r = fmod(t, d)
+    q = q + (t - r) / d * unit
+    unit = unit / 4096
+  end
+  return q, r
 end
 
 local function num(x) return format('%.0f', x) end
+
+-- Every call of the script makes its functions afresh, and each upvalue a
+-- function captures costs about 0.1 us a call: the clock goes in as arguments
+-- (now in each evaluator's unit, and the log's stamp), constants as literals.
 
 local function fixed_window(key, now, cost, limit, window)
   local index = idiv(now, window)
@@ -81,31 +112,37 @@ local function sliding_window(key, now, cost, limit, window)
   end
   local e = (index + 1) * window
   local left = e - now
-  local weighted = previous * left  -- the previous window's share, scaled by window
+  -- the previous window's share in units, rounded up: ceil(previous x left / window)
+  local weight = 0
+  if previous > 0 then
+    local q, r = muldiv(previous, left, window)
+    weight = q
+    if r > 0 then weight = q + 1 end
+  end
   local spare = limit - current - cost
-  if spare >= 0 and weighted <= spare * window then
-    local room = limit - current - ceildiv(weighted, window)
+  local room = limit - current - weight
+  if spare >= weight then
     local reset
     if current + cost > 0 then reset = e + window elseif previous > 0 then reset = e else reset = now end
     return 1, room, reset, 0,
       num(index) .. ' ' .. num(previous) .. ' ' .. num(current + cost), left + window
   end
-  local free = limit * window - weighted - current * window
-  local room = 0
-  if free > 0 then room = idiv(free, window) end
+  if room < 0 then room = 0 end
   local retry
   if cost > limit then
     retry = window
   elseif spare >= 0 then
-    retry = left - idiv(spare * window, previous)
+    -- the weight falls to spare once previous x left' <= spare x window
+    retry = left - muldiv(spare, window, previous)
   else
-    retry = left + window - idiv((limit - cost) * window, current)
+    retry = left + window - muldiv(limit - cost, window, current)
   end
   return 0, room, now + retry, retry
 end
 
-local function sliding_log(key, now, cost, limit, window)
-  local horizon = now - window
+local function sliding_log(key, now_us, cost, limit, window, _, stamp)
+  local span = window * 1000
+  local horizon = now_us - span  -- a unit stamped at or before it has left the window
   while true do
     local head = call('LINDEX', key, 0)
     if not head or tonumber(head) > horizon then break end
@@ -115,33 +152,40 @@ local function sliding_log(key, now, cost, limit, window)
   local room = limit - count
   if room < 0 then room = 0 end
   if cost <= room then
-    local reset = now
+    local reset = now_us
     if cost > 0 then
-      reset = now + window
+      reset = stamp + span
     elseif count > 0 then
-      reset = tonumber(call('LINDEX', key, -1)) + window
+      reset = tonumber(call('LINDEX', key, -1)) + span
     end
     return 1, room, reset, 0
   end
-  local retry = window
+  local retry = span
   if cost <= limit then
-    retry = tonumber(call('LINDEX', key, count + cost - limit - 1)) + window - now
+    retry = tonumber(call('LINDEX', key, count + cost - limit - 1)) + span - now_us
   end
-  return 0, room, now + retry, retry
+  return 0, room, now_us + retry, retry
 end
 
-local function log_admit(key, now, cost, window)
-  local stamp = num(now)
-  local left = cost
-  while left > 0 do
-    local batch = {}
-    for i = 1, math.min(left, 1000) do batch[i] = stamp end
-    call('RPUSH', key, unpack(batch))
-    left = left - #batch
+local function log_admit(key, cost, window, stamp)
+  local text = num(stamp)
+  if cost == 1 then
+    call('RPUSH', key, text)  -- the common case: no batch to build
+  else
+    local left = cost
+    while left > 0 do
+      local batch = {}
+      for i = 1, math.min(left, 1000) do batch[i] = text end
+      call('RPUSH', key, unpack(batch))
+      left = left - #batch
+    end
   end
-  call('PEXPIRE', key, window)
+  -- a ms more than the window: the key outlives its last stamp, wherever in its ms
+  call('PEXPIRE', key, window + 1)
 end
 
+-- the TAT is q + r / limit ms (0 <= r < limit); every step below counts in
+-- units of window / limit exactly (muldiv), so no product is ever rounded
 local function token_bucket(key, now, cost, limit, window, capacity)
   local q, r = now, 0
   local v = call('GET', key)
@@ -150,15 +194,20 @@ local function token_bucket(key, now, cost, limit, window, capacity)
     sq, sr = tonumber(sq), tonumber(sr) or 0
     if sq > now or (sq == now and sr > 0) then q, r = sq, sr end
   end
-  local span = capacity * window
-  local free = span - (q - now) * limit - r
-  local room = 0
-  if free > 0 then room = idiv(free, window) end
-  local total = r + cost * window
-  local nq = q + idiv(total, limit)
-  local nr = fmod(total, limit)
-  local after = (nq - now) * limit + nr
-  if after <= span then
+  -- units still owed, rounded up: ceil(((q - now) x limit + r) / window)
+  local owed, f = muldiv(q - now, limit, window)
+  f = f + r  -- below window + limit
+  if f > 0 then
+    local g = fmod(f, window)
+    owed = owed + (f - g) / window
+    if g > 0 then owed = owed + 1 end
+  end
+  local room = capacity - owed
+  if room < 0 then room = 0 end
+  if owed + cost <= capacity then
+    local dq, dr = muldiv(cost, window, limit)
+    local nq, nr = q + dq, r + dr
+    if nr >= limit then nq, nr = nq + 1, nr - limit end
     local reset = nq
     local state = num(nq)
     if nr > 0 then
@@ -169,17 +218,28 @@ local function token_bucket(key, now, cost, limit, window, capacity)
     return 1, room, reset, 0, state, reset - now
   end
   local retry = window
-  if cost <= capacity then retry = ceildiv(after - span, limit) end
+  if cost <= capacity then
+    -- until owed + cost <= capacity: the TAT less (capacity - cost) intervals, rounded up
+    local kq, kr = muldiv(capacity - cost, window, limit)
+    retry = q - now - kq
+    if r > kr then retry = retry + 1 end
+  end
   return 0, room, now + retry, retry
 end
 
 local evaluators = {fixed_window, sliding_window, sliding_log, token_bucket}
 
-local now = tonumber(ARGV[1])
-if not now then
+local now_us, stamp = tonumber(ARGV[1]), nil
+if now_us then
+  stamp = now_us  -- a fake clock is exact
+else
   local t = call('TIME')
-  now = tonumber(t[1]) * 1000 + idiv(tonumber(t[2]), 1000)
+  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  -- TIME truncates: the true instant is in [now_us, now_us + 1), so a unit is
+  -- stamped at the end of that microsecond and never leaves the log early
+  stamp = now_us + 1
 end
+local now = idiv(now_us, 1000)
 
 local v, last = {}, 0
 for w in string.gmatch(ARGV[2], '%d+') do
@@ -187,7 +247,7 @@ for w in string.gmatch(ARGV[2], '%d+') do
   v[last] = tonumber(w)
 end
 
-local out = {now}
+local out = {now_us}
 local states, ttls = {}, {}
 local k, a = 0, 0
 while a < last do
@@ -198,10 +258,13 @@ while a < last do
   local admitted = 1
   for i = 1, n do
     local b = a + (i - 1) * 6
+    local code = v[b + 1]
+    local clock, unit = now, 1000  -- the log counts in us, the others in ms
+    if code == 3 then clock, unit = now_us, 1 end
     local allowed, room, reset, retry, state, ttl =
-      evaluators[v[b + 1]](KEYS[k + i], now, v[b + 5], v[b + 2], v[b + 3], v[b + 4])
+      evaluators[code](KEYS[k + i], clock, v[b + 5], v[b + 2], v[b + 3], v[b + 4], stamp)
     local at = head + (i - 1) * 4
-    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset, retry
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset * unit, retry * unit
     states[i], ttls[i] = state, ttl
     if allowed == 0 and v[b + 6] ~= 1 then admitted = 0 end
   end
@@ -210,11 +273,11 @@ while a < last do
     local at = head + (i - 1) * 4
     if out[at + 1] == 1 then
       local b = a + (i - 1) * 6
-      local cost = v[b + 5]
+      local code, cost = v[b + 1], v[b + 5]
       if admitted == 1 and consume then
         if cost > 0 then
-          if v[b + 1] == 3 then
-            log_admit(KEYS[k + i], now, cost, v[b + 3])
+          if code == 3 then
+            log_admit(KEYS[k + i], cost, v[b + 3], stamp)
           elseif states[i] then
             call('SET', KEYS[k + i], states[i], 'PX', ttls[i])
           end
@@ -222,8 +285,10 @@ while a < last do
         end
       else
         -- nothing is taken: report when this rate is whole again as it stands
-        local _, _, untouched = evaluators[v[b + 1]](KEYS[k + i], now, 0, v[b + 2], v[b + 3], v[b + 4])
-        out[at + 3] = untouched
+        local clock, unit = now, 1000
+        if code == 3 then clock, unit = now_us, 1 end
+        local _, _, untouched = evaluators[code](KEYS[k + i], clock, 0, v[b + 2], v[b + 3], v[b + 4])
+        out[at + 3] = untouched * unit
       end
     end
   end

@@ -29,11 +29,18 @@ from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
 
 __all__ = [
+    "ADMITTED",
+    "BLOCKED",
+    "REFUSED_BY_CAP",
+    "REFUSED_BY_RATE",
     "Charge",
     "ChargeResult",
     "LeaseOps",
     "LimitSpec",
+    "LeaseAsk",
     "LockoutOps",
+    "Step",
+    "StepResult",
     "Store",
     "StoreUnavailableError",
 ]
@@ -114,6 +121,72 @@ class LockoutOps(Protocol):
     def unblock(self, key: str) -> bool: ...
 
     def blocks(self) -> list[Block]: ...
+
+
+# One decision's whole plan, decided by a store in one atomic step (issue 11).
+
+#: ``(lease key, cap, ttl_ns)``: one slot of a concurrency cap to take
+LeaseAsk = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Everything one decision asks of the store, decided all or nothing.
+
+    In order, under one lock (memory) or in one script call (Redis):
+
+    1. ``blocks``: lockout and penalty block keys (the keys ``LockoutOps``
+       takes); the first one blocked now answers the step and nothing else is
+       read or written.
+    2. ``leases``: one slot of each concurrency cap, in order; the first cap
+       that is full answers the step, and the slots taken before it are given
+       back (nothing is charged).
+    3. ``charges``: every rate, as ``Store.apply`` decides them (all or none;
+       shadow charges never refuse).
+    4. ``penalty``: when a rate refused the request, one failure recorded on
+       this ``(key, rule)`` (the penalty for hammering while limited); the
+       leases taken in 2 are given back.
+
+    ``consume=False`` (a peek) takes no lease, charges nothing and records no
+    failure. A refused step leaves no lease held and no rate consumed.
+    """
+
+    charges: Sequence[Charge]
+    blocks: tuple[str, ...] = ()
+    leases: tuple[LeaseAsk, ...] = ()
+    penalty: tuple[str, LockoutRule] | None = None
+    consume: bool = True
+
+
+#: what ended a step
+ADMITTED, REFUSED_BY_RATE, REFUSED_BY_CAP, BLOCKED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What the store decided for a :class:`Step`, as plain data.
+
+    ``outcome`` is one of ``ADMITTED``, ``REFUSED_BY_RATE``, ``REFUSED_BY_CAP``,
+    ``BLOCKED``; ``index`` names the block (``BLOCKED``) or cap
+    (``REFUSED_BY_CAP``) that refused, else -1. ``block`` is that block's state
+    (``BLOCKED``) or the penalty block this refusal started (``REFUSED_BY_RATE``
+    with a penalty that reached its threshold), else ``None``. ``results`` has
+    one entry per charge when the charges were decided (``ADMITTED``,
+    ``REFUSED_BY_RATE``), else is empty. ``leases`` are ``(lease key, lease
+    id)`` held after an admitted step, in the order asked. ``now_ns`` is the
+    store's clock at the step: answers are rendered from it.
+    """
+
+    outcome: int
+    results: list[ChargeResult]
+    now_ns: int
+    index: int = -1
+    block: Block | None = None
+    leases: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def admitted(self) -> bool:
+        return self.outcome == ADMITTED
 
 
 @runtime_checkable

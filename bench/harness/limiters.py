@@ -1,0 +1,126 @@
+"""What the rate limiter benchmarks share: rates, scenarios, instances, pyrate's factory.
+
+``bench_memory.py`` and ``bench_redis.py`` put ratekeeper and the same two
+peers through the same scenarios; ``profile_hit.py`` profiles ratekeeper in
+them. Defining them once here keeps the in-process and Redis tables
+comparable row for row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from inspect import isawaitable
+from typing import Any
+
+from pyrate_limiter import AbstractBucket, AbstractClock, BucketFactory, RateItem
+
+ALGORITHMS = ("fixed_window", "sliding_log", "sliding_window", "token_bucket")
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class RateSpec:
+    """A rate every library can express: ``limit`` per one ``unit``."""
+
+    limit: int
+    unit: str
+
+    @property
+    def text(self) -> str:  # ratekeeper and limits both read "100/minute"
+        return f"{self.limit}/{self.unit}"
+
+    @property
+    def seconds(self) -> int:
+        return _UNIT_SECONDS[self.unit]
+
+
+MEMORY_RATE = RateSpec(100, "day")  # a day: no state expires while memory is measured
+
+
+@dataclass
+class Instance:
+    """One configured limiter: ``call`` is a statement (or expression) using ``key``.
+
+    ``names`` are what the statement refers to; ``decide`` makes one decision
+    (for sanity checks, outside any timing); ``tracked`` counts the keys the
+    limiter holds state for; ``close`` releases threads and connections.
+    """
+
+    call: str
+    names: dict[str, Any]
+    decide: Callable[[str], bool]
+    tracked: Callable[[], int]
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Keys and a rate that put every limiter in one regime: all allowed, or all denied."""
+
+    name: str
+    description: str
+    rate: RateSpec
+    keys: tuple[str, ...]
+    allowed: bool  # the answer to every call once the regime is reached
+
+    def reach(self, instance: Instance) -> None:
+        """Bring a fresh instance into the regime: the hot key's quota used up."""
+        if not self.allowed:
+            for _ in range(self.rate.limit + 1):
+                instance.decide(self.keys[0])
+
+    def left(self, instance: Instance) -> str | None:
+        """Whether the instance left the regime during a run, checked on two keys."""
+        for key in (self.keys[0], self.keys[-1]):
+            if instance.decide(key) is not self.allowed:
+                return f"scenario {self.name} left its regime"
+        return None
+
+
+SCENARIOS = {
+    "A": Scenario(
+        "A",
+        "1,000 keys round-robin, all allowed",
+        RateSpec(1_000_000, "minute"),
+        tuple(f"user:{i}" for i in range(1_000)),
+        allowed=True,
+    ),
+    "B": Scenario("B", "one hot key, always denied", RateSpec(10, "day"), ("hot",), allowed=False),
+}
+
+
+class PerKeyFactory(BucketFactory):
+    """One bucket per key, made on first use and its leak scheduled (as ``create`` does):
+    pyrate-limiter's documented pattern (a ``Limiter(rate)`` without a factory
+    would put every key in one bucket).
+
+    ``make(key)`` builds the bucket; it may return an awaitable
+    (``RedisBucket.init`` on an asyncio client), which the factory then answers
+    and the ``Limiter`` awaits. Items are stamped by ``clock``.
+    """
+
+    def __init__(self, clock: AbstractClock, make: Callable[[str], Any]) -> None:
+        self.clock = clock
+        self.make = make
+        self.buckets: dict[str, AbstractBucket] = {}
+
+    def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        return RateItem(name, self.clock.now(), weight=weight)
+
+    def get(self, item: RateItem) -> Any:
+        bucket = self.buckets.get(item.name)
+        if bucket is not None:
+            return bucket
+        made = self.make(item.name)
+        if isawaitable(made):
+            return self._keep_async(item.name, made)
+        return self._keep(item.name, made)
+
+    def _keep(self, name: str, bucket: AbstractBucket) -> AbstractBucket:
+        self.buckets[name] = bucket
+        self.schedule_leak(bucket)
+        return bucket
+
+    async def _keep_async(self, name: str, made: Awaitable[AbstractBucket]) -> AbstractBucket:
+        return self._keep(name, await made)

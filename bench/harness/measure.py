@@ -101,20 +101,23 @@ def latencies(samples: list[int]) -> tuple[float, float]:
     return percentile(samples, 0.50) - overhead, percentile(samples, 0.99) - overhead
 
 
-def calibrate(run: Callable[[int], int], seconds: float) -> int:
+def calibrate(
+    run: Callable[[int], int], seconds: float, first: tuple[int, int] | None = None
+) -> int:
     """How many calls take about ``seconds``, given ``run(n)``: the ns that n calls took.
 
     Grows n (x4 while a run is under a hundredth of ``seconds``, x2 after) until
     a run takes a tenth of it, then scales: short probes, one long enough to
-    trust. Never under 1,000 calls, so a p99 has ten calls above it.
+    trust. ``first`` is a run already made, (calls, ns), to start from (the
+    warm-up: a slow subject needs no probe at all). Never under 200 calls: a
+    p99 still has two calls above it, and a smoke run of a subject that makes
+    a round trip per call stays short.
     """
-    n = 1_000
-    while True:
-        elapsed = run(n)
-        if elapsed >= seconds * 1e8 or n >= 50_000_000:
-            break
+    n, elapsed = first if first is not None else (1_000, run(1_000))
+    while elapsed < seconds * 1e8 and n < 50_000_000:
         n *= 4 if elapsed < seconds * 1e7 else 2
-    return max(1_000, int(n * seconds * 1e9 / max(elapsed, 1)))
+        elapsed = run(n)
+    return max(200, int(n * seconds * 1e9 / max(elapsed, 1)))
 
 
 # --------------------------------------------------------------------------- #
@@ -286,17 +289,20 @@ def measure(
     A round opens the case (so every round starts from the same state: a log
     does not grow from one round to the next, and only one library's objects
     are alive at a time, so no library's garbage is collected on another's
-    clock), warms it up, calibrates the call count in the first round,
-    collects garbage, times one pass and checks the instance is still in its
-    regime (the run stops if not). ``settle`` runs after each instance is
-    closed and collected (a server waits for its clients to go).
+    clock), warms it up, calibrates the call count in the first round
+    (starting from the warm-up's time), collects garbage, times one pass and
+    checks the instance is still in its regime (the run stops if not).
+    ``settle`` runs after each instance is closed and collected (a server
+    waits for its clients to go).
     """
 
     def one(case: Case, calls: int | None) -> Pass:
         trial = case.open()
         try:
-            trial.run(sequence(case.keys, case.warm_calls))
-            n = calls or calibrate(partial(_probe, trial, case.keys), seconds)
+            warm = trial.run(sequence(case.keys, case.warm_calls))
+            probe = partial(_probe, trial, case.keys)
+            n = calls or calibrate(probe, seconds, first=(case.warm_calls, warm))
+            del probe
             keys = sequence(case.keys, n)
             gc.collect()
             result = trial.timed_pass(keys)

@@ -58,24 +58,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import (
-    Measurement,
-    Pass,
-    Settings,
-    cpu_times,
-    heading,
-    interleave,
-    load_average,
-    ms_text,
-    parser,
-    percentile,
-    print_header,
-    print_targets,
-    table,
-    verdict,
-    version,
-)
-from harness.machine import CLK_TCK
+from harness.cli import Settings, parser
+from harness.machine import CLK_TCK, cpu_times, load_average, version
+from harness.measure import Measurement, Pass, interleave, percentile
+from harness.report import heading, ms_text, print_header, print_targets, table, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ratekeeper", "uvicorn", "starlette", "fastapi", "slowapi", "limits")

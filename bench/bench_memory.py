@@ -48,7 +48,6 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -75,35 +74,29 @@ from pyrate_limiter import (
 from pyrate_limiter import Rate as PyrateRate
 
 import ratekeeper
-from harness import (
-    Case,
-    Measurement,
-    Pass,
-    Settings,
-    compile_loops,
-    heading,
-    latencies,
-    measure,
-    ns_text,
-    parser,
-    peer_ratio,
-    print_header,
-    print_targets,
-    rate_text,
-    sequence,
-    table,
-    timer_overhead_ns,
-    verdict,
-)
+from harness.cli import Settings, parser
 from harness.limiters import (
-    ALGORITHMS,
     MEMORY_RATE,
     SCENARIOS,
     Instance,
     PerKeyFactory,
     RateSpec,
     Scenario,
+    Subject,
+    comparison_table,
+    groups,
 )
+from harness.measure import (
+    Case,
+    Measurement,
+    Pass,
+    compile_loops,
+    latencies,
+    measure,
+    sequence,
+    timer_overhead_ns,
+)
+from harness.report import heading, ns_text, print_header, print_targets, rate_text, table, verdict
 from ratekeeper import MemoryStore, RateLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,18 +130,6 @@ class SimClock:
 
     def time(self) -> float:  # stands in for the ``time`` module inside limits
         return self.now
-
-
-@dataclass(frozen=True)
-class Subject:
-    library: str
-    label: str
-    algorithm: str  # the ratekeeper algorithm it is compared with
-    build: Callable[[RateSpec, SimClock | None], Instance]
-
-    @property
-    def is_ratekeeper(self) -> bool:
-        return self.library == "ratekeeper"
 
 
 def _ratekeeper(algorithm: str) -> Callable[[RateSpec, SimClock | None], Instance]:
@@ -346,51 +327,19 @@ def print_throughput(scenario: Scenario, results: list[tuple[Subject, Measuremen
     """Print the scenario's table; return the target lines for the summary."""
     name = scenario.name
     heading(f"Scenario {name}: {scenario.description} (rate {scenario.rate.text})")
-    rows = []
+    found = groups(results)
+    print(comparison_table(found))
     verdicts = []
-    for algorithm in ALGORITHMS:
-        group = [(s, m) for s, m in results if s.algorithm == algorithm]
-        ours = next(m for s, m in group if s.is_ratekeeper)
-        peers = [m.best for s, m in group if not s.is_ratekeeper]
-        fastest = max(peers) if peers else None
-        for subject, m in group:
-            rows.append(
-                [
-                    algorithm,
-                    subject.library,
-                    subject.label,
-                    rate_text(m.best),
-                    rate_text(m.median),
-                    ns_text(m.p50_ns),
-                    ns_text(m.p99_ns),
-                    peer_ratio(
-                        m.best, is_ours=subject.is_ratekeeper, ours=ours.best, fastest_peer=fastest
-                    ),
-                ]
-            )
-        if fastest is not None:
-            ok = ours.best >= TARGET_RATIO * fastest
-            verdicts.append(
-                f"scenario {name} {algorithm}: {ours.best / fastest:.2f}x the fastest peer "
-                f"(target >= {TARGET_RATIO:g}x): {verdict(ok)}"
-            )
-        else:
-            verdicts.append(f"scenario {name} {algorithm}: no peer to compare with")
-    print(
-        table(
-            [
-                "algorithm",
-                "library",
-                "what",
-                "decisions/s (best)",
-                "(median)",
-                "p50 us",
-                "p99 us",
-                "ratio",
-            ],
-            rows,
+    for group in found:
+        fastest = group.fastest
+        if fastest is None:
+            verdicts.append(f"scenario {name} {group.algorithm}: no peer to compare with")
+            continue
+        ratio = group.ours.best / fastest[1].best
+        verdicts.append(
+            f"scenario {name} {group.algorithm}: {ratio:.2f}x the fastest peer "
+            f"(target >= {TARGET_RATIO:g}x): {verdict(ratio >= TARGET_RATIO)}"
         )
-    )
     return verdicts
 
 

@@ -87,34 +87,23 @@ from pyrate_limiter import Rate as PyrateRate
 from redis.utils import HIREDIS_AVAILABLE
 from tests.support.redis_servers import RedisServer, find_redis_server
 
-from harness import (
-    Case,
-    Measurement,
-    Pass,
-    Settings,
-    compile_loops,
-    heading,
-    latencies,
-    load_average,
-    measure,
-    ns_text,
-    parser,
-    peer_ratio,
-    print_header,
-    print_targets,
-    rate_text,
-    table,
-    verdict,
-)
+from harness.cli import Settings, parser
 from harness.limiters import (
     ALGORITHMS,
     MEMORY_RATE,
     SCENARIOS,
+    Group,
     Instance,
     PerKeyFactory,
     RateSpec,
     Scenario,
+    Subject,
+    comparison_table,
+    groups,
 )
+from harness.machine import load_average
+from harness.measure import Case, Measurement, Pass, compile_loops, latencies, measure
+from harness.report import heading, ns_text, print_header, print_targets, rate_text, table, verdict
 from ratekeeper import AsyncRateLimiter, RateLimiter, RedisStore
 
 PACKAGES = ("ratekeeper", "limits", "pyrate-limiter")
@@ -126,7 +115,7 @@ TARGET_CONCURRENT_RATIO = 3.0  # ratekeeper throughput over the best peer's, 64 
 TARGET_BYTES_PER_KEY = 150  # Redis memory, sliding_window and token_bucket
 MEMORY_TARGET_ALGORITHMS = ("sliding_window", "token_bucket")
 MEMORY_SAMPLE = 1_000  # keys passed to MEMORY USAGE
-BASELINE = "baseline"
+BASELINE = "-"  # the reference row's algorithm: it has none
 _WARM_CALLS = 500
 
 
@@ -227,21 +216,11 @@ class RedisInstance(Instance):
 
 
 @dataclass(frozen=True)
-class Subject:
-    library: str
-    label: str
-    algorithm: str  # the ratekeeper algorithm it is compared with, or BASELINE
-    is_async: bool
-    build: Callable[[Target, RateSpec], RedisInstance]
+class RedisSubject(Subject):
+    """A subject whose ``build(target, rate)`` makes a ``RedisInstance``; ``cost``
+    is what each call charges (2: ratekeeper's memory of refusals out of play)."""
+
     cost: int = 1
-
-    @property
-    def is_ratekeeper(self) -> bool:
-        return self.library == "ratekeeper" and self.algorithm != BASELINE
-
-    @property
-    def face(self) -> str:
-        return "asyncio" if self.is_async else "sync"
 
 
 # --------------------------------------------------------------------------- #
@@ -445,7 +424,7 @@ _PYRATE_LABELS = {
 
 def subjects(
     is_async: bool, *, denied_rows: bool = False, extra: bool = False, blocking: bool = False
-) -> list[Subject]:
+) -> list[RedisSubject]:
     """The baseline, then each algorithm's ratekeeper row and its peers.
 
     ``denied_rows``: also ratekeeper at ``cost=2`` (scenario B, memory out of
@@ -454,52 +433,24 @@ def subjects(
     """
     face = "AsyncRateLimiter.hit" if is_async else "RateLimiter.hit"
     pyrate_call = "try_acquire_async" if is_async else "try_acquire"
-    out = [Subject("redis-py", "EVALSHA 'return 1'", BASELINE, is_async, _baseline(is_async))]
+    out = [RedisSubject("redis-py", "EVALSHA 'return 1'", BASELINE, _baseline(is_async))]
     for algorithm in ALGORITHMS:
-        out.append(
-            Subject("ratekeeper", face, algorithm, is_async, _ratekeeper(algorithm, is_async))
-        )
+        out.append(RedisSubject("ratekeeper", face, algorithm, _ratekeeper(algorithm, is_async)))
         if denied_rows:
-            out.append(
-                Subject(
-                    "ratekeeper",
-                    f"{face} cost=2",
-                    algorithm,
-                    is_async,
-                    _ratekeeper(algorithm, is_async, cost=2),
-                    cost=2,
-                )
-            )
+            build = _ratekeeper(algorithm, is_async, cost=2)
+            out.append(RedisSubject("ratekeeper", f"{face} cost=2", algorithm, build, cost=2))
         if algorithm in _LIMITS_STRATEGIES:
             strategy = _LIMITS_STRATEGIES[algorithm]
-            out.append(
-                Subject("limits", strategy, algorithm, is_async, _limits(strategy, is_async))
-            )
+            out.append(RedisSubject("limits", strategy, algorithm, _limits(strategy, is_async)))
         if algorithm in _PYRATE_LABELS:
-            label = f"{_PYRATE_LABELS[algorithm]} {pyrate_call}"
-            out.append(
-                Subject("pyrate-limiter", label, algorithm, is_async, _pyrate(algorithm, is_async))
-            )
+            label = _PYRATE_LABELS[algorithm]
+            pyrate = {f"{label} {pyrate_call}": _pyrate(algorithm, is_async)}
             if extra and is_async:
-                out.append(
-                    Subject(
-                        "pyrate-limiter",
-                        f"{_PYRATE_LABELS[algorithm]} try_acquire",
-                        algorithm,
-                        is_async,
-                        _pyrate(algorithm, is_async, call="try_acquire"),
-                    )
-                )
+                pyrate[f"{label} try_acquire"] = _pyrate(algorithm, True, call="try_acquire")
             if blocking and not is_async:
-                out.append(
-                    Subject(
-                        "pyrate-limiter",
-                        f"{_PYRATE_LABELS[algorithm]} try_acquire blocking=True",
-                        algorithm,
-                        is_async,
-                        _pyrate(algorithm, is_async, blocking=True),
-                    )
-                )
+                waits = _pyrate(algorithm, False, blocking=True)
+                pyrate[f"{label} try_acquire blocking=True"] = waits
+            out += [RedisSubject("pyrate-limiter", k, algorithm, b) for k, b in pyrate.items()]
     return out
 
 
@@ -625,7 +576,7 @@ class RedisTrial:
 # --------------------------------------------------------------------------- #
 
 
-def _case(target: Target, subject: Subject, scenario: Scenario, runner: Runner) -> Case:
+def _case(target: Target, subject: RedisSubject, scenario: Scenario, runner: Runner) -> Case:
     """A subject in a scenario, each round on a flushed database (the hot key used up)."""
     baseline = subject.algorithm == BASELINE
 
@@ -653,13 +604,14 @@ class Table:
     scenario: str
     face: str
     callers: int
-    rows: list[tuple[Subject, Measurement]] = field(default_factory=list)
+    rows: list[tuple[RedisSubject, Measurement]] = field(default_factory=list)
 
     def baseline(self) -> Measurement:
         return next(m for s, m in self.rows if s.algorithm == BASELINE)
 
-    def group(self, algorithm: str) -> list[tuple[Subject, Measurement]]:
-        return [(s, m) for s, m in self.rows if s.algorithm == algorithm]
+    def algorithms(self) -> list[Group]:
+        """Each algorithm's rows (the baseline left out), peers judged by ``problem``."""
+        return [g for g in groups(self.rows, problem) if g.algorithm != BASELINE]
 
 
 def run_table(
@@ -696,8 +648,8 @@ MAX_WRONG = 0.001  # a peer answering more calls wrongly than this is not a vali
 MIN_ASKED = 0.9  # nor one answering more than 1 call in 10 without asking Redis
 
 
-def problem(subject: Subject, m: Measurement) -> str | None:
-    """Why a row cannot stand as a peer's throughput, or None.
+def problem(subject: RedisSubject, m: Measurement) -> str | None:
+    """Why a row cannot stand as a peer's throughput (the reference cannot), or None.
 
     ratekeeper's remembered refusals answer without Redis by design (the hot
     key is known to be over its limit); a peer that does so is not deciding:
@@ -705,7 +657,7 @@ def problem(subject: Subject, m: Measurement) -> str | None:
     threads answers False whenever another thread holds its lock.
     """
     if subject.algorithm == BASELINE:
-        return None
+        return "reference"
     if m.worst_of("wrong") > MAX_WRONG:
         return "invalid: wrong answers"
     if not subject.is_ratekeeper and m.median_of("scripts") < MIN_ASKED:
@@ -730,57 +682,13 @@ def print_table(result: Table) -> None:
         f"(rate {scenario.rate.text})"
     )
     base = result.baseline()
-    rows = []
-    for algorithm in (BASELINE, *ALGORITHMS):
-        group = result.group(algorithm)
-        ours = [m for s, m in group if s.is_ratekeeper and s.cost == 1]
-        peers = [m.best for s, m in group if not s.is_ratekeeper and problem(s, m) is None]
-        fastest = max(peers) if peers else None
-        for subject, m in group:
-            invalid = problem(subject, m)
-            if subject.algorithm == BASELINE:
-                ratio = "reference"
-            elif invalid is not None:
-                ratio = invalid
-            else:
-                ratio = peer_ratio(
-                    m.best, is_ours=subject.is_ratekeeper, ours=ours[0].best, fastest_peer=fastest
-                )
-            rows.append(
-                [
-                    "-" if algorithm == BASELINE else algorithm,
-                    subject.library,
-                    subject.label,
-                    rate_text(m.best),
-                    rate_text(m.median),
-                    ns_text(m.p50_ns),
-                    ns_text(m.p99_ns),
-                    f"{m.p50_ns / base.p50_ns:.2f}x",
-                    ns_text(m.median_of("server_ns")),
-                    _ops_text(m),
-                    "-" if subject.algorithm == BASELINE else _wrong_text(m),
-                    ratio,
-                ]
-            )
-    print(
-        table(
-            [
-                "algorithm",
-                "library",
-                "what",
-                "decisions/s (best)",
-                "(median)",
-                "p50 us",
-                "p99 us",
-                "p50 / EVALSHA",
-                "server CPU us",
-                "scripts / cmds",
-                "wrong",
-                "throughput ratio",
-            ],
-            rows,
-        )
-    )
+    columns = [
+        ("p50 / EVALSHA", lambda s, m: f"{m.p50_ns / base.p50_ns:.2f}x"),
+        ("server CPU us", lambda s, m: ns_text(m.median_of("server_ns"))),
+        ("scripts / cmds", lambda s, m: _ops_text(m)),
+        ("wrong", lambda s, m: "-" if s.algorithm == BASELINE else _wrong_text(m)),
+    ]
+    print(comparison_table(groups(result.rows, problem), columns, ratio="throughput ratio"))
 
 
 def sequential_verdicts(results: list[Table]) -> list[str]:
@@ -790,8 +698,8 @@ def sequential_verdicts(results: list[Table]) -> list[str]:
         if result.scenario != "A" or result.callers != 1:
             continue
         base = result.baseline()
-        for algorithm in ALGORITHMS:
-            ours = next(m for s, m in result.group(algorithm) if s.is_ratekeeper)
+        for group in result.algorithms():
+            algorithm, ours = group.algorithm, group.ours
             ratio = ours.p50_ns / base.p50_ns
             mean_ratio = base.best / ours.best
             lines.append(
@@ -813,16 +721,15 @@ def concurrent_verdicts(results: list[Table]) -> list[str]:
     for result in results:
         if result.callers == 1:
             continue
-        for algorithm in ALGORITHMS:
-            group = result.group(algorithm)
-            peers = [(s, m) for s, m in group if not s.is_ratekeeper and problem(s, m) is None]
-            where = f"{result.callers} callers ({result.face}), scenario {result.scenario}"
-            for subject, ours in ((s, m) for s, m in group if s.is_ratekeeper):
+        where = f"{result.callers} callers ({result.face}), scenario {result.scenario}"
+        for group in result.algorithms():
+            algorithm, fastest = group.algorithm, group.fastest
+            for subject, ours in ((s, m) for s, m in group.rows if s.is_ratekeeper):
                 what = where if subject.cost == 1 else f"{where} cost={subject.cost}"
-                if not peers:
+                if fastest is None:
                     lines.append(f"{what}, {algorithm}: {rate_text(ours.best)}/s; no valid peer")
                     continue
-                best_subject, best = max(peers, key=lambda pair: pair[1].best)
+                best_subject, best = fastest
                 ratio = ours.best / best.best
                 lines.append(
                     f"{what}, {algorithm}: {rate_text(ours.best)}/s = {ratio:.2f}x "
@@ -838,7 +745,7 @@ def concurrent_verdicts(results: list[Table]) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-def memory_subjects() -> list[Subject]:
+def memory_subjects() -> list[RedisSubject]:
     """Each library's subjects on its asyncio face (the keys go in 64 at a time).
 
     pyrate-limiter's plain ``try_acquire`` is awaited: ``try_acquire_async``
@@ -848,14 +755,14 @@ def memory_subjects() -> list[Subject]:
     out = []
     for algorithm in ALGORITHMS:
         out.append(
-            Subject("ratekeeper", "RateLimiter", algorithm, True, _ratekeeper(algorithm, True))
+            RedisSubject("ratekeeper", "RateLimiter", algorithm, _ratekeeper(algorithm, True))
         )
         if algorithm in _LIMITS_STRATEGIES:
             strategy = _LIMITS_STRATEGIES[algorithm]
-            out.append(Subject("limits", strategy, algorithm, True, _limits(strategy, True)))
+            out.append(RedisSubject("limits", strategy, algorithm, _limits(strategy, True)))
         if algorithm in _PYRATE_LABELS:
             build = _pyrate(algorithm, True, call="try_acquire")
-            out.append(Subject("pyrate-limiter", _PYRATE_LABELS[algorithm], algorithm, True, build))
+            out.append(RedisSubject("pyrate-limiter", _PYRATE_LABELS[algorithm], algorithm, build))
     return out
 
 
@@ -866,7 +773,7 @@ def used_memory(target: Target) -> int:
     return int(target.admin.info("memory")["used_memory"])
 
 
-def redis_bytes_per_key(target: Target, subject: Subject, count: int) -> dict[str, Any]:
+def redis_bytes_per_key(target: Target, subject: RedisSubject, count: int) -> dict[str, Any]:
     """used_memory growth over ``count`` fresh keys, one decision each, and MEMORY USAGE.
 
     Both readings are taken with only the admin connection open: the library's

@@ -31,8 +31,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from harness import compile_loops, sequence, table
 from harness.limiters import ALGORITHMS, SCENARIOS
+from harness.measure import compile_loops, sequence
+from harness.report import table
 from ratekeeper import MemoryStore, RateLimiter
 
 

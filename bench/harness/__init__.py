@@ -10,12 +10,14 @@ pass of one subject is made; the harness does the rest, the same way for all:
   rotating order so machine noise falls on every subject alike, best and
   median, latency percentiles net of the timer's own cost (``measure``,
   ``interleave``, ``Pass``, ``Measurement``);
-- ``report``: Markdown tables, number formats, ratios against the best peer in
-  the same run, the run's header and its targets;
+- ``report``: Markdown tables, number formats, the run's header and its
+  targets;
 - ``machine``: git revision, CPU, versions, load average and CPU steal;
 - ``cli``: ``--quick``, ``--seconds``, ``--rounds``/``--repeats``, ``--only``;
-- ``limiters``: the rates, scenarios A and B, limiter instances and
-  pyrate-limiter's per-key factory shared by the rate limiter benchmarks.
+- ``limiters``: what the rate limiter benchmarks share: rates, scenarios A and
+  B, subjects and instances, pyrate-limiter's per-key factory, and the
+  comparison table (algorithm by algorithm, ratios against the fastest peer in
+  the same run).
 
 Scripts run as ``python bench/NAME.py`` from the repository root, so bench/ is
 on ``sys.path`` and this package imports as ``harness``.
@@ -23,60 +25,3 @@ on ``sys.path`` and this package imports as ``harness``.
 The garbage collector stays on in every benchmark: the allocations a library
 makes are part of its cost in a long-running server.
 """
-
-from harness.cli import Settings, parser
-from harness.machine import cpu_times, load_average, version
-from harness.measure import (
-    Case,
-    Measurement,
-    Pass,
-    Trial,
-    calibrate,
-    compile_loops,
-    interleave,
-    latencies,
-    measure,
-    percentile,
-    sequence,
-    timer_overhead_ns,
-)
-from harness.report import (
-    heading,
-    ms_text,
-    ns_text,
-    peer_ratio,
-    print_header,
-    print_targets,
-    rate_text,
-    table,
-    verdict,
-)
-
-__all__ = [
-    "Case",
-    "Measurement",
-    "Pass",
-    "Settings",
-    "Trial",
-    "calibrate",
-    "compile_loops",
-    "cpu_times",
-    "heading",
-    "interleave",
-    "latencies",
-    "load_average",
-    "measure",
-    "ms_text",
-    "ns_text",
-    "parser",
-    "peer_ratio",
-    "percentile",
-    "print_header",
-    "print_targets",
-    "rate_text",
-    "sequence",
-    "table",
-    "timer_overhead_ns",
-    "verdict",
-    "version",
-]

@@ -1,19 +1,23 @@
-"""What the rate limiter benchmarks share: rates, scenarios, instances, pyrate's factory.
+"""What the rate limiter benchmarks share: rates, scenarios, subjects, the comparison.
 
 ``bench_memory.py`` and ``bench_redis.py`` put ratekeeper and the same two
-peers through the same scenarios; ``profile_hit.py`` profiles ratekeeper in
-them. Defining them once here keeps the in-process and Redis tables
-comparable row for row.
+peers through the same scenarios and print the same comparison (algorithm by
+algorithm, ratekeeper against the fastest peer in the same run);
+``profile_hit.py`` profiles ratekeeper in those scenarios. Defining them once
+here keeps the in-process and Redis tables comparable row for row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from inspect import isawaitable
 from typing import Any
 
 from pyrate_limiter import AbstractBucket, AbstractClock, BucketFactory, RateItem
+
+from harness.measure import Measurement
+from harness.report import ns_text, rate_text, table
 
 ALGORITHMS = ("fixed_window", "sliding_log", "sliding_window", "token_bucket")
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -124,3 +128,97 @@ class PerKeyFactory(BucketFactory):
 
     async def _keep_async(self, name: str, made: Awaitable[AbstractBucket]) -> AbstractBucket:
         return self._keep(name, await made)
+
+
+# --------------------------------------------------------------------------- #
+# Subjects and the comparison.                                                 #
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One library's way of deciding, compared with one ratekeeper algorithm;
+    ``build`` makes a fresh instance (its arguments are the benchmark's)."""
+
+    library: str
+    label: str
+    algorithm: str  # the ratekeeper algorithm it is compared with
+    build: Callable[..., Any]
+
+    @property
+    def is_ratekeeper(self) -> bool:
+        return self.library == "ratekeeper"
+
+
+Row = tuple[Any, Measurement]  # a Subject (or a benchmark's subclass) and its measurement
+Judge = Callable[[Any, Measurement], str | None]
+
+
+@dataclass
+class Group:
+    """One algorithm's rows in one run, ratekeeper's first.
+
+    ``judge(subject, m)`` says why a row cannot stand as a peer (it is a
+    reference, or its answers were wrong), or ``None``; what it says is the
+    row's ratio cell.
+    """
+
+    algorithm: str
+    rows: list[Row]
+    judge: Judge
+
+    @property
+    def ours(self) -> Measurement:
+        return next(m for s, m in self.rows if s.is_ratekeeper)
+
+    @property
+    def fastest(self) -> Row | None:
+        """The peer with the best throughput, among those the judge lets stand."""
+        peers = [(s, m) for s, m in self.rows if not s.is_ratekeeper and self.judge(s, m) is None]
+        return max(peers, key=lambda row: row[1].best, default=None)
+
+    def ratio(self, subject: Any, m: Measurement) -> str:
+        """ratekeeper's throughput against the fastest peer's, a peer's against ratekeeper's."""
+        judged = self.judge(subject, m)
+        if judged is not None:
+            return judged
+        if not subject.is_ratekeeper:
+            return f"{m.best / self.ours.best:.2f}x ratekeeper"
+        fastest = self.fastest
+        return "no peer" if fastest is None else f"{m.best / fastest[1].best:.2f}x fastest peer"
+
+
+def groups(rows: Sequence[Row], judge: Judge = lambda subject, m: None) -> list[Group]:
+    """The rows by algorithm, in the order the algorithms first appear."""
+    found: dict[str, Group] = {}
+    for subject, m in rows:
+        found.setdefault(subject.algorithm, Group(subject.algorithm, [], judge)).rows.append(
+            (subject, m)
+        )
+    return list(found.values())
+
+
+def comparison_table(
+    found: Sequence[Group],
+    columns: Sequence[tuple[str, Callable[[Any, Measurement], str]]] = (),
+    ratio: str = "ratio",
+) -> str:
+    """Algorithm, library, what, throughput (best, median), p50/p99, the
+    benchmark's own ``columns`` (header, cell), then the ratio."""
+    headers = ["algorithm", "library", "what", "decisions/s (best)", "(median)", "p50 us", "p99 us"]
+    rows = [
+        [
+            group.algorithm,
+            subject.library,
+            subject.label,
+            rate_text(m.best),
+            rate_text(m.median),
+            ns_text(m.p50_ns),
+            ns_text(m.p99_ns),
+            *(cell(subject, m) for _, cell in columns),
+            group.ratio(subject, m),
+        ]
+        for group in found
+        for subject, m in group.rows
+    ]
+    return table([*headers, *(header for header, _ in columns), ratio], rows)

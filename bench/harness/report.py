@@ -47,14 +47,6 @@ def ms_text(ns: float) -> str:
     return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
 
 
-def peer_ratio(best: float, *, is_ours: bool, ours: float, fastest_peer: float | None) -> str:
-    """A throughput ratio within one algorithm: ratekeeper's row against the fastest
-    peer in the same run, a peer's row against ratekeeper's."""
-    if not is_ours:
-        return f"{best / ours:.2f}x ratekeeper"
-    return "no peer" if fastest_peer is None else f"{best / fastest_peer:.2f}x fastest peer"
-
-
 def heading(text: str) -> None:
     print(f"\n## {text}\n", flush=True)
 

@@ -13,11 +13,12 @@ request is allowed and carries ``X-RateLimit-Limit/Remaining/Reset``, and the
 run is checked afterwards to have answered 200 only. All requests carry
 ``X-API-Key: demo-pro`` (only the scanner-policy variant reads it).
 
-Load: ``wrk`` (C, one thread, keep-alive connections) when it is on PATH, else
-a Python generator (asyncio protocols on raw keep-alive HTTP/1.1 sockets, one
-request in flight per connection, in its own process, uvloop if installed).
-With two or more CPUs the servers are pinned to CPU 0 and the load generator
-to CPU 1 (``--no-pin`` to let the scheduler place them).
+Load (``bench/harness/http_load.py``): ``wrk`` (C, one thread, keep-alive
+connections) when it is on PATH, else a Python generator (asyncio protocols on
+raw keep-alive HTTP/1.1 sockets, one request in flight per connection, in its
+own process, uvloop if installed). With two or more CPUs the servers are
+pinned to CPU 0 and the load generator to CPU 1 (``--no-pin`` to let the
+scheduler place them).
 
 Method: the harness's rounds (``bench/harness``), on servers: all servers are
 started once and stay up. A round loads every variant in turn (order rotating
@@ -41,26 +42,33 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.cli import Settings, parser
-from harness.machine import CLK_TCK, cpu_times, load_average, version
-from harness.measure import Measurement, Pass, interleave, percentile
+from harness.http_load import (
+    Load,
+    Server,
+    measure_servers,
+    new_loop,
+    pin,
+    run_load,
+    start_server,
+    wait_answer,
+)
+from harness.machine import load_average, version
+from harness.measure import Measurement, Pass, interleave
 from harness.report import heading, ms_text, print_header, print_targets, table, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,402 +101,62 @@ OPT_IN = ("starlette+counter", "starlette+rk-fixed")  # run only when named with
 # --------------------------------------------------------------------------- #
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def raw_request(port: int, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """One ``GET /api/ping`` on a fresh connection: status, headers (lower-case), body."""
-    request = (
-        f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {API_KEY}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, body
-
-
-@dataclass
-class Server:
-    variant: str
-    port: int
-    process: subprocess.Popen[bytes]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def limited(self) -> bool:
-        return "+" in self.variant
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(variant: str, policy_dir: Path, settings: LoadSettings) -> Server:
-    port = free_port()
-    command = [
-        sys.executable,
-        str(APPS),
-        variant,
-        "--port",
-        str(port),
-        "--policy-dir",
-        str(policy_dir),
-        "--http",
-        settings.http,
-        "--loop",
-        settings.loop,
-    ]
-    if settings.server_cpu is not None:
-        command += ["--cpu", str(settings.server_cpu)]
-    process = subprocess.Popen(command, cwd=ROOT)  # noqa: S603  # our own script
-    return Server(variant, port, process)
-
-
-def wait_ready(server: Server, deadline: float) -> None:
-    """Wait for the port to answer, then check the answer: 200, the body, and
-    for a limited variant the three ``X-RateLimit-*`` headers."""
-    while True:
-        if server.process.poll() is not None:
-            sys.exit(f"{server.variant}: the server exited ({server.process.returncode})")
-        try:
-            status, headers, body = raw_request(server.port)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"{server.variant}: the server did not come up")
-            time.sleep(0.05)
-    if status != 200 or json.loads(body) != {"status": "ok"}:
-        sys.exit(f"{server.variant}: answered {status} {body!r}")
-    missing = [name for name in RATE_HEADERS if name not in headers]
-    if server.limited and missing:
-        sys.exit(f"{server.variant}: no {', '.join(missing)} in {sorted(headers)}")
-    server.headers = headers
-
-
-# --------------------------------------------------------------------------- #
-# Load generators.                                                             #
-# --------------------------------------------------------------------------- #
-
-
-def load_pass(
-    requests: int,
-    seconds: float,
-    bad: int,
-    p50_ms: float | None,
-    p99_ms: float | None,
-    cpu: dict[str, float],
-) -> Pass:
-    """What one measured window gave, as the harness's pass: the requests over the
-    window, the load generator's percentiles, and per-window CPU figures.
-
-    ``cpu`` holds CPU seconds in the window: ``client`` (the load generator),
-    ``server`` (the server process), ``busy`` (the whole machine, all CPUs,
-    steal included) and ``steal`` (taken by the hypervisor, all CPUs).
-    """
-    server, client, steal = cpu["server"], cpu["client"], cpu["steal"]
-    return Pass(
-        requests,
-        seconds * 1e9,
-        None if p50_ms is None else p50_ms * 1e6,
-        None if p99_ms is None else p99_ms * 1e6,
-        extra={
-            "bad": bad,  # answers other than 200, and socket errors
-            "server_us": server * 1e6 / max(requests, 1),
-            "server_util": server / seconds,
-            "client_util": client / seconds,
-            "other_util": (cpu["busy"] - steal - server - client) / seconds,
-            "steal_util": steal / seconds,
-        },
-    )
-
-
-def _pin(cpu: int | None) -> Any:
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _wrk_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _WRK_UNITS[unit]
-
-
-def run_wrk(server: Server, settings: LoadSettings) -> Pass:
-    url = f"http://127.0.0.1:{server.port}{PATH}"
-
-    def wrk(seconds: float, latency: bool) -> str:
-        command = [
-            settings.wrk,
-            "-t1",
-            f"-c{settings.connections}",
-            f"-d{seconds:g}s",
-            "-H",
-            f"X-API-Key: {API_KEY}",
-            url,
-        ]
-        if latency:
-            command.insert(1, "--latency")
-        return subprocess.run(  # noqa: S603  # wrk from PATH, fixed arguments
-            command,
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=_pin(settings.client_cpu),
-        ).stdout
-
-    wrk(settings.warmup, latency=False)
-    client_before, server_before = _children_cpu(), server.cpu_seconds()
-    busy_before, steal_before = cpu_times()
-    output = wrk(settings.seconds, latency=True)
-    client_cpu, server_cpu = _children_cpu() - client_before, server.cpu_seconds() - server_before
-    busy, steal = cpu_times()
-    match = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
-    if match is None:
-        sys.exit(f"{server.variant}: cannot read wrk's output:\n{output}")
-    requests = int(match.group(1))
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    if errors:
-        bad += sum(int(n) for n in errors.groups())
-    # wrk counts requests over its own -d window; its runtime line is that window
-    seconds = float(re.search(r"requests in ([\d.]+)s", output).group(1))  # type: ignore[union-attr]
-    cpu = {
-        "client": client_cpu,
-        "server": server_cpu,
-        "busy": busy - busy_before,
-        "steal": steal - steal_before,
-    }
-    return load_pass(
-        requests, seconds, bad, _wrk_ms(percentiles["50"]), _wrk_ms(percentiles["99"]), cpu
-    )
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection with one request in flight at a time."""
-
-    def __init__(self, generator: _PyGenerator) -> None:
-        self.generator = generator
-        self.buffer = bytearray()
-        self.started = 0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.send()
-
-    def send(self) -> None:
-        self.started = time.perf_counter_ns()
-        self.transport.write(self.generator.request)  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buffer[:end]).lower()
-            at = head.find(b"content-length:")
-            if at < 0:
-                raise RuntimeError("a response without Content-Length")
-            eol = head.find(b"\r\n", at)
-            length = int(head[at + 15 : eol if eol >= 0 else len(head)])
-            total = end + 4 + length
-            if len(buffer) < total:
-                return
-            status = buffer[9:12]
-            del buffer[:total]
-            self.generator.done(self.started, status)
-            if not self.generator.running:
-                self.transport.close()  # type: ignore[union-attr]
-                return
-            self.send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.generator.lost += exc is not None
-
-
-class _PyGenerator:
-    def __init__(self, port: int) -> None:
-        self.request = (
-            f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {API_KEY}\r\n\r\n"
-        ).encode()
-        self.running = True
-        self.measuring = False
-        self.latencies: list[int] = []
-        self.count = 0
-        self.bad = 0
-        self.lost = 0
-
-    def done(self, started: int, status: bytes) -> None:
-        if self.measuring:
-            self.count += 1
-            if status != b"200":
-                self.bad += 1
-            if self.count % 8 == 0:  # every 8th: enough for p99, a cheap loop
-                self.latencies.append(time.perf_counter_ns() - started)
-
-
-async def _py_load(port: int, connections: int, warmup: float, seconds: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    generator = _PyGenerator(port)
-    transports = []
-    for _ in range(connections):
-        transport, _ = await loop.create_connection(
-            lambda: _Connection(generator), "127.0.0.1", port
-        )
-        transports.append(transport)
-    await asyncio.sleep(warmup)
-    print("start", flush=True)
-    cpu, start = time.process_time(), time.perf_counter()
-    generator.measuring = True
-    await asyncio.sleep(seconds)
-    generator.measuring = False
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print("end", flush=True)
-    generator.running = False
-    await asyncio.sleep(0.05)
-    for transport in transports:
-        transport.close()
-    latencies = sorted(generator.latencies)
-
-    def pick(fraction: float) -> float | None:
-        return percentile(latencies, fraction) / 1e6 if latencies else None
-
-    return {
-        "requests": generator.count,
-        "seconds": elapsed,
-        "bad": generator.bad + generator.lost,
-        "p50_ms": pick(0.50),
-        "p99_ms": pick(0.99),
-        "client_cpu": cpu,
-    }
-
-
-def load_worker(argv: list[str]) -> None:
-    """``bench_asgi.py --load-worker PORT CONNECTIONS WARMUP SECONDS``: prints
-    ``start`` and ``end`` around the measured window, then a JSON line."""
-    port, connections, warmup, seconds = int(argv[0]), int(argv[1]), float(argv[2]), float(argv[3])
-    loop = _new_loop()
-    try:
-        result = loop.run_until_complete(_py_load(port, connections, warmup, seconds))
-    finally:
-        loop.close()
-    print(json.dumps(result), flush=True)
-
-
-def run_python(server: Server, settings: LoadSettings) -> Pass:
-    command = [
-        sys.executable,
-        __file__,
-        "--load-worker",
-        str(server.port),
-        str(settings.connections),
-        str(settings.warmup),
-        str(settings.seconds),
-    ]
-    process = subprocess.Popen(  # noqa: S603  # this script
-        command,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_pin(settings.client_cpu),
-    )
-    assert process.stdout is not None
-    lines = iter(process.stdout.readline, "")
-    if next(lines).strip() != "start":
-        sys.exit(f"{server.variant}: the load generator failed")
-    server_before = server.cpu_seconds()
-    busy_before, steal_before = cpu_times()
-    if next(lines).strip() != "end":
-        sys.exit(f"{server.variant}: the load generator failed")
-    server_cpu = server.cpu_seconds() - server_before
-    busy, steal = cpu_times()
-    result = json.loads(next(lines))
-    if process.wait() != 0:
-        sys.exit(f"{server.variant}: the load generator failed")
-    cpu = {
-        "client": result["client_cpu"],
-        "server": server_cpu,
-        "busy": busy - busy_before,
-        "steal": steal - steal_before,
-    }
-    return load_pass(
-        result["requests"],
-        result["seconds"],
-        result["bad"],
-        result["p50_ms"],
-        result["p99_ms"],
-        cpu,
-    )
-
-
-# --------------------------------------------------------------------------- #
-# Settings, measurement.                                                       #
-# --------------------------------------------------------------------------- #
-
-
 @dataclass(frozen=True)
-class LoadSettings(Settings):
-    warmup: float
-    connections: int
+class ServerSettings(Settings):
+    warmup: float  # load before each measured window
+    connections: int  # keep-alive connections
     loadgen: str  # "wrk" or "python"
     wrk: str
-    http: str
-    loop: str
-    server_cpu: int | None
-    client_cpu: int | None
+    http: str  # uvicorn --http
+    loop: str  # uvicorn --loop
+    server_cpu: int | None  # pin the servers to this CPU
+    client_cpu: int | None  # pin the load generator to this CPU
+
+    @property
+    def load(self) -> Load:
+        """How the harness loads every server: ``GET /api/ping`` with the demo key."""
+        return Load(
+            path=PATH,
+            headers={"X-API-Key": API_KEY},
+            seconds=self.seconds,
+            warmup=self.warmup,
+            connections=self.connections,
+            generator=self.loadgen,
+            wrk=self.wrk,
+            client_cpu=self.client_cpu,
+        )
 
 
-def measure(servers: list[Server], settings: LoadSettings) -> dict[str, Measurement]:
-    """Load every server once a round, in the harness's rotating order."""
-    run = run_wrk if settings.loadgen == "wrk" else run_python
+def start_variant(variant: str, policy_dir: Path, settings: ServerSettings) -> Server:
+    """``asgi_apps.py VARIANT`` on uvicorn in its own process, on a free port."""
 
-    def one(server: Server, calls: int | None) -> Pass:
-        load = run(server, settings)
-        if load.extra["bad"]:
-            sys.exit(f"{server.variant}: {load.extra['bad']:.0f} answers were not 200 (or errors)")
-        return load
+    def command(port: int) -> list[str]:
+        command = [sys.executable, str(APPS), variant, "--port", str(port)]
+        command += [
+            "--policy-dir",
+            str(policy_dir),
+            "--http",
+            settings.http,
+            "--loop",
+            settings.loop,
+        ]
+        if settings.server_cpu is not None:
+            command += ["--cpu", str(settings.server_cpu)]
+        return command
 
-    def report(round_: int, last: list[Pass]) -> None:
-        rates = ", ".join(f"{s.variant} {p.rate:,.0f}" for s, p in zip(servers, last, strict=True))
-        print(f"  round {round_ + 1}/{settings.rounds}: {rates}", flush=True)
+    return start_server(variant, command, ROOT)
 
-    measurements = interleave(servers, settings.rounds, one, after_round=report)
-    return {s.variant: m for s, m in zip(servers, measurements, strict=True)}
+
+def wait_ready(server: Server, settings: ServerSettings, deadline: float) -> dict[str, str]:
+    """Wait for the port to answer, then check the answer: 200, the body, and
+    for a limited variant the three ``X-RateLimit-*`` headers; return the headers."""
+    status, headers, body = wait_answer(server, settings.load, deadline)
+    if status != 200 or json.loads(body) != {"status": "ok"}:
+        sys.exit(f"{server.name}: answered {status} {body!r}")
+    missing = [name for name in RATE_HEADERS if name not in headers]
+    if "+" in server.name and missing:
+        sys.exit(f"{server.name}: no {', '.join(missing)} in {sorted(headers)}")
+    return headers
 
 
 # --------------------------------------------------------------------------- #
@@ -539,15 +207,6 @@ async def _answer(app: Any) -> tuple[int, dict[str, str]]:
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when it is installed (as uvicorn's ``auto`` picks), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 def run_inprocess(
     variants: list[str], policy_dir: Path, calls: int, rounds: int
 ) -> dict[str, Measurement]:
@@ -557,7 +216,7 @@ def run_inprocess(
     import asgi_apps
 
     apps = {name: asgi_apps.build(name, policy_dir) for name in variants}
-    loop = _new_loop()
+    loop = new_loop()
 
     def one(name: str, _calibrated: int | None) -> Pass:
         start = time.process_time_ns()
@@ -648,15 +307,16 @@ def middleware_tree(samples: dict[tuple[str, ...], int], depth: int) -> dict[tup
 
 
 def run_profile(
-    variant: str, policy_dir: Path, settings: LoadSettings, rate: int, keep: Path | None
+    variant: str, policy_dir: Path, settings: ServerSettings, rate: int, keep: Path | None
 ) -> None:
-    """Load ``variant``'s server and sample it with py-spy for ``settings.seconds``."""
+    """Load ``variant``'s server and sample it with py-spy for ``--seconds``."""
     spy = shutil.which("py-spy")
     if spy is None:
         sys.exit("--profile needs py-spy on PATH (pip install py-spy)")
-    server = start_server(variant, policy_dir, settings)
+    load = settings.load
+    server = start_variant(variant, policy_dir, settings)
     try:
-        wait_ready(server, time.monotonic() + 30)
+        wait_ready(server, settings, time.monotonic() + 30)
         out = keep or policy_dir / f"{variant}.stacks"
         record = [
             spy,
@@ -666,22 +326,21 @@ def run_profile(
             "-r",
             str(rate),
             "-d",
-            str(max(1, int(settings.seconds) - 1)),
+            str(max(1, int(load.seconds) - 1)),
             "-p",
             str(server.process.pid),
             "-o",
             str(out),
         ]
-        run = run_wrk if settings.loadgen == "wrk" else run_python
-        unprofiled = run(server, settings)  # the CPU per request without py-spy's pauses
-        load: list[Pass] = []
+        unprofiled = run_load(server, load)  # the CPU per request without py-spy's pauses
+        loaded: list[Pass] = []
         import threading
 
-        thread = threading.Thread(target=lambda: load.append(run(server, settings)))
+        thread = threading.Thread(target=lambda: loaded.append(run_load(server, load)))
         thread.start()
-        time.sleep(settings.warmup + 0.5)
+        time.sleep(load.warmup + 0.5)
         subprocess.run(  # noqa: S603  # py-spy from PATH, fixed arguments
-            record, capture_output=True, check=True, preexec_fn=_pin(settings.client_cpu)
+            record, capture_output=True, check=True, preexec_fn=pin(load.client_cpu)
         )
         thread.join()
     finally:
@@ -785,13 +444,13 @@ def summarize(results: dict[str, Measurement], wiring: dict[str, tuple[str, str]
     return rows
 
 
-def print_results(rows: list[Row], settings: LoadSettings) -> list[str]:
+def print_results(rows: list[Row], settings: ServerSettings) -> list[str]:
     summary = []
     for framework in FRAMEWORKS:
         group = [r for r in rows if r.variant.split("+", 1)[0] == framework]
         if not group:
             continue
-        heading(f"{framework}: GET {PATH}, {settings.connections} connections")
+        heading(f"{framework}: GET {PATH}, {settings.load.connections} connections")
         lines = []
         for r in group:
             lines.append(
@@ -900,22 +559,21 @@ def server_stack(http: str, loop: str) -> str:
 def run_servers(
     variants: list[str],
     policy_dir: Path,
-    settings: LoadSettings,
+    settings: ServerSettings,
     wiring: dict[str, tuple[str, str]],
 ) -> list[str]:
     """Start every variant's server, load them in interleaved rounds, print the tables."""
-    servers = [start_server(v, policy_dir, settings) for v in variants]
+    servers = [start_variant(v, policy_dir, settings) for v in variants]
     try:
         deadline = time.monotonic() + 30
-        for server in servers:
-            wait_ready(server, deadline)
-        limited = [s for s in servers if s.limited]
+        checked = {server.name: wait_ready(server, settings, deadline) for server in servers}
+        limited = [name for name in checked if "+" in name]
         if limited:
             example = limited[0]
-            shown = {k: v for k, v in example.headers.items() if k.startswith("x-ratelimit")}
-            print(f"\nheaders checked, e.g. {example.variant}: {shown}")
+            shown = {k: v for k, v in checked[example].items() if k.startswith("x-ratelimit")}
+            print(f"\nheaders checked, e.g. {example}: {shown}")
         print(flush=True)
-        results = measure(servers, settings)
+        results = measure_servers(servers, settings.load, settings.rounds)
     finally:
         for server in servers:
             server.stop()
@@ -955,8 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     if loadgen == "wrk" and not wrk:
         sys.exit("--loadgen wrk: wrk is not on PATH")
     cpus = sorted(os.sched_getaffinity(0))
-    pin = not args.no_pin and len(cpus) >= 2
-    settings = LoadSettings.from_args(
+    pinned = not args.no_pin and len(cpus) >= 2
+    settings = ServerSettings.from_args(
         args,
         SECTIONS,
         seconds=(2.0, 3.0),
@@ -967,12 +625,13 @@ def main(argv: list[str] | None = None) -> None:
         wrk=wrk or "wrk",
         http=args.http,
         loop=args.loop,
-        server_cpu=cpus[0] if pin else None,
-        client_cpu=cpus[1] if pin else None,
+        server_cpu=cpus[0] if pinned else None,
+        client_cpu=cpus[1] if pinned else None,
     )
     if loadgen == "wrk":  # wrk takes whole seconds
         whole = {"seconds": settings.seconds, "warmup": settings.warmup}
         settings = replace(settings, **{k: max(1, round(v)) for k, v in whole.items()})
+    load = settings.load
     variants = args.variant or [
         v for v in ALL_VARIANTS if not args.quick or v.startswith("starlette")
     ]
@@ -985,15 +644,15 @@ def main(argv: list[str] | None = None) -> None:
         wrk_version = subprocess.run(  # noqa: S603
             [wrk, "--version"], capture_output=True, text=True, check=False
         ).stdout.split(" Copyright")[0]
-        generator = f"{wrk_version.strip()} -t1 -c{settings.connections}"
+        generator = f"{wrk_version.strip()} -t1 -c{load.connections}"
     else:
         generator = (
-            f"Python asyncio protocols, raw keep-alive HTTP/1.1, {settings.connections} "
+            f"Python asyncio protocols, raw keep-alive HTTP/1.1, {load.connections} "
             "connections in one process"
         )
     pinning = (
-        f"servers on CPU {settings.server_cpu}, load generator on CPU {settings.client_cpu}"
-        if pin
+        f"servers on CPU {settings.server_cpu}, load generator on CPU {load.client_cpu}"
+        if pinned
         else "none"
     )
     calls = args.calls or settings.pick(2_000, 5_000)
@@ -1005,8 +664,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{server_stack(settings.http, settings.loop)}",
             f"load generator: {generator}",
             f"pinning: {pinning}",
-            f"method: {settings.rounds} rounds, each variant {settings.warmup:g}s warm-up + "
-            f"{settings.seconds:g}s measured per round, order rotating; best and median req/s",
+            f"method: {settings.rounds} rounds, each variant {load.warmup:g}s warm-up + "
+            f"{load.seconds:g}s measured per round, order rotating; best and median req/s",
             f"load average at start: {load_average()}",
             f"in-process: {calls:,} calls per variant and round, {settings.rounds} rounds",
         ],
@@ -1027,8 +686,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--load-worker":
-        load_worker(sys.argv[2:])
-    else:
-        with suppress(KeyboardInterrupt):
-            main()
+    with suppress(KeyboardInterrupt):
+        main()

@@ -167,10 +167,6 @@ class Measurement:
     passes: list[Pass]
 
     @property
-    def calls(self) -> int:
-        return self.passes[0].calls
-
-    @property
     def rates(self) -> list[float]:
         return [p.rate for p in self.passes]
 

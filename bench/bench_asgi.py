@@ -130,19 +130,12 @@ class ServerSettings(Settings):
 def start_variant(variant: str, policy_dir: Path, settings: ServerSettings) -> Server:
     """``asgi_apps.py VARIANT`` on uvicorn in its own process, on a free port."""
 
+    options = ["--policy-dir", str(policy_dir), "--http", settings.http, "--loop", settings.loop]
+    if settings.server_cpu is not None:
+        options += ["--cpu", str(settings.server_cpu)]
+
     def command(port: int) -> list[str]:
-        command = [sys.executable, str(APPS), variant, "--port", str(port)]
-        command += [
-            "--policy-dir",
-            str(policy_dir),
-            "--http",
-            settings.http,
-            "--loop",
-            settings.loop,
-        ]
-        if settings.server_cpu is not None:
-            command += ["--cpu", str(settings.server_cpu)]
-        return command
+        return [sys.executable, str(APPS), variant, "--port", str(port), *options]
 
     return start_server(variant, command, ROOT)
 

@@ -214,13 +214,13 @@ def rotation(count: int, round_: int) -> list[int]:
     return [*range(shift, count), *range(shift)]
 
 
-Subject = TypeVar("Subject")
+T = TypeVar("T")
 
 
 def interleave(
-    subjects: Sequence[Subject],
+    subjects: Sequence[T],
     rounds: int,
-    one: Callable[[Subject, int | None], Pass],
+    one: Callable[[T, int | None], Pass],
     after_round: Callable[[int, list[Pass]], None] | None = None,
 ) -> list[Measurement]:
     """Time every subject once a round, ``rounds`` times, in rotating order.

@@ -179,6 +179,26 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class _CpuMeter:
+    """CPU seconds the server, the whole machine and the hypervisor took from
+    its making to ``read`` (read as the window ends: the load generator winds
+    down after it); the load generator's own are the caller's to add."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.server_before = server.cpu_seconds()
+        self.busy_before, self.steal_before = cpu_times()
+
+    def read(self) -> dict[str, float]:
+        server = self.server.cpu_seconds() - self.server_before
+        busy, steal = cpu_times()
+        return {
+            "server": server,
+            "busy": busy - self.busy_before,
+            "steal": steal - self.steal_before,
+        }
+
+
 _WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -204,11 +224,10 @@ def run_wrk(server: Server, load: Load) -> Pass:
         ).stdout
 
     wrk(load.warmup, latency=False)
-    client_before, server_before = _children_cpu(), server.cpu_seconds()
-    busy_before, steal_before = cpu_times()
+    client_before, meter = _children_cpu(), _CpuMeter(server)
     output = wrk(load.seconds, latency=True)
-    client_cpu, server_cpu = _children_cpu() - client_before, server.cpu_seconds() - server_before
-    busy, steal = cpu_times()
+    client = _children_cpu() - client_before
+    cpu = {**meter.read(), "client": client}
     match = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     if match is None:
         sys.exit(f"{server.name}: cannot read wrk's output:\n{output}")
@@ -222,12 +241,6 @@ def run_wrk(server: Server, load: Load) -> Pass:
         bad += sum(int(n) for n in errors.groups())
     # wrk counts requests over its own -d window; its runtime line is that window
     seconds = float(re.search(r"requests in ([\d.]+)s", output).group(1))  # type: ignore[union-attr]
-    cpu = {
-        "client": client_cpu,
-        "server": server_cpu,
-        "busy": busy - busy_before,
-        "steal": steal - steal_before,
-    }
     return window(
         requests, seconds, bad, _wrk_ms(percentiles["50"]), _wrk_ms(percentiles["99"]), cpu
     )
@@ -254,21 +267,14 @@ def run_python(server: Server, load: Load) -> Pass:
     lines = iter(process.stdout.readline, "")
     if next(lines).strip() != "start":
         sys.exit(f"{server.name}: the load generator failed")
-    server_before = server.cpu_seconds()
-    busy_before, steal_before = cpu_times()
+    meter = _CpuMeter(server)
     if next(lines).strip() != "end":
         sys.exit(f"{server.name}: the load generator failed")
-    server_cpu = server.cpu_seconds() - server_before
-    busy, steal = cpu_times()
+    cpu = meter.read()
     result = json.loads(next(lines))
+    cpu["client"] = result["client_cpu"]
     if process.wait() != 0:
         sys.exit(f"{server.name}: the load generator failed")
-    cpu = {
-        "client": result["client_cpu"],
-        "server": server_cpu,
-        "busy": busy - busy_before,
-        "steal": steal - steal_before,
-    }
     return window(
         result["requests"],
         result["seconds"],

@@ -20,23 +20,18 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _git(*args: str) -> str:
+    command = ["git", *args]  # git from PATH, fixed arguments
+    return subprocess.run(  # noqa: S603
+        command, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def revision() -> str:
     """The commit the benchmarked source is at, marked when the tree has changes."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607  # git from PATH, fixed args
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--", "src")
     except (OSError, subprocess.CalledProcessError):
         return "unknown revision"
     return f"{head} (src/ has uncommitted changes)" if dirty else head

@@ -898,8 +898,6 @@ def main(argv: list[str] | None = None) -> None:
                 "ratekeeper's Redis store vs limits and pyrate-limiter",
                 PACKAGES,
                 [
-                    f"redis: {target.describe()}; redis-py {redis.__version__}, "
-                    f"hiredis {'on' if HIREDIS_AVAILABLE else 'off'}",
                     f"load average at start: {load_average()}",
                     f"method: {settings.rounds} rounds per measurement, interleaved; each round "
                     f"a timed pass of ~{settings.seconds:g}s of individually timed calls: "
@@ -908,6 +906,10 @@ def main(argv: list[str] | None = None) -> None:
                     f"(asyncio faces) or {CALLERS} threads (sync faces); GC on",
                 ],
                 settings.quick,
+                setup=[
+                    f"redis: {target.describe()}; redis-py {redis.__version__}, "
+                    f"hiredis {'on' if HIREDIS_AVAILABLE else 'off'}"
+                ],
             )
             summary: list[str] = []
             results: list[Table] = []

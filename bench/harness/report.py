@@ -55,11 +55,20 @@ def verdict(ok: bool) -> str:
     return "meets" if ok else "MISSES"
 
 
-def print_header(title: str, packages: Sequence[str], lines: Iterable[str], quick: bool) -> None:
-    """The run's title, the machine (with ``packages``' versions), the command, then
-    ``lines`` (what else the reader needs: the method, the server, the load)."""
+def print_header(
+    title: str,
+    packages: Sequence[str],
+    lines: Iterable[str],
+    quick: bool,
+    setup: Iterable[str] = (),
+) -> None:
+    """The run's title, the machine (with ``packages``' versions) and the rest of
+    the ``setup`` measured (a server), the command, then ``lines`` (what else the
+    reader needs: the method, the load)."""
     print(f"# {title}\n")
     print(f"machine: {machine(packages)}")
+    for line in setup:
+        print(line)
     print(f"command: python {' '.join(sys.argv)}")
     for line in lines:
         print(line)

@@ -13,23 +13,26 @@ request is allowed and carries ``X-RateLimit-Limit/Remaining/Reset``, and the
 run is checked afterwards to have answered 200 only. All requests carry
 ``X-API-Key: demo-pro`` (only the scanner-policy variant reads it).
 
-Load: ``wrk`` (C, one thread, keep-alive connections) when it is on PATH, else
-a Python generator (asyncio protocols on raw keep-alive HTTP/1.1 sockets, one
-request in flight per connection, in its own process, uvloop if installed).
-With two or more CPUs the servers are pinned to CPU 0 and the load generator
-to CPU 1 (``--no-pin`` to let the scheduler place them).
+Load (``bench/harness/http_load.py``): ``wrk`` (C, one thread, keep-alive
+connections) when it is on PATH, else a Python generator (asyncio protocols on
+raw keep-alive HTTP/1.1 sockets, one request in flight per connection, in its
+own process, uvloop if installed). With two or more CPUs the servers are
+pinned to CPU 0 and the load generator to CPU 1 (``--no-pin`` to let the
+scheduler place them).
 
-Method: all servers are started once and stay up. A round loads every variant
-in turn (order rotating from round to round, so noise from the machine falls
-on every variant alike): ``--warmup`` seconds of load, then ``--seconds`` of
-measured load. Throughput is the best round (noise only ever removes
-requests), the median beside it; p50/p99 are the load generator's, median
-over rounds. Server CPU per request is the server process's user+system time
-over the measured window (``/proc/<pid>/stat``) divided by the requests: a
-second view of the cost that is less sensitive to how busy the machine was.
-The overhead of a variant is ``1 - its req/s / the bare app's req/s`` (best
-against best); the paired figure is the median over rounds of the same ratio
-taken within each round.
+Method: the harness's rounds (``bench/harness``), on servers: all servers are
+started once and stay up. A round loads every variant in turn (order rotating
+from round to round, so noise from the machine falls on every variant alike):
+``--warmup`` seconds of load, then ``--seconds`` of measured load. Throughput
+is the best round (noise only ever removes requests), the median beside it;
+p50/p99 are the load generator's, median over rounds. Server CPU per request
+is the server process's user+system time over the measured window
+(``/proc/<pid>/stat``) divided by the requests: a second view of the cost that
+is less sensitive to how busy the machine was. The overhead of a variant is
+``1 - its req/s / the bare app's req/s`` (best against best); the paired
+figure is the median over rounds of the same ratio taken within each round.
+The in-process section times the apps called directly in the same rotating
+rounds, in CPU time of the bench's own process.
 
 Run from the repository root::
 
@@ -39,27 +42,38 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import os
-import platform
 import re
-import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import suppress
-from dataclasses import dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.cli import Settings, parser
+from harness.http_load import (
+    Load,
+    Server,
+    measure_servers,
+    new_loop,
+    pin,
+    run_load,
+    start_server,
+    wait_answer,
+)
+from harness.machine import load_average, version
+from harness.measure import Measurement, Pass, interleave
+from harness.report import heading, ms_text, print_header, print_targets, table, verdict
+
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("ratekeeper", "uvicorn", "starlette", "fastapi", "slowapi", "limits")
+SECTIONS = ("inprocess", "server")
 APPS = Path(__file__).resolve().parent / "asgi_apps.py"
 PATH = "/api/ping"
 API_KEY = "demo-pro"
@@ -80,7 +94,6 @@ ALL_VARIANTS = (
     "fastapi+slowapi-asgi",
 )
 OPT_IN = ("starlette+counter", "starlette+rk-fixed")  # run only when named with --variant
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------- #
@@ -88,406 +101,55 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --------------------------------------------------------------------------- #
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def raw_request(port: int, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """One ``GET /api/ping`` on a fresh connection: status, headers (lower-case), body."""
-    request = (
-        f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {API_KEY}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(request)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers, body
-
-
-@dataclass
-class Server:
-    variant: str
-    port: int
-    process: subprocess.Popen[bytes]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def limited(self) -> bool:
-        return "+" in self.variant
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the server process so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def start_server(variant: str, policy_dir: Path, settings: Settings) -> Server:
-    port = free_port()
-    command = [
-        sys.executable,
-        str(APPS),
-        variant,
-        "--port",
-        str(port),
-        "--policy-dir",
-        str(policy_dir),
-        "--http",
-        settings.http,
-        "--loop",
-        settings.loop,
-    ]
-    if settings.server_cpu is not None:
-        command += ["--cpu", str(settings.server_cpu)]
-    process = subprocess.Popen(command, cwd=ROOT)  # noqa: S603  # our own script
-    return Server(variant, port, process)
-
-
-def wait_ready(server: Server, deadline: float) -> None:
-    """Wait for the port to answer, then check the answer: 200, the body, and
-    for a limited variant the three ``X-RateLimit-*`` headers."""
-    while True:
-        if server.process.poll() is not None:
-            sys.exit(f"{server.variant}: the server exited ({server.process.returncode})")
-        try:
-            status, headers, body = raw_request(server.port)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                sys.exit(f"{server.variant}: the server did not come up")
-            time.sleep(0.05)
-    if status != 200 or json.loads(body) != {"status": "ok"}:
-        sys.exit(f"{server.variant}: answered {status} {body!r}")
-    missing = [name for name in RATE_HEADERS if name not in headers]
-    if server.limited and missing:
-        sys.exit(f"{server.variant}: no {', '.join(missing)} in {sorted(headers)}")
-    server.headers = headers
-
-
-# --------------------------------------------------------------------------- #
-# Load generators.                                                             #
-# --------------------------------------------------------------------------- #
-
-
-@dataclass
-class Load:
-    """What one measured window gave."""
-
-    requests: int
-    seconds: float
-    bad: int  # answers other than 200, and socket errors
-    p50_ms: float | None
-    p99_ms: float | None
-    client_cpu: float  # seconds of the load generator's CPU in the window
-    server_cpu: float  # seconds of the server's CPU in the window
-    busy: float  # CPU seconds the whole machine was busy (all CPUs, steal included)
-    steal: float  # CPU seconds the hypervisor took (all CPUs)
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    @property
-    def server_us_per_request(self) -> float:
-        return self.server_cpu * 1e6 / max(self.requests, 1)
-
-
-def _pin(cpu: int | None) -> Any:
-    if cpu is None:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
-
-
-def machine_cpu() -> tuple[float, float]:
-    """Busy (everything but idle and iowait, steal included) and stolen CPU
-    seconds of the whole machine so far, from ``/proc/stat``."""
-    with open("/proc/stat") as stat:
-        ticks = [int(n) for n in stat.readline().split()[1:9]]
-    user, nice, system, idle, iowait, irq, softirq, steal = ticks
-    del idle, iowait
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK, steal / CLK_TCK
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-_WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _wrk_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _WRK_UNITS[unit]
-
-
-def run_wrk(server: Server, settings: Settings) -> Load:
-    url = f"http://127.0.0.1:{server.port}{PATH}"
-
-    def wrk(seconds: float, latency: bool) -> str:
-        command = [
-            settings.wrk,
-            "-t1",
-            f"-c{settings.connections}",
-            f"-d{seconds:g}s",
-            "-H",
-            f"X-API-Key: {API_KEY}",
-            url,
-        ]
-        if latency:
-            command.insert(1, "--latency")
-        return subprocess.run(  # noqa: S603  # wrk from PATH, fixed arguments
-            command,
-            capture_output=True,
-            text=True,
-            check=True,
-            preexec_fn=_pin(settings.client_cpu),
-        ).stdout
-
-    wrk(settings.warmup, latency=False)
-    client_before, server_before = _children_cpu(), server.cpu_seconds()
-    busy_before, steal_before = machine_cpu()
-    output = wrk(settings.seconds, latency=True)
-    client_cpu, server_cpu = _children_cpu() - client_before, server.cpu_seconds() - server_before
-    busy, steal = machine_cpu()
-    match = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
-    if match is None:
-        sys.exit(f"{server.variant}: cannot read wrk's output:\n{output}")
-    requests = int(match.group(1))
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
-    bad = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
-    )
-    if errors:
-        bad += sum(int(n) for n in errors.groups())
-    # wrk counts requests over its own -d window; its runtime line is that window
-    seconds = float(re.search(r"requests in ([\d.]+)s", output).group(1))  # type: ignore[union-attr]
-    return Load(
-        requests,
-        seconds,
-        bad,
-        _wrk_ms(percentiles["50"]),
-        _wrk_ms(percentiles["99"]),
-        client_cpu,
-        server_cpu,
-        busy - busy_before,
-        steal - steal_before,
-    )
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection with one request in flight at a time."""
-
-    def __init__(self, generator: _PyGenerator) -> None:
-        self.generator = generator
-        self.buffer = bytearray()
-        self.started = 0
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.send()
-
-    def send(self) -> None:
-        self.started = time.perf_counter_ns()
-        self.transport.write(self.generator.request)  # type: ignore[union-attr]
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buffer[:end]).lower()
-            at = head.find(b"content-length:")
-            if at < 0:
-                raise RuntimeError("a response without Content-Length")
-            eol = head.find(b"\r\n", at)
-            length = int(head[at + 15 : eol if eol >= 0 else len(head)])
-            total = end + 4 + length
-            if len(buffer) < total:
-                return
-            status = buffer[9:12]
-            del buffer[:total]
-            self.generator.done(self.started, status)
-            if not self.generator.running:
-                self.transport.close()  # type: ignore[union-attr]
-                return
-            self.send()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.generator.lost += exc is not None
-
-
-class _PyGenerator:
-    def __init__(self, port: int) -> None:
-        self.request = (
-            f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-API-Key: {API_KEY}\r\n\r\n"
-        ).encode()
-        self.running = True
-        self.measuring = False
-        self.latencies: list[int] = []
-        self.count = 0
-        self.bad = 0
-        self.lost = 0
-
-    def done(self, started: int, status: bytes) -> None:
-        if self.measuring:
-            self.count += 1
-            if status != b"200":
-                self.bad += 1
-            if self.count % 8 == 0:  # every 8th: enough for p99, a cheap loop
-                self.latencies.append(time.perf_counter_ns() - started)
-
-
-async def _py_load(port: int, connections: int, warmup: float, seconds: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    generator = _PyGenerator(port)
-    transports = []
-    for _ in range(connections):
-        transport, _ = await loop.create_connection(
-            lambda: _Connection(generator), "127.0.0.1", port
-        )
-        transports.append(transport)
-    await asyncio.sleep(warmup)
-    print("start", flush=True)
-    cpu, start = time.process_time(), time.perf_counter()
-    generator.measuring = True
-    await asyncio.sleep(seconds)
-    generator.measuring = False
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print("end", flush=True)
-    generator.running = False
-    await asyncio.sleep(0.05)
-    for transport in transports:
-        transport.close()
-    latencies = sorted(generator.latencies)
-
-    def pick(fraction: float) -> float | None:
-        if not latencies:
-            return None
-        return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] / 1e6
-
-    return {
-        "requests": generator.count,
-        "seconds": elapsed,
-        "bad": generator.bad + generator.lost,
-        "p50_ms": pick(0.50),
-        "p99_ms": pick(0.99),
-        "client_cpu": cpu,
-    }
-
-
-def load_worker(argv: list[str]) -> None:
-    """``bench_asgi.py --load-worker PORT CONNECTIONS WARMUP SECONDS``: prints
-    ``start`` and ``end`` around the measured window, then a JSON line."""
-    port, connections, warmup, seconds = int(argv[0]), int(argv[1]), float(argv[2]), float(argv[3])
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    print(json.dumps(runner(_py_load(port, connections, warmup, seconds))), flush=True)
-
-
-def run_python(server: Server, settings: Settings) -> Load:
-    command = [
-        sys.executable,
-        __file__,
-        "--load-worker",
-        str(server.port),
-        str(settings.connections),
-        str(settings.warmup),
-        str(settings.seconds),
-    ]
-    process = subprocess.Popen(  # noqa: S603  # this script
-        command,
-        stdout=subprocess.PIPE,
-        text=True,
-        preexec_fn=_pin(settings.client_cpu),
-    )
-    assert process.stdout is not None
-    lines = iter(process.stdout.readline, "")
-    if next(lines).strip() != "start":
-        sys.exit(f"{server.variant}: the load generator failed")
-    server_before = server.cpu_seconds()
-    busy_before, steal_before = machine_cpu()
-    if next(lines).strip() != "end":
-        sys.exit(f"{server.variant}: the load generator failed")
-    server_cpu = server.cpu_seconds() - server_before
-    busy, steal = machine_cpu()
-    result = json.loads(next(lines))
-    if process.wait() != 0:
-        sys.exit(f"{server.variant}: the load generator failed")
-    return Load(
-        result["requests"],
-        result["seconds"],
-        result["bad"],
-        result["p50_ms"],
-        result["p99_ms"],
-        result["client_cpu"],
-        server_cpu,
-        busy - busy_before,
-        steal - steal_before,
-    )
-
-
-# --------------------------------------------------------------------------- #
-# Settings, measurement.                                                       #
-# --------------------------------------------------------------------------- #
-
-
 @dataclass(frozen=True)
-class Settings:
-    seconds: float
-    warmup: float
-    rounds: int
-    connections: int
+class ServerSettings(Settings):
+    warmup: float  # load before each measured window
+    connections: int  # keep-alive connections
     loadgen: str  # "wrk" or "python"
     wrk: str
-    http: str
-    loop: str
-    server_cpu: int | None
-    client_cpu: int | None
-    quick: bool
+    http: str  # uvicorn --http
+    loop: str  # uvicorn --loop
+    server_cpu: int | None  # pin the servers to this CPU
+    client_cpu: int | None  # pin the load generator to this CPU
+
+    @property
+    def load(self) -> Load:
+        """How the harness loads every server: ``GET /api/ping`` with the demo key."""
+        return Load(
+            path=PATH,
+            headers={"X-API-Key": API_KEY},
+            seconds=self.seconds,
+            warmup=self.warmup,
+            connections=self.connections,
+            generator=self.loadgen,
+            wrk=self.wrk,
+            client_cpu=self.client_cpu,
+        )
 
 
-def measure(servers: list[Server], settings: Settings) -> dict[str, list[Load]]:
-    results: dict[str, list[Load]] = {s.variant: [] for s in servers}
-    run = run_wrk if settings.loadgen == "wrk" else run_python
-    for round_ in range(settings.rounds):
-        shift = round_ % len(servers)
-        order = servers[shift:] + servers[:shift]
-        for server in order:
-            load = run(server, settings)
-            if load.bad:
-                sys.exit(f"{server.variant}: {load.bad} answers were not 200 (or errors)")
-            results[server.variant].append(load)
-        rates = ", ".join(f"{s.variant} {results[s.variant][-1].rate:,.0f}" for s in servers)
-        print(f"  round {round_ + 1}/{settings.rounds}: {rates}", flush=True)
-    return results
+def start_variant(variant: str, policy_dir: Path, settings: ServerSettings) -> Server:
+    """``asgi_apps.py VARIANT`` on uvicorn in its own process, on a free port."""
+
+    options = ["--policy-dir", str(policy_dir), "--http", settings.http, "--loop", settings.loop]
+    if settings.server_cpu is not None:
+        options += ["--cpu", str(settings.server_cpu)]
+
+    def command(port: int) -> list[str]:
+        return [sys.executable, str(APPS), variant, "--port", str(port), *options]
+
+    return start_server(variant, command, ROOT)
+
+
+def wait_ready(server: Server, settings: ServerSettings, deadline: float) -> dict[str, str]:
+    """Wait for the port to answer, then check the answer: 200, the body, and
+    for a limited variant the three ``X-RateLimit-*`` headers; return the headers."""
+    status, headers, body = wait_answer(server, settings.load, deadline)
+    if status != 200 or json.loads(body) != {"status": "ok"}:
+        sys.exit(f"{server.name}: answered {status} {body!r}")
+    missing = [name for name in RATE_HEADERS if name not in headers]
+    if "+" in server.name and missing:
+        sys.exit(f"{server.name}: no {', '.join(missing)} in {sorted(headers)}")
+    return headers
 
 
 # --------------------------------------------------------------------------- #
@@ -538,54 +200,46 @@ async def _answer(app: Any) -> tuple[int, dict[str, str]]:
     return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}
 
 
-async def _measure_inprocess(
-    apps: dict[str, Any], calls: int, rounds: int
-) -> dict[str, list[float]]:
-    """CPU microseconds per request (``time.process_time``: this process only, so
-    other load on the machine costs no time here; background threads count)."""
-    for name, app in apps.items():
-        status, headers = await _answer(app)
-        if status != 200 or ("+" in name and "x-ratelimit-remaining" not in headers):
-            sys.exit(f"in-process {name}: answered {status} {headers}")
-        await _calls(app, max(calls // 5, 200))  # warm-up
-    costs: dict[str, list[float]] = {name: [] for name in apps}
-    names = list(apps)
-    for round_ in range(rounds):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            start = time.process_time()
-            await _calls(apps[name], calls)
-            costs[name].append((time.process_time() - start) * 1e6 / calls)
-    return costs
-
-
 def run_inprocess(
     variants: list[str], policy_dir: Path, calls: int, rounds: int
-) -> dict[str, list[float]]:
+) -> dict[str, Measurement]:
+    """CPU time per request (``time.process_time``: this process only, so other
+    load on the machine costs no time here; background threads count), each app
+    checked and warmed up first, then the harness's interleaved rounds."""
     import asgi_apps
 
     apps = {name: asgi_apps.build(name, policy_dir) for name in variants}
-    try:
-        import uvloop
+    loop = new_loop()
 
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    return runner(_measure_inprocess(apps, calls, rounds))
+    def one(name: str, _calibrated: int | None) -> Pass:
+        start = time.process_time_ns()
+        loop.run_until_complete(_calls(apps[name], calls))
+        return Pass(calls, time.process_time_ns() - start)
+
+    try:
+        for name, app in apps.items():
+            status, headers = loop.run_until_complete(_answer(app))
+            if status != 200 or ("+" in name and "x-ratelimit-remaining" not in headers):
+                sys.exit(f"in-process {name}: answered {status} {headers}")
+            loop.run_until_complete(_calls(app, max(calls // 5, 200)))  # warm-up
+        measurements = interleave(list(apps), rounds, one)
+    finally:
+        loop.close()
+    return dict(zip(apps, measurements, strict=True))
 
 
 def print_inprocess(
-    costs: dict[str, list[float]], wiring: dict[str, tuple[str, str]], calls: int
+    costs: dict[str, Measurement], wiring: dict[str, tuple[str, str]], calls: int
 ) -> None:
     heading(f"In-process: CPU us per request, the ASGI app called directly ({calls:,} calls)")
     rows = []
-    for name, samples in costs.items():
+    for name, m in costs.items():
         bare = name.split("+", 1)[0]
-        best = min(samples)
-        extra = "-" if bare == name or bare not in costs else f"{best - min(costs[bare]):+.1f}"
-        rows.append(
-            [name, *wiring[name], f"{best:.1f}", f"{statistics.median(samples):.1f}", extra]
+        best = m.best_ns / 1e3
+        extra = (
+            "-" if bare == name or bare not in costs else f"{best - costs[bare].best_ns / 1e3:+.1f}"
         )
+        rows.append([name, *wiring[name], f"{best:.1f}", f"{m.median_ns / 1e3:.1f}", extra])
     print(
         table(
             ["variant", "library", "wiring", "CPU us/req (best)", "(median)", "vs bare"],
@@ -646,15 +300,16 @@ def middleware_tree(samples: dict[tuple[str, ...], int], depth: int) -> dict[tup
 
 
 def run_profile(
-    variant: str, policy_dir: Path, settings: Settings, rate: int, keep: Path | None
+    variant: str, policy_dir: Path, settings: ServerSettings, rate: int, keep: Path | None
 ) -> None:
-    """Load ``variant``'s server and sample it with py-spy for ``settings.seconds``."""
+    """Load ``variant``'s server and sample it with py-spy for ``--seconds``."""
     spy = shutil.which("py-spy")
     if spy is None:
         sys.exit("--profile needs py-spy on PATH (pip install py-spy)")
-    server = start_server(variant, policy_dir, settings)
+    load = settings.load
+    server = start_variant(variant, policy_dir, settings)
     try:
-        wait_ready(server, time.monotonic() + 30)
+        wait_ready(server, settings, time.monotonic() + 30)
         out = keep or policy_dir / f"{variant}.stacks"
         record = [
             spy,
@@ -664,22 +319,21 @@ def run_profile(
             "-r",
             str(rate),
             "-d",
-            str(max(1, int(settings.seconds) - 1)),
+            str(max(1, int(load.seconds) - 1)),
             "-p",
             str(server.process.pid),
             "-o",
             str(out),
         ]
-        run = run_wrk if settings.loadgen == "wrk" else run_python
-        unprofiled = run(server, settings)  # the CPU per request without py-spy's pauses
-        load: list[Load] = []
+        unprofiled = run_load(server, load)  # the CPU per request without py-spy's pauses
+        loaded: list[Pass] = []
         import threading
 
-        thread = threading.Thread(target=lambda: load.append(run(server, settings)))
+        thread = threading.Thread(target=lambda: loaded.append(run_load(server, load)))
         thread.start()
-        time.sleep(settings.warmup + 0.5)
+        time.sleep(load.warmup + 0.5)
         subprocess.run(  # noqa: S603  # py-spy from PATH, fixed arguments
-            record, capture_output=True, check=True, preexec_fn=_pin(settings.client_cpu)
+            record, capture_output=True, check=True, preexec_fn=pin(load.client_cpu)
         )
         thread.join()
     finally:
@@ -690,7 +344,7 @@ def run_profile(
         key = tuple(stack.split(";"))
         samples[key] = samples.get(key, 0) + int(count)
     total = sum(samples.values())
-    us = unprofiled.server_us_per_request
+    us = unprofiled.extra["server_us"]
     heading(
         f"Profile: {variant} under load, py-spy {rate} Hz ({total:,} samples; without "
         f"py-spy {unprofiled.rate:,.0f} req/s, server CPU {us:.0f} us/request)"
@@ -721,31 +375,6 @@ def run_profile(
 # --------------------------------------------------------------------------- #
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A Markdown pipe table, padded so it also reads well in a terminal."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def heading(text: str) -> None:
-    print(f"\n## {text}\n", flush=True)
-
-
-def verdict(ok: bool) -> str:
-    return "meets" if ok else "MISSES"
-
-
-def ms_text(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    return f"{ms:.2f}" if ms < 10 else f"{ms:.1f}"
-
-
 def pct(fraction: float) -> str:
     return f"{100 * fraction:+.1f}%"
 
@@ -757,8 +386,8 @@ class Row:
     wiring: str
     best: float
     median: float
-    p50: float | None
-    p99: float | None
+    p50_ns: float  # the load generator's, median over rounds (nan: not measured)
+    p99_ns: float
     cpu_us: float  # median server CPU us per request
     server_util: float  # median share of one CPU the server used
     client_util: float  # median share of one CPU the load generator used
@@ -772,31 +401,24 @@ class Row:
     budget: float | None = None  # CPU us/req a limiter may add and keep within the target
 
 
-def summarize(results: dict[str, list[Load]], wiring: dict[str, tuple[str, str]]) -> list[Row]:
-    rows = []
-    for variant, loads in results.items():
-        rates = [load.rate for load in loads]
-        p50s = [load.p50_ms for load in loads if load.p50_ms is not None]
-        p99s = [load.p99_ms for load in loads if load.p99_ms is not None]
-        rows.append(
-            Row(
-                variant,
-                *wiring[variant],
-                best=max(rates),
-                median=statistics.median(rates),
-                p50=statistics.median(p50s) if p50s else None,
-                p99=statistics.median(p99s) if p99s else None,
-                cpu_us=statistics.median(load.server_us_per_request for load in loads),
-                server_util=statistics.median(load.server_cpu / load.seconds for load in loads),
-                client_util=statistics.median(load.client_cpu / load.seconds for load in loads),
-                other_util=statistics.median(
-                    (load.busy - load.steal - load.server_cpu - load.client_cpu) / load.seconds
-                    for load in loads
-                ),
-                steal_util=statistics.median(load.steal / load.seconds for load in loads),
-                spread=(max(rates) - min(rates)) / max(rates),
-            )
+def summarize(results: dict[str, Measurement], wiring: dict[str, tuple[str, str]]) -> list[Row]:
+    rows = [
+        Row(
+            variant,
+            *wiring[variant],
+            best=m.best,
+            median=m.median,
+            p50_ns=m.p50_ns,
+            p99_ns=m.p99_ns,
+            cpu_us=m.median_of("server_us"),
+            server_util=m.median_of("server_util"),
+            client_util=m.median_of("client_util"),
+            other_util=m.median_of("other_util"),
+            steal_util=m.median_of("steal_util"),
+            spread=m.spread,
         )
+        for variant, m in results.items()
+    ]
     for row in rows:
         bare_name = row.variant.split("+", 1)[0]
         if bare_name == row.variant or bare_name not in results:
@@ -804,8 +426,10 @@ def summarize(results: dict[str, list[Load]], wiring: dict[str, tuple[str, str]]
         bare = next(r for r in rows if r.variant == bare_name)
         row.overhead = 1 - row.best / bare.best
         row.paired = statistics.median(
-            1 - mine.rate / theirs.rate
-            for mine, theirs in zip(results[row.variant], results[bare_name], strict=True)
+            1 - mine / theirs
+            for mine, theirs in zip(
+                results[row.variant].rates, results[bare_name].rates, strict=True
+            )
         )
         row.cpu_extra = row.cpu_us - bare.cpu_us
         row.cpu_loss = 1 - bare.cpu_us / row.cpu_us
@@ -813,13 +437,13 @@ def summarize(results: dict[str, list[Load]], wiring: dict[str, tuple[str, str]]
     return rows
 
 
-def print_results(rows: list[Row], settings: Settings) -> list[str]:
+def print_results(rows: list[Row], settings: ServerSettings) -> list[str]:
     summary = []
     for framework in FRAMEWORKS:
         group = [r for r in rows if r.variant.split("+", 1)[0] == framework]
         if not group:
             continue
-        heading(f"{framework}: GET {PATH}, {settings.connections} connections")
+        heading(f"{framework}: GET {PATH}, {settings.load.connections} connections")
         lines = []
         for r in group:
             lines.append(
@@ -829,8 +453,8 @@ def print_results(rows: list[Row], settings: Settings) -> list[str]:
                     r.wiring,
                     f"{r.best:,.0f}",
                     f"{r.median:,.0f}",
-                    ms_text(r.p50),
-                    ms_text(r.p99),
+                    ms_text(r.p50_ns),
+                    ms_text(r.p99_ns),
                     f"{r.cpu_us:.0f}",
                     "-" if r.overhead is None else pct(-r.overhead),
                     "-" if r.paired is None else pct(-r.paired),
@@ -904,52 +528,6 @@ def print_results(rows: list[Row], settings: Settings) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-def revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return f"{head} (src/ has uncommitted changes)" if dirty else head
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown"
-    with suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        model = next(
-            (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-            model,
-        )
-    versions = ", ".join(
-        f"{name} {_version(name)}"
-        for name in ("ratekeeper", "uvicorn", "starlette", "fastapi", "slowapi", "limits")
-    )
-    return (
-        f"ratekeeper at {revision()}; {platform.python_implementation()} "
-        f"{platform.python_version()} on {platform.system()} {platform.machine()}, {model}, "
-        f"nproc={os.cpu_count()}; {versions}"
-    )
-
-
 def server_stack(http: str, loop: str) -> str:
     """What uvicorn's ``auto`` picks: httptools and uvloop when importable."""
 
@@ -967,64 +545,60 @@ def server_stack(http: str, loop: str) -> str:
     parts = [f"http={http}", f"loop={loop}"]
     for module in (http, loop):
         if module in ("httptools", "uvloop", "h11"):
-            parts.append(f"{module} {_version(module)}")
+            parts.append(f"{module} {version(module)}")
     return ", ".join(parts)
 
 
 def run_servers(
-    variants: list[str], policy_dir: Path, settings: Settings, wiring: dict[str, tuple[str, str]]
+    variants: list[str],
+    policy_dir: Path,
+    settings: ServerSettings,
+    wiring: dict[str, tuple[str, str]],
 ) -> list[str]:
     """Start every variant's server, load them in interleaved rounds, print the tables."""
-    servers = [start_server(v, policy_dir, settings) for v in variants]
+    servers = [start_variant(v, policy_dir, settings) for v in variants]
     try:
         deadline = time.monotonic() + 30
-        for server in servers:
-            wait_ready(server, deadline)
-        limited = [s for s in servers if s.limited]
+        checked = {server.name: wait_ready(server, settings, deadline) for server in servers}
+        limited = [name for name in checked if "+" in name]
         if limited:
             example = limited[0]
-            shown = {k: v for k, v in example.headers.items() if k.startswith("x-ratelimit")}
-            print(f"\nheaders checked, e.g. {example.variant}: {shown}")
+            shown = {k: v for k, v in checked[example].items() if k.startswith("x-ratelimit")}
+            print(f"\nheaders checked, e.g. {example}: {shown}")
         print(flush=True)
-        results = measure(servers, settings)
+        results = measure_servers(servers, settings.load, settings.rounds)
     finally:
         for server in servers:
             server.stop()
     summary = print_results(summarize(results, wiring), settings)
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average at end: {load_average()}")
     return summary
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--seconds", type=float, help="measured load per variant and round")
-    parser.add_argument("--warmup", type=float, help="load before each measured window")
-    parser.add_argument("--rounds", type=int, help="rounds over all variants")
-    parser.add_argument("--connections", type=int, default=64, help="keep-alive connections")
-    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
-    parser.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin server and client")
-    parser.add_argument(
-        "--only", choices=["server", "inprocess"], help="run one section (default: both)"
-    )
-    parser.add_argument("--calls", type=int, help="in-process calls per variant and round")
-    parser.add_argument(
+    options = parser(__doc__, SECTIONS, seconds="measured load per variant and round")
+    options.add_argument("--warmup", type=float, help="load before each measured window")
+    options.add_argument("--connections", type=int, default=64, help="keep-alive connections")
+    options.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    options.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
+    options.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
+    options.add_argument("--no-pin", action="store_true", help="do not pin server and client")
+    options.add_argument("--calls", type=int, help="in-process calls per variant and round")
+    options.add_argument(
         "--profile",
         choices=ALL_VARIANTS + OPT_IN,
         metavar="VARIANT",
         help="instead: load one variant and show where its middleware spends time (py-spy)",
     )
-    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
-    parser.add_argument("--stacks", type=Path, help="with --profile: keep py-spy's raw stacks")
-    parser.add_argument(
+    options.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    options.add_argument("--stacks", type=Path, help="with --profile: keep py-spy's raw stacks")
+    options.add_argument(
         "--variant",
         action="append",
         choices=ALL_VARIANTS + OPT_IN,
         help="run only these variants (repeatable; give the bare app too for ratios)",
     )
-    args = parser.parse_args(argv)
+    args = options.parse_args(argv)
     wrk = shutil.which("wrk")
     loadgen = args.loadgen
     if loadgen == "auto":
@@ -1032,24 +606,25 @@ def main(argv: list[str] | None = None) -> None:
     if loadgen == "wrk" and not wrk:
         sys.exit("--loadgen wrk: wrk is not on PATH")
     cpus = sorted(os.sched_getaffinity(0))
-    pin = not args.no_pin and len(cpus) >= 2
-    seconds = args.seconds or (2.0 if args.quick else 3.0)
-    warmup = args.warmup or 1.0
-    if loadgen == "wrk":  # wrk takes whole seconds
-        seconds, warmup = max(1, round(seconds)), max(1, round(warmup))
-    settings = Settings(
-        seconds=seconds,
-        warmup=warmup,
-        rounds=args.rounds or (2 if args.quick else 5),
+    pinned = not args.no_pin and len(cpus) >= 2
+    settings = ServerSettings.from_args(
+        args,
+        SECTIONS,
+        seconds=(2.0, 3.0),
+        rounds=(2, 5),
+        warmup=args.warmup or 1.0,
         connections=args.connections,
         loadgen=loadgen,
         wrk=wrk or "wrk",
         http=args.http,
         loop=args.loop,
-        server_cpu=cpus[0] if pin else None,
-        client_cpu=cpus[1] if pin else None,
-        quick=args.quick,
+        server_cpu=cpus[0] if pinned else None,
+        client_cpu=cpus[1] if pinned else None,
     )
+    if loadgen == "wrk":  # wrk takes whole seconds
+        whole = {"seconds": settings.seconds, "warmup": settings.warmup}
+        settings = replace(settings, **{k: max(1, round(v)) for k, v in whole.items()})
+    load = settings.load
     variants = args.variant or [
         v for v in ALL_VARIANTS if not args.quick or v.startswith("starlette")
     ]
@@ -1059,60 +634,50 @@ def main(argv: list[str] | None = None) -> None:
 
     wiring = {name: (lib, how) for name, (_, lib, how) in asgi_apps.VARIANTS.items()}
     if loadgen == "wrk":
-        version = subprocess.run(  # noqa: S603
+        wrk_version = subprocess.run(  # noqa: S603
             [wrk, "--version"], capture_output=True, text=True, check=False
         ).stdout.split(" Copyright")[0]
-        generator = f"{version.strip()} -t1 -c{settings.connections}"
+        generator = f"{wrk_version.strip()} -t1 -c{load.connections}"
     else:
         generator = (
-            f"Python asyncio protocols, raw keep-alive HTTP/1.1, {settings.connections} "
+            f"Python asyncio protocols, raw keep-alive HTTP/1.1, {load.connections} "
             "connections in one process"
         )
-    print("# ratekeeper ASGI middleware vs the bare app and slowapi\n")
-    print(f"machine: {machine()}")
-    print(f"command: python {' '.join(sys.argv)}")
-    print(
-        f"server: uvicorn, one worker per variant, access_log=False, "
-        f"{server_stack(settings.http, settings.loop)}"
+    pinning = (
+        f"servers on CPU {settings.server_cpu}, load generator on CPU {load.client_cpu}"
+        if pinned
+        else "none"
     )
-    print(f"load generator: {generator}")
-    print(
-        "pinning: "
-        + (
-            f"servers on CPU {settings.server_cpu}, load generator on CPU {settings.client_cpu}"
-            if pin
-            else "none"
-        )
+    calls = args.calls or settings.pick(2_000, 5_000)
+    print_header(
+        "ratekeeper ASGI middleware vs the bare app and slowapi",
+        PACKAGES,
+        [
+            "server: uvicorn, one worker per variant, access_log=False, "
+            f"{server_stack(settings.http, settings.loop)}",
+            f"load generator: {generator}",
+            f"pinning: {pinning}",
+            f"method: {settings.rounds} rounds, each variant {load.warmup:g}s warm-up + "
+            f"{load.seconds:g}s measured per round, order rotating; best and median req/s",
+            f"load average at start: {load_average()}",
+            f"in-process: {calls:,} calls per variant and round, {settings.rounds} rounds",
+        ],
+        settings.quick,
     )
-    print(
-        f"method: {settings.rounds} rounds, each variant {settings.warmup:g}s warm-up + "
-        f"{settings.seconds:g}s measured per round, order rotating; best and median req/s"
-    )
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-
-    calls = args.calls or (2_000 if args.quick else 5_000)
-    print(f"in-process: {calls:,} calls per variant and round, {settings.rounds} rounds")
-    if settings.quick:
-        print("QUICK RUN: numbers are indicative only")
 
     summary: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rk-bench-asgi-") as tmp:
         if args.profile:
             run_profile(args.profile, Path(tmp), settings, args.rate, args.stacks)
             return
-        if args.only in (None, "inprocess"):
+        if "inprocess" in settings.sections:
             costs = run_inprocess(variants, Path(tmp), calls, settings.rounds)
             print_inprocess(costs, wiring, calls)
-        if args.only in (None, "server"):
+        if "server" in settings.sections:
             summary = run_servers(variants, Path(tmp), settings, wiring)
-    heading("Targets")
-    for line in summary:
-        print(f"- {line}")
+    print_targets(summary)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--load-worker":
-        load_worker(sys.argv[2:])
-    else:
-        with suppress(KeyboardInterrupt):
-            main()
+    with suppress(KeyboardInterrupt):
+        main()

@@ -21,15 +21,16 @@ Sections (each prints a Markdown table):
 3. bytes per tracked key at 100,000 keys (tracemalloc);
 4. the policy-driven ``Limiter`` (runs once ``ratekeeper.Limiter`` exists).
 
-Method: every subject runs the same loop, compiled from one template (as
-``timeit`` does), so loop overhead is identical. Each measurement warms up,
-calibrates a call count that takes about ``--seconds``, then times ``--repeats``
-runs with ``time.perf_counter_ns``; throughput is the best run (noise only ever
-adds time), the median is printed beside it. Within a scenario the repeats of
-all subjects are interleaved, round by round, so that noise from the machine
-falls on every subject alike. Latency comes from a separate pass per round
-that times every call on its own; the p50/p99 reported are medians over the
-rounds, net of the timer's own cost.
+Method: the harness's (``bench/harness``): every subject runs the same loop,
+compiled from one template (as ``timeit`` does), so loop overhead is identical.
+Each round builds a fresh instance, warms it up and times one pass of a call
+count calibrated (first round) to take about ``--seconds``, with
+``time.perf_counter_ns``; throughput is the best of ``--rounds`` rounds (noise
+only ever adds time), the median is printed beside it. Within a scenario the
+rounds of all subjects are interleaved, in rotating order, so that noise from
+the machine falls on every subject alike. Latency comes from a separate pass
+per round that times every call on its own; the p50/p99 reported are medians
+over the rounds, net of the timer's own cost.
 The garbage collector stays on: the allocations a library makes are part of
 its cost in a long-running server.
 
@@ -41,26 +42,18 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
-import platform
-import statistics
-import subprocess  # only to name the git revision measured
-import sys
 import time
 import tracemalloc
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from itertools import cycle, islice
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import limits
 import limits.storage.memory as limits_memory
-import pyrate_limiter
 from limits.storage import MemoryStorage
 from limits.strategies import (
     FixedWindowRateLimiter,
@@ -70,49 +63,56 @@ from limits.strategies import (
 from pyrate_limiter import (
     AbstractBucket,
     AbstractClock,
-    BucketFactory,
     Duration,
     FixedWindow,
     InMemoryBucket,
     Limiter,
     MonotonicClock,
-    RateItem,
     StateBucket,
     TokenBucket,
 )
 from pyrate_limiter import Rate as PyrateRate
 
 import ratekeeper
+from harness.cli import Settings, parser
+from harness.limiters import (
+    MEMORY_RATE,
+    SCENARIOS,
+    Instance,
+    PerKeyFactory,
+    RateSpec,
+    Scenario,
+    Subject,
+    comparison_table,
+    groups,
+)
+from harness.measure import (
+    Case,
+    Measurement,
+    Pass,
+    compile_loops,
+    latencies,
+    measure,
+    sequence,
+    timer_overhead_ns,
+)
+from harness.report import heading, ns_text, print_header, print_targets, rate_text, table, verdict
 from ratekeeper import MemoryStore, RateLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
-ALGORITHMS = ("fixed_window", "sliding_log", "sliding_window", "token_bucket")
+PACKAGES = ("ratekeeper", "limits", "pyrate-limiter")
+SECTIONS = ("throughput", "log", "memory", "policy")
 TARGET_RATIO = 3.0  # ratekeeper's throughput over the fastest peer's, per algorithm
 TARGET_SCALING = 2.0  # sliding_log cost at 100,000/day over its cost at 100/minute
 TARGET_BYTES_PER_KEY = 300
 TARGET_POLICY_RATE = 100_000  # policy-driven Limiter.check decisions per second
-_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+LATENCY_SAMPLES = (5_000, 100_000)  # calls timed one by one, over all rounds: quick, full
+MEMORY_KEYS = (10_000, 100_000)  # quick, full
 
 
 # --------------------------------------------------------------------------- #
 # What is measured: a subject builds an instance for one rate.                 #
 # --------------------------------------------------------------------------- #
-
-
-@dataclass(frozen=True)
-class RateSpec:
-    """A rate every library can express: ``limit`` per one ``unit``."""
-
-    limit: int
-    unit: str
-
-    @property
-    def text(self) -> str:  # ratekeeper and limits both read "100/minute"
-        return f"{self.limit}/{self.unit}"
-
-    @property
-    def seconds(self) -> int:
-        return _UNIT_SECONDS[self.unit]
 
 
 class SimClock:
@@ -130,34 +130,6 @@ class SimClock:
 
     def time(self) -> float:  # stands in for the ``time`` module inside limits
         return self.now
-
-
-@dataclass
-class Instance:
-    """One configured limiter: ``call`` is a statement using ``key``.
-
-    ``names`` are what the statement refers to; ``decide`` makes one decision
-    (for sanity checks, outside any timing); ``tracked`` counts the keys the
-    limiter holds state for; ``close`` releases threads.
-    """
-
-    call: str
-    names: dict[str, Any]
-    decide: Callable[[str], bool]
-    tracked: Callable[[], int]
-    close: Callable[[], None] = lambda: None
-
-
-@dataclass(frozen=True)
-class Subject:
-    library: str
-    label: str
-    algorithm: str  # the ratekeeper algorithm it is compared with
-    build: Callable[[RateSpec, SimClock | None], Instance]
-
-    @property
-    def is_ratekeeper(self) -> bool:
-        return self.library == "ratekeeper"
 
 
 def _ratekeeper(algorithm: str) -> Callable[[RateSpec, SimClock | None], Instance]:
@@ -213,29 +185,6 @@ def _limits(strategy: type) -> Callable[[RateSpec, SimClock | None], Instance]:
     return build
 
 
-class _PerKeyFactory(BucketFactory):
-    """One bucket per key, made on first use: pyrate-limiter's documented pattern.
-
-    ``create`` builds the bucket and registers it with the background leaker.
-    """
-
-    def __init__(self, clock: AbstractClock, make: Callable[[], AbstractBucket]) -> None:
-        self.clock = clock
-        self.make = make
-        self.buckets: dict[str, AbstractBucket] = {}
-
-    def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, self.clock.now(), weight=weight)
-
-    def get(self, item: RateItem) -> AbstractBucket:
-        bucket = self.buckets.get(item.name)
-        if bucket is None:
-            bucket = self.buckets[item.name] = self.make()
-            bucket._clock = self.clock  # README: buckets delegate to ``_clock``
-            self.schedule_leak(bucket)
-        return bucket
-
-
 class _SimPyrateClock(AbstractClock):
     def __init__(self, clock: SimClock) -> None:
         self.sim = clock
@@ -247,14 +196,19 @@ class _SimPyrateClock(AbstractClock):
 def _pyrate(kind: str) -> Callable[[RateSpec, SimClock | None], Instance]:
     def build(rate: RateSpec, clock: SimClock | None) -> Instance:
         rates = [PyrateRate(rate.limit, Duration[rate.unit.upper()])]
-        if kind == "fixed_window":
-            make: Callable[[], AbstractBucket] = lambda: InMemoryBucket(rates, FixedWindow())  # noqa: E731
-        elif kind == "sliding_log":
-            make = lambda: InMemoryBucket(rates)  # noqa: E731
-        else:
-            make = lambda: StateBucket(rates, algorithm=TokenBucket())  # noqa: E731
         py_clock = MonotonicClock() if clock is None else _SimPyrateClock(clock)
-        factory = _PerKeyFactory(py_clock, make)
+
+        def make(key: str) -> AbstractBucket:
+            if kind == "fixed_window":
+                bucket: AbstractBucket = InMemoryBucket(rates, FixedWindow())
+            elif kind == "sliding_log":
+                bucket = InMemoryBucket(rates)
+            else:
+                bucket = StateBucket(rates, algorithm=TokenBucket())
+            bucket._clock = py_clock  # README: buckets delegate to ``_clock``
+            return bucket
+
+        factory = PerKeyFactory(py_clock, make)
         limiter = Limiter(factory)
         return Instance(
             "try_acquire(key, blocking=False)",
@@ -289,302 +243,103 @@ SUBJECTS = [
 
 
 # --------------------------------------------------------------------------- #
-# Timing machinery.                                                            #
+# One round of one case: the pass, then its calls one by one.                  #
 # --------------------------------------------------------------------------- #
 
-_LOOPS = """
-def run(keys{params}):
-    for key in keys:
-        {call}
 
-def timed(keys{params}, _clock=_clock):
-    samples = []
-    append = samples.append
-    for key in keys:
-        start = _clock()
-        {call}
-        append(_clock() - start)
-    return samples
-"""
+class LoopTrial:
+    """An instance timed in the harness's compiled loop.
 
-
-def compile_loops(call: str, names: dict[str, Any]) -> tuple[Callable[..., Any], ...]:
-    """``run(keys)`` and ``timed(keys) -> [ns]`` with ``call`` inlined, as timeit does.
-
-    The names become default arguments, so the loop reads them as locals.
+    The timed pass gives throughput; a separate, shorter pass then times every
+    call on its own for the latencies, so reading the clock twice per call
+    never slows the throughput figure.
     """
-    namespace: dict[str, Any] = {"_clock": time.perf_counter_ns, **names}
-    params = "".join(f", {name}={name}" for name in names)
-    source = _LOOPS.format(params=params, call=call)
-    exec(compile(source, "<bench loop>", "exec"), namespace)  # noqa: S102  # fixed template, timeit's technique
-    return namespace["run"], namespace["timed"]
 
+    def __init__(
+        self, instance: Instance, check: Callable[[Instance], str | None], latency_calls: int
+    ) -> None:
+        self.instance = instance
+        self.loops = compile_loops(instance.call, instance.names)
+        self._check = check
+        self.latency_calls = latency_calls
 
-@dataclass
-class Measurement:
-    best: float  # decisions per second, best repeat
-    median: float  # decisions per second, median repeat
-    p50_ns: float
-    p99_ns: float
-    calls: int  # calls per repeat
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Settings:
-    seconds: float  # target duration of one timed repeat
-    repeats: int
-    latency_samples: int
-    memory_keys: int
-    quick: bool
-
-
-_TIMER_OVERHEAD_NS: float | None = None
-
-
-def timer_overhead_ns() -> float:
-    """The median cost of timing an empty statement, taken off latency percentiles."""
-    global _TIMER_OVERHEAD_NS
-    if _TIMER_OVERHEAD_NS is None:
-        _, timed = compile_loops("pass", {})
-        _TIMER_OVERHEAD_NS = min(statistics.median(timed([None] * 50_000)) for _ in range(5))
-    return _TIMER_OVERHEAD_NS
-
-
-def percentile(sorted_samples: list[int], fraction: float) -> float:
-    index = min(len(sorted_samples) - 1, int(fraction * len(sorted_samples)))
-    return float(sorted_samples[index])
-
-
-@dataclass
-class Case:
-    """Something to time: ``build`` makes a fresh instance already in the regime
-    to measure (warmed, a hot key used up, a log filled); ``check`` says whether
-    an instance is still in that regime afterwards (``None`` if it is)."""
-
-    label: str
-    build: Callable[[], Instance]
-    keys: list[Any]
-    check: Callable[[Instance], str | None] = lambda instance: None
-
-
-def _sequence(keys: list[Any], n: int) -> list[Any]:
-    """``n`` calls' keys: a round-robin over ``keys``."""
-    return list(islice(cycle(keys), n))
-
-
-def _calibrate(run: Callable[[list[Any]], None], keys: list[Any], seconds: float) -> int:
-    """How many calls take about ``seconds``: grow until a run takes a tenth of it."""
-    n = 1_000
-    while True:
-        seq = _sequence(keys, n)
+    def run(self, keys: list[Any]) -> int:
         start = time.perf_counter_ns()
-        run(seq)
-        elapsed = time.perf_counter_ns() - start
-        if elapsed >= seconds * 1e8 or n >= 50_000_000:
-            break
-        n *= 4 if elapsed < seconds * 1e7 else 2
-    return max(1_000, int(n * seconds * 1e9 / max(elapsed, 1)))
+        self.loops.run(keys)
+        return time.perf_counter_ns() - start
+
+    def timed_pass(self, keys: list[Any]) -> Pass:
+        elapsed = self.run(keys)
+        p50, p99 = latencies(self.loops.timed(sequence(keys, self.latency_calls)))
+        return Pass(len(keys), elapsed, p50, p99)
+
+    def check(self) -> str | None:
+        return self._check(self.instance)
+
+    def close(self) -> None:
+        self.instance.close()
 
 
-def measure_cases(cases: list[Case], settings: Settings) -> list[Measurement]:
-    """Time every case ``settings.repeats`` times, interleaved, and sample latencies.
-
-    Each repeat builds a fresh instance, warms it up and times one run, so every
-    repeat starts from the same state (a log does not grow from one repeat to
-    the next) and only one library's objects are alive at a time (no library's
-    garbage is collected on another's clock). Rounds go through all cases in a
-    rotating order: noise from the machine falls on every case alike. Each
-    round then times calls one by one; the latency percentiles reported are the
-    median over rounds of each round's percentile.
-    """
-    calls: list[int | None] = [None] * len(cases)
-    rates: list[list[float]] = [[] for _ in cases]
-    p50s: list[list[float]] = [[] for _ in cases]
-    p99s: list[list[float]] = [[] for _ in cases]
-    per_round = max(1_000, settings.latency_samples // settings.repeats)
-    overhead = timer_overhead_ns()
-    for round_ in range(settings.repeats):
-        shift = round_ % len(cases)
-        for index in [*range(shift, len(cases)), *range(shift)]:
-            case = cases[index]
-            instance = case.build()
-            try:
-                run, timed = compile_loops(instance.call, instance.names)
-                run(_sequence(case.keys, max(2 * len(case.keys), 2_000)))  # warm-up
-                n = calls[index]
-                if n is None:
-                    n = calls[index] = _calibrate(run, case.keys, settings.seconds)
-                seq = _sequence(case.keys, n)
-                gc.collect()
-                start = time.perf_counter_ns()
-                run(seq)
-                rates[index].append(n * 1e9 / (time.perf_counter_ns() - start))
-                del seq
-                samples = sorted(timed(_sequence(case.keys, per_round)))
-                p50s[index].append(percentile(samples, 0.50) - overhead)
-                p99s[index].append(percentile(samples, 0.99) - overhead)
-                problem = case.check(instance)
-                if problem is not None:
-                    sys.exit(f"{case.label}: {problem}")
-            finally:
-                instance.close()
-                del instance
-                gc.collect()
-    return [
-        Measurement(
-            best=max(r),
-            median=statistics.median(r),
-            p50_ns=max(0.0, statistics.median(p50)),
-            p99_ns=max(0.0, statistics.median(p99)),
-            calls=n or 0,
-        )
-        for r, p50, p99, n in zip(rates, p50s, p99s, calls, strict=True)
-    ]
-
-
-# --------------------------------------------------------------------------- #
-# Output.                                                                      #
-# --------------------------------------------------------------------------- #
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """A Markdown pipe table, padded so it also reads well in a terminal."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def rate_text(per_second: float) -> str:
-    if per_second >= 1e6:
-        return f"{per_second / 1e6:.2f}M"
-    return f"{per_second / 1e3:.0f}k"
-
-
-def ns_text(ns: float) -> str:
-    return f"{ns / 1000:.2f}" if ns < 10_000 else f"{ns / 1000:.0f}"
-
-
-def heading(text: str) -> None:
-    print(f"\n## {text}\n", flush=True)
-
-
-def verdict(ok: bool) -> str:
-    return "meets" if ok else "MISSES"
+def loop_case(
+    label: str,
+    build: Callable[[], Instance],
+    keys: list[Any],
+    settings: Settings,
+    check: Callable[[Instance], str | None] = lambda instance: None,
+) -> Case:
+    """A harness case for an instance that ``build`` brings to its regime; ``check``
+    says whether it is still there afterwards (``None`` if it is)."""
+    latency_calls = max(1_000, settings.pick(*LATENCY_SAMPLES) // settings.rounds)
+    return Case(
+        label,
+        keys,
+        lambda: LoopTrial(build(), check, latency_calls),
+        warm_calls=max(2 * len(keys), 2_000),
+    )
 
 
 # --------------------------------------------------------------------------- #
 # 1. Throughput and latency, scenarios A and B.                                #
 # --------------------------------------------------------------------------- #
 
-SCENARIOS = {
-    "A": ("1,000 keys round-robin, all allowed", RateSpec(1_000_000, "minute")),
-    "B": ("one hot key, always denied", RateSpec(10, "day")),
-}
-#: a log holds at most 100,000 units (docs/algorithms.md, "Bounds"): scenario A's
-#: sliding_log rows, every library's, run at 100,000/minute, still all allowed
-LOG_MOST = 100_000
 
-
-def scenario_rate(name: str, algorithm: str) -> RateSpec:
-    """Scenario ``name``'s rate for ``algorithm``: the sliding log's within its bound."""
-    rate = SCENARIOS[name][1]
-    if algorithm == "sliding_log" and rate.limit > LOG_MOST:
-        return RateSpec(LOG_MOST, rate.unit)
-    return rate
-
-
-def scenario_rate_text(name: str) -> str:
-    """The rates of scenario ``name`` as a table heading says them."""
-    rate = SCENARIOS[name][1]
-    log = scenario_rate(name, "sliding_log")
-    return rate.text if log == rate else f"{rate.text}; sliding_log {log.text}"
-
-
-def _scenario_case(subject: Subject, name: str) -> Case:
-    rate = scenario_rate(name, subject.algorithm)
-    if name == "A":
-        keys = [f"user:{i}" for i in range(1_000)]
-    else:
-        keys = ["hot"]
-
+def _scenario_case(subject: Subject, scenario: Scenario, settings: Settings) -> Case:
     def build() -> Instance:
-        instance = subject.build(rate, None)
-        if name == "B":
-            for _ in range(rate.limit + 1):  # use up the hot key's quota
-                instance.decide("hot")
+        instance = subject.build(scenario.rate_for(subject.algorithm), None)
+        scenario.reach(instance)
         return instance
 
-    def check(instance: Instance) -> str | None:
-        for key in (keys[0], keys[-1]):
-            if instance.decide(key) is not (name == "A"):
-                return f"scenario {name} left its regime"
-        return None
-
-    return Case(f"{subject.library} {subject.label} ({subject.algorithm})", build, keys, check)
+    label = f"{subject.library} {subject.label} ({subject.algorithm})"
+    return loop_case(label, build, list(scenario.keys), settings, scenario.left)
 
 
-def run_scenario(name: str, settings: Settings) -> list[tuple[Subject, Measurement]]:
-    print(f"  scenario {name}: {len(SUBJECTS)} subjects x {settings.repeats} rounds", flush=True)
-    measurements = measure_cases([_scenario_case(s, name) for s in SUBJECTS], settings)
+def run_scenario(scenario: Scenario, settings: Settings) -> list[tuple[Subject, Measurement]]:
+    print(
+        f"  scenario {scenario.name}: {len(SUBJECTS)} subjects x {settings.rounds} rounds",
+        flush=True,
+    )
+    cases = [_scenario_case(s, scenario, settings) for s in SUBJECTS]
+    measurements = measure(cases, settings.rounds, settings.seconds)
     return list(zip(SUBJECTS, measurements, strict=True))
 
 
-def print_throughput(name: str, results: list[tuple[Subject, Measurement]]) -> list[str]:
-    """Print scenario ``name``'s table; return the target lines for the summary."""
-    description = SCENARIOS[name][0]
-    heading(f"Scenario {name}: {description} (rate {scenario_rate_text(name)})")
-    rows = []
+def print_throughput(scenario: Scenario, results: list[tuple[Subject, Measurement]]) -> list[str]:
+    """Print the scenario's table; return the target lines for the summary."""
+    name = scenario.name
+    heading(f"Scenario {name}: {scenario.description} (rate {scenario.rate_text})")
+    found = groups(results)
+    print(comparison_table(found))
     verdicts = []
-    for algorithm in ALGORITHMS:
-        group = [(s, m) for s, m in results if s.algorithm == algorithm]
-        ours = next(m for s, m in group if s.is_ratekeeper)
-        peers = [m.best for s, m in group if not s.is_ratekeeper]
-        fastest = max(peers) if peers else None
-        for subject, m in group:
-            if subject.is_ratekeeper:
-                ratio = "no peer" if fastest is None else f"{m.best / fastest:.2f}x fastest peer"
-            else:
-                ratio = f"{m.best / ours.best:.2f}x ratekeeper"
-            rows.append(
-                [
-                    algorithm,
-                    subject.library,
-                    subject.label,
-                    rate_text(m.best),
-                    rate_text(m.median),
-                    ns_text(m.p50_ns),
-                    ns_text(m.p99_ns),
-                    ratio,
-                ]
-            )
-        if fastest is not None:
-            ok = ours.best >= TARGET_RATIO * fastest
-            verdicts.append(
-                f"scenario {name} {algorithm}: {ours.best / fastest:.2f}x the fastest peer "
-                f"(target >= {TARGET_RATIO:g}x): {verdict(ok)}"
-            )
-        else:
-            verdicts.append(f"scenario {name} {algorithm}: no peer to compare with")
-    print(
-        table(
-            [
-                "algorithm",
-                "library",
-                "what",
-                "decisions/s (best)",
-                "(median)",
-                "p50 us",
-                "p99 us",
-                "ratio",
-            ],
-            rows,
+    for group in found:
+        fastest = group.fastest
+        if fastest is None:
+            verdicts.append(f"scenario {name} {group.algorithm}: no peer to compare with")
+            continue
+        ratio = group.ours.best / fastest[1].best
+        verdicts.append(
+            f"scenario {name} {group.algorithm}: {ratio:.2f}x the fastest peer "
+            f"(target >= {TARGET_RATIO:g}x): {verdict(ratio >= TARGET_RATIO)}"
         )
-    )
     return verdicts
 
 
@@ -596,7 +351,7 @@ LOG_RATES = (RateSpec(100, "minute"), RateSpec(100_000, "day"))
 LOG_SUBJECTS = [s for s in SUBJECTS if s.algorithm == "sliding_log"]
 
 
-def _log_cases(subject: Subject, rate: RateSpec) -> tuple[Case, Case]:
+def _log_cases(subject: Subject, rate: RateSpec, settings: Settings) -> tuple[Case, Case]:
     """The steady and full-log cases of one library at one rate."""
     label = f"{subject.library} sliding_log {rate.text}"
 
@@ -637,12 +392,12 @@ def _log_cases(subject: Subject, rate: RateSpec) -> tuple[Case, Case]:
         return "the full log admitted a request" if instance.decide("k") else None
 
     return (
-        Case(f"{label} steady", build_steady, ["k"], steady_check),
-        Case(f"{label} full", build_full, ["k"], full_check),
+        loop_case(f"{label} steady", build_steady, ["k"], settings, steady_check),
+        loop_case(f"{label} full", build_full, ["k"], settings, full_check),
     )
 
 
-def run_log_scaling(settings: Settings) -> tuple[list[list[str]], list[str]]:
+def run_log_scaling(settings: Settings) -> list[str]:
     """Two regimes per rate, one key each.
 
     steady: simulated time advances by 1.001 x (window / limit) per decision,
@@ -653,24 +408,24 @@ def run_log_scaling(settings: Settings) -> tuple[list[list[str]], list[str]]:
     denied.
     """
     pairs = [(subject, rate) for subject in LOG_SUBJECTS for rate in LOG_RATES]
-    cases = [case for subject, rate in pairs for case in _log_cases(subject, rate)]
-    print(f"  sliding_log: {len(cases)} cases x {settings.repeats} rounds", flush=True)
-    measurements = measure_cases(cases, settings)
+    cases = [case for subject, rate in pairs for case in _log_cases(subject, rate, settings)]
+    print(f"  sliding_log: {len(cases)} cases x {settings.rounds} rounds", flush=True)
+    measurements = measure(cases, settings.rounds, settings.seconds)
     rows = []
     costs: dict[tuple[str, str], float] = {}
     for index, (subject, rate) in enumerate(pairs):
         steady, full = measurements[2 * index], measurements[2 * index + 1]
-        costs[(subject.library, f"steady {rate.text}")] = 1e9 / steady.best
-        costs[(subject.library, f"full {rate.text}")] = 1e9 / full.best
+        costs[(subject.library, f"steady {rate.text}")] = steady.best_ns
+        costs[(subject.library, f"full {rate.text}")] = full.best_ns
         rows.append(
             [
                 subject.library,
                 subject.label,
                 rate.text,
                 rate_text(steady.best),
-                ns_text(1e9 / steady.best),
+                ns_text(steady.best_ns),
                 rate_text(full.best),
-                ns_text(1e9 / full.best),
+                ns_text(full.best_ns),
             ]
         )
     summary = []
@@ -715,15 +470,12 @@ def run_log_scaling(settings: Settings) -> tuple[list[list[str]], list[str]]:
             ratio_rows,
         )
     )
-    return rows, summary
+    return summary
 
 
 # --------------------------------------------------------------------------- #
 # 3. Memory per tracked key.                                                   #
 # --------------------------------------------------------------------------- #
-
-
-MEMORY_RATE = RateSpec(100, "day")  # a day: no state expires while it is measured
 
 
 def bytes_per_key(subject: Subject, count: int) -> tuple[float, int]:
@@ -754,8 +506,8 @@ def bytes_per_key(subject: Subject, count: int) -> tuple[float, int]:
     return (after - before) / count, tracked
 
 
-def run_memory(settings: Settings) -> tuple[list[list[str]], list[str]]:
-    count = settings.memory_keys
+def run_memory(settings: Settings) -> list[str]:
+    count = settings.pick(*MEMORY_KEYS)
     rows = []
     summary = []
     for subject in SUBJECTS:
@@ -779,7 +531,7 @@ def run_memory(settings: Settings) -> tuple[list[list[str]], list[str]]:
         "gc.collect(); the key strings themselves are made before tracing starts. "
         "'keys tracked' is what the limiter reports holding state for afterwards."
     )
-    return rows, summary
+    return summary
 
 
 # --------------------------------------------------------------------------- #
@@ -846,10 +598,11 @@ def run_policy_limiter(settings: Settings) -> list[str]:
             instance.decide(keys[-1])  # records the answer the run ended on
             return None
 
-        return Case(f"policy Limiter.check {label}", build, keys, check)
+        return loop_case(f"policy Limiter.check {label}", build, keys, settings, check)
 
     try:
-        measurements = measure_cases([case(*variant) for variant in variants], settings)
+        cases = [case(*variant) for variant in variants]
+        measurements = measure(cases, settings.rounds, settings.seconds)
     except Exception as error:  # a hook on code in progress: report, go on
         print(f"failed: {error!r}")
         return [f"policy Limiter.check: FAILED ({error!r})"]
@@ -900,102 +653,37 @@ def run_policy_limiter(settings: Settings) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-def revision() -> str:
-    """The commit the benchmarked source is at, marked when the tree has changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607  # git from PATH, fixed args
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return f"{head} (src/ has uncommitted changes)" if dirty else head
-
-
-def machine() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(
-                (
-                    line.split(":", 1)[1].strip()
-                    for line in cpuinfo
-                    if line.startswith("model name")
-                ),
-                platform.processor() or "unknown",
-            )
-    except OSError:
-        model = platform.processor() or "unknown"
-    return (
-        f"ratekeeper at {revision()}; "
-        f"{platform.python_implementation()} {platform.python_version()} on "
-        f"{platform.system()} {platform.machine()}, {model}, nproc={os.cpu_count()}; "
-        f"ratekeeper {ratekeeper.__version__}, limits {limits.__version__}, "
-        f"pyrate-limiter {pyrate_limiter.__version__}"
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--seconds", type=float, help="duration of one timed repeat")
-    parser.add_argument("--repeats", type=int, help="timed repeats per measurement")
-    parser.add_argument(
-        "--only",
-        choices=["throughput", "log", "memory", "policy"],
-        action="append",
-        help="run only these sections (repeatable)",
-    )
-    parser.add_argument("--pin", type=int, metavar="CPU", help="pin the process to one CPU")
-    args = parser.parse_args(argv)
-    settings = Settings(
-        seconds=args.seconds or (0.05 if args.quick else 0.4),
-        repeats=args.repeats or (2 if args.quick else 5),
-        latency_samples=5_000 if args.quick else 100_000,
-        memory_keys=10_000 if args.quick else 100_000,
-        quick=args.quick,
-    )
+    options = parser(__doc__, SECTIONS, seconds="duration of one timed pass")
+    options.add_argument("--pin", type=int, metavar="CPU", help="pin the process to one CPU")
+    args = options.parse_args(argv)
+    settings = Settings.from_args(args, SECTIONS, seconds=(0.05, 0.4), rounds=(2, 5))
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})
-    sections = set(args.only or ["throughput", "log", "memory", "policy"])
 
-    print("# ratekeeper in-process engine vs limits and pyrate-limiter\n")
-    print(f"machine: {machine()}")
-    print(f"command: python {' '.join(sys.argv)}")
-    print(
-        f"method: best of {settings.repeats} repeats of ~{settings.seconds:g}s each "
-        f"(median beside it), rounds interleaved across subjects; latency: "
-        f"{settings.latency_samples:,} individually timed calls spread over the rounds, "
-        f"p50/p99 = median over rounds, net of {timer_overhead_ns():.0f} ns timer overhead; "
-        "GC on"
+    print_header(
+        "ratekeeper in-process engine vs limits and pyrate-limiter",
+        PACKAGES,
+        [
+            f"method: best of {settings.rounds} rounds of ~{settings.seconds:g}s each "
+            f"(median beside it), rounds interleaved across subjects; latency: "
+            f"{settings.pick(*LATENCY_SAMPLES):,} individually timed calls spread over the "
+            f"rounds, p50/p99 = median over rounds, net of {timer_overhead_ns():.0f} ns timer "
+            "overhead; GC on"
+        ],
+        settings.quick,
     )
-    if settings.quick:
-        print("QUICK RUN: numbers are indicative only")
-
     summary: list[str] = []
-    if "throughput" in sections:
-        for name in SCENARIOS:
-            results = run_scenario(name, settings)
-            summary += print_throughput(name, results)
-    if "log" in sections:
-        summary += run_log_scaling(settings)[1]
-    if "memory" in sections:
-        summary += run_memory(settings)[1]
-    if "policy" in sections:
+    if "throughput" in settings.sections:
+        for scenario in SCENARIOS.values():
+            summary += print_throughput(scenario, run_scenario(scenario, settings))
+    if "log" in settings.sections:
+        summary += run_log_scaling(settings)
+    if "memory" in settings.sections:
+        summary += run_memory(settings)
+    if "policy" in settings.sections:
         summary += run_policy_limiter(settings)
-
-    heading("Targets")
-    for line in summary:
-        print(f"- {line}")
+    print_targets(summary)
 
 
 if __name__ == "__main__":

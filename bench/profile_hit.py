@@ -26,23 +26,21 @@ import argparse
 import cProfile
 import io
 import pstats
-import sys
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_memory import ALGORITHMS, SCENARIOS, compile_loops, scenario_rate, table
+from harness.limiters import ALGORITHMS, SCENARIOS
+from harness.measure import compile_loops, sequence
+from harness.report import table
 from ratekeeper import MemoryStore, RateLimiter
 
 
 def ns_per_call(call: str, names: dict[str, Any], keys: list[Any], calls: int) -> float:
     """Best of 5 runs of ``calls`` calls of ``call``, in ns per call."""
-    run, _ = compile_loops(call, names)
-    seq = (keys * (calls // len(keys) + 1))[:calls]
+    run = compile_loops(call, names).run
+    seq = sequence(keys, calls)
     run(seq[: max(len(keys) * 2, 2_000)])
     best = float("inf")
     for _ in range(5):
@@ -53,17 +51,17 @@ def ns_per_call(call: str, names: dict[str, Any], keys: list[Any], calls: int) -
 
 
 def setup(algorithm: str, scenario: str) -> tuple[RateLimiter, MemoryStore, str, list[str]]:
-    rate = scenario_rate(scenario, algorithm)
+    chosen = SCENARIOS[scenario]
+    rate = chosen.rate_for(algorithm)
     store = MemoryStore()
     limiter = RateLimiter(store, algorithm=algorithm)
-    if scenario == "A":
-        keys = [f"user:{i}" for i in range(1_000)]
+    keys = list(chosen.keys)
+    if chosen.allowed:  # every key already has state, as in a timed round after warm-up
         for key in keys:
             limiter.hit(key, rate.text)
-    else:
-        keys = ["hot"]
+    else:  # the hot key's quota used up
         for _ in range(rate.limit + 1):
-            limiter.hit("hot", rate.text)
+            limiter.hit(keys[0], rate.text)
     return limiter, store, rate.text, keys
 
 
@@ -153,8 +151,8 @@ def breakdown(algorithm: str, scenario: str, calls: int) -> None:
 
 def profile(algorithm: str, scenario: str, calls: int, which: str) -> None:
     limiter, _store, rates, keys = setup(algorithm, scenario)
-    run, _ = compile_loops("hit(key, rates)", {"hit": limiter.hit, "rates": rates})
-    seq = (keys * (calls // len(keys) + 1))[:calls]
+    run = compile_loops("hit(key, rates)", {"hit": limiter.hit, "rates": rates}).run
+    seq = sequence(keys, calls)
     run(seq[:10_000])
     print(f"\n### {algorithm}, scenario {scenario}: profile of {calls:,} hits ({which})\n")
     if which == "pyinstrument":

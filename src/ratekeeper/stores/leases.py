@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..rates import NS_PER_SECOND
+
 __all__ = ["LeaseGrant", "LeaseTable"]
 
-_NS = 1_000_000_000
 #: keys whose expired leases are looked for on each acquire
 _TRIM_PER_ACQUIRE = 2
 
@@ -60,7 +61,7 @@ class LeaseTable:
             lease_id = secrets.token_hex(8)
             if held is _EMPTY:
                 held = self._leases[key] = {}
-            held[lease_id] = now + round(ttl * _NS)
+            held[lease_id] = now + round(ttl * NS_PER_SECOND)
             return LeaseGrant(lease_id, limit, len(held))
 
     async def acquire_async(self, key: str, limit: int, ttl: float) -> LeaseGrant:

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
+from ..rates import NS_PER_SECOND
 from .base import Charge, ChargeResult, LimitSpec
 from .leases import LeaseTable
 from .lockouts import LockoutTable
 
 __all__ = ["MemoryStats", "MemoryStore"]
 
-_NS = 1_000_000_000
 #: expired keys checked at the LRU end of a table on each insert
 _TRIM_PER_INSERT = 2
 
@@ -84,9 +84,9 @@ class MemoryStore:
         if clock is None:
             self._now = time.time_ns
         else:
-            self._now = lambda: round(clock() * _NS)
+            self._now = lambda: round(clock() * NS_PER_SECOND)
         self.max_keys = max_keys
-        self._sweep_interval_ns = round(sweep_interval * _NS)
+        self._sweep_interval_ns = round(sweep_interval * NS_PER_SECOND)
         self._next_sweep = 0
         self._last_now = 0
         #: changes when every counter is forgotten, so caches of decisions know

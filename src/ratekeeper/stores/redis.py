@@ -56,6 +56,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from ..algorithms import MAX_WINDOW_NS
+from ..rates import NS_PER_MS, NS_PER_SECOND, NS_PER_US
 from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
 from .memory import MemoryStore
 from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
@@ -65,8 +66,6 @@ __all__ = ["RedisStore", "StoreUnavailableError"]
 
 OnError = Literal["open", "closed", "local"]
 
-_NS_PER_MS = 1_000_000
-_NS_PER_US = 1_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
@@ -181,7 +180,7 @@ class RedisStore:
 
     def now_ns(self) -> int:
         if self._clock is not None:
-            return round(self._clock() * 1_000_000_000)
+            return round(self._clock() * NS_PER_SECOND)
         return time.time_ns()
 
     def apply(
@@ -369,9 +368,9 @@ def _sync_decide(client: Any, text: str) -> Callable[[list[RedisKey], str, str],
 
 
 def _ms(window_ns: int) -> int:
-    if window_ns % _NS_PER_MS:
+    if window_ns % NS_PER_MS:
         raise ValueError("Redis counts in whole milliseconds: windows must be whole ms")
-    return window_ns // _NS_PER_MS
+    return window_ns // NS_PER_MS
 
 
 def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
@@ -383,8 +382,8 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
             (
                 raw[base] == 1,
                 int(raw[base + 1]),
-                int(raw[base + 2]) * _NS_PER_US,
-                int(raw[base + 3]) * _NS_PER_US,
+                int(raw[base + 2]) * NS_PER_US,
+                int(raw[base + 3]) * NS_PER_US,
             )
         )
     return raw[1] == 1, results
@@ -392,7 +391,7 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
 
 def _parse_one(raw: list[Any]) -> ChargeResult:
     """The answer of a decision of one enforced charge."""
-    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_US, int(raw[5]) * _NS_PER_US
+    return raw[2] == 1, int(raw[3]), int(raw[4]) * NS_PER_US, int(raw[5]) * NS_PER_US
 
 
 def _lock() -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar
 
+from ..rates import NS_PER_MS
 from .base import StoreUnavailableError
 from .leases import LeaseGrant
 from .lockouts import Block, LockoutRule
@@ -26,7 +27,6 @@ from .memory import MemoryStore
 
 __all__ = ["Outage", "RedisKey", "RedisLeases", "RedisLockouts", "encoded", "tagged"]
 
-_NS_PER_MS = 1_000_000
 _log = logging.getLogger("ratekeeper.redis")
 
 
@@ -277,7 +277,7 @@ class RedisLockouts(_RedisTable):
         def call() -> Block:
             script = self._scripts.sync("lockout_failure")
             until, failures, streak = script(keys=self._keys(key), args=self._args(rule))
-            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+            return Block(key, int(until) * NS_PER_MS, int(failures), int(streak))
 
         return self._guarded(call, lambda: self._failure_fallback(key, rule))
 
@@ -285,7 +285,7 @@ class RedisLockouts(_RedisTable):
         async def call() -> Block:
             script = self._scripts.asynchronous("lockout_failure")
             until, failures, streak = await script(keys=self._keys(key), args=self._args(rule))
-            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+            return Block(key, int(until) * NS_PER_MS, int(failures), int(streak))
 
         return await self._guarded_async(call, lambda: self._failure_fallback(key, rule))
 
@@ -356,7 +356,7 @@ def _block(key: str, state: Any, failures: Any, now_ms: int) -> Block:
     if not state:
         return Block(key, 0, int(failures), 0)
     until, streak, _ = (int(float(word)) for word in state.split())
-    return Block(key, until * _NS_PER_MS if until > now_ms else 0, int(failures), streak)
+    return Block(key, until * NS_PER_MS if until > now_ms else 0, int(failures), streak)
 
 
 def _server_now_ms(client: Any) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import ratekeeper.stores.redis as redis_module
+import ratekeeper.stores.redis.store as redis_module
 from ratekeeper import MemoryStore, RateLimiter, RedisStore
 from ratekeeper.algorithms import ALGORITHMS
 from ratekeeper.rates import Rate, parse_rates

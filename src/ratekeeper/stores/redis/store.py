@@ -6,7 +6,7 @@ all of them or none. redis-py's script objects load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
 decisions that arrive in the same turn of the event loop share one call of the
 same script, and so do threads that arrive while a call is in flight
-(``redis_batch.py``).
+(``batching.py``).
 
 Key layout: ``rk:<letter><window_ms>[:<limit>:<capacity>]:<key>``, the letter
 naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state
@@ -15,7 +15,7 @@ key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
 counters of one decision share a Cluster slot. Every key has a TTL. Key names
 are UTF-8; a ``str`` that is not valid text (a lone surrogate) gets bytes of
-its own instead of an encoding error (``redis_tables.encoded``), so every
+its own instead of an encoding error (``keys.encoded``), so every
 distinct ``str`` is a counter of its own, as in the memory store.
 
 Time inside Redis is the server's ``TIME`` (seconds and microseconds). The
@@ -51,18 +51,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from ..algorithms import MAX_WINDOW_NS
-from ..rates import NS_PER_MS, NS_PER_SECOND, NS_PER_US
-from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
-from .memory import MemoryStore
-from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
-from .redis_tables import Outage, RedisKey, RedisLeases, RedisLockouts, encoded, tagged
+from ...algorithms import MAX_WINDOW_NS
+from ...rates import NS_PER_MS, NS_PER_SECOND, NS_PER_US
+from ..base import Charge, ChargeResult, LimitSpec
+from ..memory import MemoryStore
+from .batching import DecisionCall, ScriptBatcher, ThreadBatcher
+from .keys import RedisKey, encoded, tagged
+from .outage import Outage
+from .scripts import script_text
+from .tables import RedisLeases, RedisLockouts
 
-__all__ = ["RedisStore", "StoreUnavailableError"]
+__all__ = ["RedisStore"]
 
 OnError = Literal["open", "closed", "local"]
 
@@ -79,7 +81,8 @@ _MAX_LAYOUTS = 4096  # specs whose key prefix is remembered (a policy has a hand
 
 
 def _script_text() -> str:
-    return resources.files("ratekeeper.stores").joinpath("lua/apply.lua").read_text("utf-8")
+    """The decision script's text (read here, once per store: tests patch it)."""
+    return script_text("apply")
 
 
 class RedisStore:
@@ -392,12 +395,6 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
 def _parse_one(raw: list[Any]) -> ChargeResult:
     """The answer of a decision of one enforced charge."""
     return raw[2] == 1, int(raw[3]), int(raw[4]) * NS_PER_US, int(raw[5]) * NS_PER_US
-
-
-def _lock() -> Any:
-    import threading
-
-    return threading.Lock()
 
 
 def _hosts(url: str) -> list[tuple[str, int]]:

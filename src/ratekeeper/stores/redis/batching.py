@@ -3,7 +3,7 @@
 Under load, many asyncio tasks ask for a decision in the same turn of the event
 loop. Sending each on its own costs a round trip, a connection and a script
 run each; instead, the first caller schedules a flush for the next turn and
-every caller of this turn joins it: one ``EVALSHA`` of ``apply.lua`` carrying
+every caller of this turn joins it: one ``EVALSHA`` of the decide script carrying
 every decision (the script decides them in order, each all-or-nothing, exactly
 as if they came one by one), one reply, and each caller gets its own part of
 it. A caller that finds nothing on its way to Redis goes at once, so a lone
@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["DecisionCall", "ScriptBatcher", "ThreadBatcher"]
 
-#: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (apply.lua's
+#: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (decide.lua's
 #: ``ARGV[2]`` and ``ARGV[1]`` for one decision)
 DecisionCall = Callable[[list[str | bytes], str, str], Awaitable[Any]]
 

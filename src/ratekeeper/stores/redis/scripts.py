@@ -1,4 +1,16 @@
-"""The Lua scripts: read from the package's ``lua/`` folder, registered once per client.
+"""The Lua scripts: built from the package's ``lua/`` sources, registered once per client.
+
+Redis scripts cannot include one another, so the package builds them when it
+loads them: a line ``--! include <name>`` is replaced by ``lua/<name>.lua``.
+The evaluators of the four algorithms (``rates.lua``) are written once and
+serve every decision; the lease and lockout code (``leases.lua``,
+``lockouts.lua``) serves both the decide script's steps and the single
+operations (``lease_acquire``, ``lockout_failure``), so what a step writes is
+what those read. ``prelude.lua`` (exact integer arithmetic) comes first in
+every script, ``clock.lua`` (the server's ms) in the small ones. Where an
+include stands matters: the decide script includes the lease and lockout code
+inside its step branch, so a call without a step never makes those functions
+(each costs time on every call: prelude.lua).
 
 redis-py's script objects send ``EVALSHA`` and load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
@@ -6,16 +18,31 @@ server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-__all__ = ["Scripts", "script_text"]
+__all__ = ["Scripts", "script_text", "source"]
+
+_INCLUDE = re.compile(r"^([ \t]*)--! include (\w+)[ \t]*$", re.MULTILINE)
+
+
+def source(name: str) -> str:
+    """The text of ``lua/<name>.lua`` shipped with the package, as written."""
+    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 def script_text(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped with the package."""
-    return resources.files(__package__).joinpath(f"lua/{name}.lua").read_text("utf-8")
+    """The script ``name``: ``lua/<name>.lua`` with each ``--! include <source>`` line
+    replaced by that source (itself included the same way), indented as the line is."""
+
+    def include(found: re.Match[str]) -> str:
+        indent, included = found.groups()
+        text = script_text(included).rstrip("\n")
+        return "\n".join(indent + line if line else line for line in text.split("\n"))
+
+    return _INCLUDE.sub(include, source(name))
 
 
 class Scripts:

@@ -1,6 +1,6 @@
 """Counters in Redis or Valkey: standalone, Sentinel or Cluster; sync and asyncio.
 
-One decision is one ``EVALSHA`` of ``lua/apply.lua``, whatever the number of
+One decision is one ``EVALSHA`` of the decide script (``lua/decide.lua``), whatever the number of
 rates: the script reads the server's clock, evaluates every charge, and writes
 all of them or none. redis-py's script objects load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
@@ -82,7 +82,7 @@ _MAX_LAYOUTS = 4096  # specs whose key prefix is remembered (a policy has a hand
 
 def _script_text() -> str:
     """The decision script's text (read here, once per store: tests patch it)."""
-    return script_text("apply")
+    return script_text("decide")
 
 
 class RedisStore:
@@ -264,7 +264,7 @@ class RedisStore:
     def _decision_args(
         self, charges: Sequence[Charge], consume: bool
     ) -> tuple[list[RedisKey], str]:
-        """One decision's keys and its numbers for the script (``ARGV[2]`` of apply.lua)."""
+        """One decision's keys and its numbers for the script (``ARGV[2]`` of decide.lua)."""
         keys: list[RedisKey] = []
         numbers = [f"{1 if consume else 0} {len(charges)}"]
         layout = self._layout

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from conftest import memory_store
 from ratekeeper import LockoutRule
 from ratekeeper.algorithms import ALGORITHMS
 from ratekeeper.rates import NS_PER_MS, Rate
@@ -46,9 +45,6 @@ PENALTY_RULE = LockoutRule(threshold=2, window=60.0, block=10.0)
 #: one failed login blocks for 30 s
 LOGIN_RULE = LockoutRule(threshold=1, window=60.0, block=30.0)
 TTL_NS = 30_000 * NS_PER_MS
-
-# until the Redis store decides steps too
-pytestmark = pytest.mark.parametrize("store_factory", [memory_store], indirect=True)
 
 
 def full_step(cost: int = 1, consume: bool = True) -> Step:

@@ -8,7 +8,10 @@ plain commands.
 
 Keys: ``rk:lease:{key}`` (a sorted set of lease ids by expiry),
 ``rk:lockout:{key}:log`` (failure times) and ``rk:lockout:{key}:block``
-(``"until streak last_block_end"``), the caller's key being the hash tag.
+(``"until streak last_block_end"``), the caller's key being the hash tag
+(``keys.py``). A step (``RedisStore.decide``) reads and writes the same keys
+with the same Lua code (``lua/leases.lua``, ``lua/lockouts.lua``), so these
+operations see what a step did and a step sees what they did.
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ...rates import NS_PER_MS
-from ..leases import LeaseGrant
+from ...rates import NS_PER_MS, NS_PER_SECOND
+from ..leases import LeaseGrant, check_lease
 from ..lockouts import Block, LockoutRule
 from ..memory import MemoryStore
-from .keys import RedisKey, encoded, tagged
+from .keys import RedisKey, lease_name, lockout_names
 from .outage import Outage
 from .scripts import Scripts
 
@@ -81,13 +84,10 @@ class RedisLeases(_RedisTable):
     _script_names = ("lease_acquire", "lease_release")
 
     def _key(self, key: str) -> RedisKey:
-        return encoded(f"{self._prefix}lease:{tagged(key)}")
+        return lease_name(self._prefix, key)
 
     def _acquire_args(self, limit: int, ttl: float) -> list[Any]:
-        if limit < 1:
-            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
-        if ttl <= 0:
-            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        check_lease(limit, round(ttl * NS_PER_SECOND))
         return [limit, max(1, round(ttl * 1000)), secrets.token_hex(8), self._now_ms()]
 
     def _acquire_fallback(self, key: str, limit: int, ttl: float) -> LeaseGrant:
@@ -159,8 +159,7 @@ class RedisLockouts(_RedisTable):
     _script_names = ("lockout_failure",)
 
     def _keys(self, key: str) -> list[RedisKey]:
-        base = f"{self._prefix}lockout:{tagged(key)}"
-        return [encoded(base + ":log"), encoded(base + ":block")]
+        return list(lockout_names(self._prefix, key))
 
     def _args(self, rule: LockoutRule) -> list[Any]:
         return [

@@ -11,7 +11,10 @@ a step writes exactly what those read. Every key carries the hash tag
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -296,3 +299,35 @@ async def test_a_lease_ask_that_cannot_be_a_lease_is_a_value_error_before_anythi
         await decide(store, step)
     assert store.leases.in_use(CONN) == 0
     assert room(store, MINUTE) == 3
+
+
+def test_threads_racing_steps_never_hold_more_slots_than_the_cap_and_leak_none(
+    store_factory: Callable[[Any], Store], clock: Any
+) -> None:
+    store = store_factory(clock)
+    plenty = LimitSpec.of(ALGORITHMS["fixed_window"], Rate(10_000, 3_600_000 * NS_PER_MS))
+    step = Step(charges=[(plenty, API, 1, False)], leases=((CAP, 5, TTL_NS),))
+    lock = threading.Lock()
+    holders = [0, 0]  # now, most at once
+    outcomes: list[int] = []
+
+    def race(_: int) -> None:
+        for _ in range(25):
+            result = store.decide(step)
+            outcomes.append(result.outcome)
+            if result.admitted:
+                with lock:
+                    holders[0] += 1
+                    holders[1] = max(holders)
+                time.sleep(0.0005)
+                with lock:
+                    holders[0] -= 1
+                store.leases.release(*result.leases[0])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(race, range(8)))
+
+    assert len(outcomes) == 200
+    assert set(outcomes) == {ADMITTED, REFUSED_BY_CAP}
+    assert holders[1] <= 5
+    assert store.leases.in_use(CAP) == 0

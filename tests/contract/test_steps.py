@@ -331,3 +331,17 @@ def test_threads_racing_steps_never_hold_more_slots_than_the_cap_and_leak_none(
     assert set(outcomes) == {ADMITTED, REFUSED_BY_CAP}
     assert holders[1] <= 5
     assert store.leases.in_use(CAP) == 0
+
+
+def test_every_store_is_a_store_and_says_what_it_can_do(
+    store_factory: Callable[[Any], Store], clock: Any, request: pytest.FixtureRequest
+) -> None:
+    store = store_factory(clock)
+    kind = request.node.callspec.id
+
+    assert isinstance(store, Store)
+    assert (store.never_waits, store.one_slot) == {
+        "memory": (True, False),
+        "redis": (False, False),
+        "redis-cluster": (False, True),
+    }[kind]

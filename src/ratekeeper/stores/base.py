@@ -200,7 +200,14 @@ class StepResult:
 
 @runtime_checkable
 class Store(Protocol):
-    """Counters for many keys, changed only through ``apply``; leases; lockouts."""
+    """Counters for many keys, changed only through ``apply`` and ``decide``; leases; lockouts.
+
+    A store says what it can do rather than being recognised by its type:
+    ``never_waits`` (its async faces only call its sync ones: an async caller
+    may call the sync ones directly) and ``one_slot`` (every key of one step
+    must share a Redis Cluster hash tag: ``RedisStore.slot_of`` and
+    ``stores.redis.keys.key_tag`` tell where a key lands).
+    """
 
     @property
     def leases(self) -> LeaseOps:
@@ -210,6 +217,16 @@ class Store(Protocol):
     @property
     def lockouts(self) -> LockoutOps:
         """Lockout counters and blocks kept by this store."""
+        ...
+
+    @property
+    def never_waits(self) -> bool:
+        """No call waits on I/O: the async faces only call the sync ones (memory)."""
+        ...
+
+    @property
+    def one_slot(self) -> bool:
+        """The keys of one step must share one Cluster slot (Redis Cluster), else ValueError."""
         ...
 
     def apply(
@@ -223,6 +240,22 @@ class Store(Protocol):
     ) -> tuple[bool, list[ChargeResult]]:
         """``apply`` for asyncio callers."""
         ...
+
+    def decide(self, step: Step) -> StepResult:
+        """One decision's blocks, leases, rates and penalty in one atomic step (:class:`Step`).
+
+        One lock (memory), one script call (Redis), whatever the step holds.
+        """
+        ...
+
+    async def decide_async(self, step: Step) -> StepResult:
+        """``decide`` for asyncio callers."""
+        ...
+
+    # Leaving the protocol (issue 11): ``apply`` of one enforced charge, the memory
+    # store's fast path (RedisStore keeps it too). Still declared here because the
+    # limiters call it through ``Store`` until the engine moves to ``decide`` and
+    # ``never_waits``; new stores and callers should not rely on it.
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         """``apply`` of a single enforced charge (the common case, kept lean)."""

@@ -19,7 +19,7 @@ from .base import (
 from .leases import LeaseGrant, LeaseTable
 from .lockouts import Block, LockoutRule, LockoutTable
 from .memory import MemoryStats, MemoryStore
-from .redis import RedisStore
+from .redis import RedisStore, key_slot, key_tag
 
 __all__ = [
     "ADMITTED",
@@ -42,4 +42,6 @@ __all__ = [
     "StepResult",
     "Store",
     "StoreUnavailableError",
+    "key_slot",
+    "key_tag",
 ]

@@ -10,6 +10,7 @@ does). redis-py is imported only when a store is built from a URL.
 from __future__ import annotations
 
 from ..base import StoreUnavailableError
+from .keys import key_slot, key_tag
 from .store import RedisStore
 
-__all__ = ["RedisStore", "StoreUnavailableError"]
+__all__ = ["RedisStore", "StoreUnavailableError", "key_slot", "key_tag"]

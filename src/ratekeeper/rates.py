@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
-__all__ = ["NS_PER_SECOND", "Rate", "parse_rates"]
+__all__ = ["NS_PER_MS", "NS_PER_SECOND", "NS_PER_US", "Rate", "parse_rates"]
 
+#: the units of time in the stores and algorithms, defined once: time is integer ns
 NS_PER_SECOND = 1_000_000_000
+NS_PER_MS = 1_000_000
+NS_PER_US = 1_000
 
 _UNIT_SECONDS = {
     "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,

@@ -22,7 +22,7 @@ from ratekeeper import (
     RedisStore,
     load_policy,
 )
-from ratekeeper.stores.redis_batch import ThreadBatcher
+from ratekeeper.stores.redis.batching import ThreadBatcher
 from support.hammer import hammer
 from support.redis_servers import RedisServer
 

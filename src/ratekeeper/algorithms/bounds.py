@@ -28,12 +28,12 @@ The bounds (docs/algorithms.md, "Bounds", gives the arithmetic behind each):
 
 from __future__ import annotations
 
-from ..rates import Rate
+from ..rates import NS_PER_SECOND, Rate
 from .base import Algorithm
 
 __all__ = ["MAX_WINDOW_NS", "check_cost", "check_rate"]
 
-_NS_PER_DAY = 86_400 * 1_000_000_000
+_NS_PER_DAY = 86_400 * NS_PER_SECOND
 #: the longest window any algorithm counts: 365 days
 MAX_WINDOW_NS = 365 * _NS_PER_DAY
 
@@ -87,6 +87,6 @@ def _span(ns: int) -> str:
     """A window exactly: in days, else seconds, else nanoseconds."""
     if ns % _NS_PER_DAY == 0:
         return f"{ns // _NS_PER_DAY:,} days"
-    if ns % 1_000_000_000 == 0:
-        return f"{ns // 1_000_000_000:,} s"
+    if ns % NS_PER_SECOND == 0:
+        return f"{ns // NS_PER_SECOND:,} s"
     return f"{ns:,} ns"

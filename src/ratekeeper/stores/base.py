@@ -137,18 +137,26 @@ class Step:
 
     1. ``blocks``: lockout and penalty block keys (the keys ``LockoutOps``
        takes); the first one blocked now answers the step and nothing else is
-       read or written.
+       read or written: no lease, no charge, no failure recorded.
     2. ``leases``: one slot of each concurrency cap, in order; the first cap
        that is full answers the step, and the slots taken before it are given
-       back (nothing is charged).
+       back (nothing is charged). A key asked twice takes two slots.
     3. ``charges``: every rate, as ``Store.apply`` decides them (all or none;
        shadow charges never refuse).
     4. ``penalty``: when a rate refused the request, one failure recorded on
        this ``(key, rule)`` (the penalty for hammering while limited); the
        leases taken in 2 are given back.
 
-    ``consume=False`` (a peek) takes no lease, charges nothing and records no
-    failure. A refused step leaves no lease held and no rate consumed.
+    ``consume=False`` (a peek) answers what the step would answer now (a
+    block, a full cap, a rate) but takes no lease, charges nothing and records
+    no failure. A refused step leaves no lease held and no rate consumed.
+
+    What a step writes is what ``LeaseOps`` and ``LockoutOps`` read and write
+    (same keys, same state): ``leases.release`` gives back a slot a step took,
+    ``lockouts.status``, ``unblock`` and ``blocks()`` see a block a penalty
+    started. A cap below 1 or a lease ttl that is not positive is a
+    ``ValueError``, and so, on a store that is ``one_slot`` (Redis Cluster),
+    are keys of one step on two slots (the error names them).
     """
 
     charges: Sequence[Charge]
@@ -169,8 +177,9 @@ class StepResult:
     ``outcome`` is one of ``ADMITTED``, ``REFUSED_BY_RATE``, ``REFUSED_BY_CAP``,
     ``BLOCKED``; ``index`` names the block (``BLOCKED``) or cap
     (``REFUSED_BY_CAP``) that refused, else -1. ``block`` is that block's state
-    (``BLOCKED``) or the penalty block this refusal started (``REFUSED_BY_RATE``
-    with a penalty that reached its threshold), else ``None``. ``results`` has
+    (``BLOCKED``) or the penalty key's block after this refusal's failure
+    (``REFUSED_BY_RATE`` with a penalty that reached its threshold, or whose
+    key was blocked already but not among ``blocks``), else ``None``. ``results`` has
     one entry per charge when the charges were decided (``ADMITTED``,
     ``REFUSED_BY_RATE``), else is empty. ``leases`` are ``(lease key, lease
     id)`` held after an admitted step, in the order asked. ``now_ns`` is the
@@ -191,7 +200,14 @@ class StepResult:
 
 @runtime_checkable
 class Store(Protocol):
-    """Counters for many keys, changed only through ``apply``; leases; lockouts."""
+    """Counters for many keys, changed only through ``apply`` and ``decide``; leases; lockouts.
+
+    A store says what it can do rather than being recognised by its type:
+    ``never_waits`` (its async faces only call its sync ones: an async caller
+    may call the sync ones directly) and ``one_slot`` (every key of one step
+    must share a Redis Cluster hash tag: ``RedisStore.slot_of`` and
+    ``stores.redis.keys.key_tag`` tell where a key lands).
+    """
 
     @property
     def leases(self) -> LeaseOps:
@@ -201,6 +217,16 @@ class Store(Protocol):
     @property
     def lockouts(self) -> LockoutOps:
         """Lockout counters and blocks kept by this store."""
+        ...
+
+    @property
+    def never_waits(self) -> bool:
+        """No call waits on I/O: the async faces only call the sync ones (memory)."""
+        ...
+
+    @property
+    def one_slot(self) -> bool:
+        """The keys of one step must share one Cluster slot (Redis Cluster), else ValueError."""
         ...
 
     def apply(
@@ -214,6 +240,22 @@ class Store(Protocol):
     ) -> tuple[bool, list[ChargeResult]]:
         """``apply`` for asyncio callers."""
         ...
+
+    def decide(self, step: Step) -> StepResult:
+        """One decision's blocks, leases, rates and penalty in one atomic step (:class:`Step`).
+
+        One lock (memory), one script call (Redis), whatever the step holds.
+        """
+        ...
+
+    async def decide_async(self, step: Step) -> StepResult:
+        """``decide`` for asyncio callers."""
+        ...
+
+    # Leaving the protocol (issue 11): ``apply`` of one enforced charge, the memory
+    # store's fast path (RedisStore keeps it too). Still declared here because the
+    # limiters call it through ``Store`` until the engine moves to ``decide`` and
+    # ``never_waits``; new stores and callers should not rely on it.
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         """``apply`` of a single enforced charge (the common case, kept lean)."""

@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LeaseGrant", "LeaseTable"]
+from ..rates import NS_PER_SECOND
 
-_NS = 1_000_000_000
+__all__ = ["LeaseGrant", "LeaseTable", "check_lease"]
+
 #: keys whose expired leases are looked for on each acquire
 _TRIM_PER_ACQUIRE = 2
 
@@ -37,6 +38,14 @@ class LeaseGrant:
         return self.lease_id is not None
 
 
+def check_lease(limit: int, ttl_ns: int) -> None:
+    """A cap of at least one slot, a lease that lasts: else ``ValueError``."""
+    if limit < 1:
+        raise ValueError(f"concurrency limit must be at least 1, got {limit}")
+    if ttl_ns <= 0:
+        raise ValueError(f"lease ttl must be positive, got {ttl_ns / NS_PER_SECOND} s")
+
+
 class LeaseTable:
     """Live leases per key: ``{key: {lease_id: expires_at_ns}}``."""
 
@@ -47,21 +56,11 @@ class LeaseTable:
 
     def acquire(self, key: str, limit: int, ttl: float) -> LeaseGrant:
         """Take one of ``limit`` slots of ``key`` for at most ``ttl`` seconds."""
-        if limit < 1:
-            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
-        if ttl <= 0:
-            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        ttl_ns = round(ttl * NS_PER_SECOND)
+        check_lease(limit, ttl_ns)
         now = self._now()
         with self._lock:
-            self._trim(now)
-            held = self._live(key, now)
-            if len(held) >= limit:
-                return LeaseGrant(None, limit, len(held))
-            lease_id = secrets.token_hex(8)
-            if held is _EMPTY:
-                held = self._leases[key] = {}
-            held[lease_id] = now + round(ttl * _NS)
-            return LeaseGrant(lease_id, limit, len(held))
+            return self._acquire(key, limit, ttl_ns, now)
 
     async def acquire_async(self, key: str, limit: int, ttl: float) -> LeaseGrant:
         return self.acquire(key, limit, ttl)
@@ -73,18 +72,37 @@ class LeaseTable:
         """Give a slot back; ``False`` when the lease had expired or was unknown."""
         now = self._now()
         with self._lock:
-            held = self._leases.get(key)
-            if held is None:
-                return False
-            expires = held.pop(lease_id, None)
-            if not held:
-                del self._leases[key]
-            return expires is not None and expires > now
+            return self._release(key, lease_id, now)
+
+    # the same under the store's lock, which the caller holds (``MemoryStore.decide``)
+
+    def _acquire(self, key: str, limit: int, ttl_ns: int, now: int) -> LeaseGrant:
+        self._trim(now)
+        held = self._live(key, now)
+        if len(held) >= limit:
+            return LeaseGrant(None, limit, len(held))
+        lease_id = secrets.token_hex(8)
+        if held is _EMPTY:
+            held = self._leases[key] = {}
+        held[lease_id] = now + ttl_ns
+        return LeaseGrant(lease_id, limit, len(held))
+
+    def _release(self, key: str, lease_id: str, now: int) -> bool:
+        held = self._leases.get(key)
+        if held is None:
+            return False
+        expires = held.pop(lease_id, None)
+        if not held:
+            del self._leases[key]
+        return expires is not None and expires > now
+
+    def _in_use(self, key: str, now: int) -> int:
+        return len(self._live(key, now))
 
     def in_use(self, key: str) -> int:
         """Live leases of ``key`` now."""
         with self._lock:
-            return len(self._live(key, self._now()))
+            return self._in_use(key, self._now())
 
     def _trim(self, now: int) -> None:
         """Drop the expired leases of the two oldest keys; keys still held go to the back.

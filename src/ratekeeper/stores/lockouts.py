@@ -16,9 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..rates import NS_PER_SECOND
+
 __all__ = ["Block", "LockoutRule", "LockoutTable"]
 
-_NS = 1_000_000_000
 #: entries looked at for expiry on each recorded failure
 _TRIM_PER_FAILURE = 2
 
@@ -50,7 +51,7 @@ class LockoutRule:
         seconds = self.block * self.escalation ** (streak - 1)
         if self.max_block is not None:
             seconds = min(seconds, self.max_block)
-        return round(seconds * _NS)
+        return round(seconds * NS_PER_SECOND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class Block:
     @property
     def until(self) -> float:
         """Epoch seconds when the block ends."""
-        return self.until_ns / _NS
+        return self.until_ns / NS_PER_SECOND
 
 
 class _Entry:
@@ -96,28 +97,42 @@ class LockoutTable:
         """Count one failure of ``key``; block it when this reaches the threshold."""
         now = self._now()
         with self._lock:
-            self._trim(now)
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = _Entry()
-            if entry.until > now:
-                return Block(key, entry.until, len(entry.failures), entry.streak)
-            horizon = now - round(rule.window * _NS)
-            failures = entry.failures
-            while failures and failures[0] <= horizon:
-                failures.popleft()
-            failures.append(now)
-            entry.expires = max(entry.expires, now + round(rule.window * _NS))
-            if len(failures) < rule.threshold:
-                return Block(key, 0, len(failures), entry.streak)
-            if entry.last_block_end + round(rule.streak_memory * _NS) <= now:
-                entry.streak = 0
-            entry.streak += 1
-            entry.until = now + rule.block_ns(entry.streak)
-            entry.last_block_end = entry.until
-            entry.expires = max(entry.expires, entry.until + round(rule.streak_memory * _NS))
-            failures.clear()
-            return Block(key, entry.until, rule.threshold, entry.streak)
+            return self._record_failure(key, rule, now)
+
+    # the same under the store's lock, which the caller holds (``MemoryStore.decide``)
+
+    def _record_failure(self, key: str, rule: LockoutRule, now: int) -> Block:
+        self._trim(now)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = _Entry()
+        if entry.until > now:
+            return Block(key, entry.until, len(entry.failures), entry.streak)
+        window = round(rule.window * NS_PER_SECOND)
+        horizon = now - window
+        failures = entry.failures
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        failures.append(now)
+        entry.expires = max(entry.expires, now + window)
+        if len(failures) < rule.threshold:
+            return Block(key, 0, len(failures), entry.streak)
+        memory = round(rule.streak_memory * NS_PER_SECOND)
+        if entry.last_block_end + memory <= now:
+            entry.streak = 0
+        entry.streak += 1
+        entry.until = now + rule.block_ns(entry.streak)
+        entry.last_block_end = entry.until
+        entry.expires = max(entry.expires, entry.until + memory)
+        failures.clear()
+        return Block(key, entry.until, rule.threshold, entry.streak)
+
+    def _status(self, key: str, now: int) -> Block:
+        entry = self._entries.get(key)
+        if entry is None:
+            return Block(key, 0, 0, 0)
+        until = entry.until if entry.until > now else 0
+        return Block(key, until, len(entry.failures), entry.streak)
 
     def _trim(self, now: int) -> None:
         """Forget the two oldest entries if they say nothing any more; else requeue them."""
@@ -140,11 +155,7 @@ class LockoutTable:
         """Whether ``key`` is blocked now, and its recent failures."""
         now = self._now()
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return Block(key, 0, 0, 0)
-            until = entry.until if entry.until > now else 0
-            return Block(key, until, len(entry.failures), entry.streak)
+            return self._status(key, now)
 
     def unblock(self, key: str) -> bool:
         """Lift ``key``'s block and forget its failures; ``False`` if it had none."""

@@ -2,7 +2,9 @@
 
 Thread-safe (one lock around each decision, held for microseconds) and usable
 from asyncio directly: no decision ever waits on I/O, so the async face simply
-calls the sync one.
+calls the sync one (``never_waits``). Counters, leases and lockouts share the
+lock, so ``decide`` takes it once for a whole step (blocks, leases, charges,
+penalty) and calls the tables' lock-free variants.
 
 Memory is bounded in two ways. State that has expired (its window is over) is
 dropped: the two least recently used keys of a table are checked on each
@@ -31,13 +33,23 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from .base import Charge, ChargeResult, LimitSpec
-from .leases import LeaseTable
+from ..rates import NS_PER_SECOND
+from .base import (
+    ADMITTED,
+    BLOCKED,
+    REFUSED_BY_CAP,
+    REFUSED_BY_RATE,
+    Charge,
+    ChargeResult,
+    LimitSpec,
+    Step,
+    StepResult,
+)
+from .leases import LeaseTable, check_lease
 from .lockouts import LockoutTable
 
 __all__ = ["MemoryStats", "MemoryStore"]
 
-_NS = 1_000_000_000
 #: expired keys checked at the LRU end of a table on each insert
 _TRIM_PER_INSERT = 2
 
@@ -71,6 +83,11 @@ class MemoryStore:
     fake one. ``max_keys`` bounds the number of tracked (key, window) pairs.
     """
 
+    #: no call waits on I/O: the async faces only call the sync ones
+    never_waits = True
+    #: any keys may be decided together
+    one_slot = False
+
     def __init__(
         self,
         *,
@@ -84,9 +101,9 @@ class MemoryStore:
         if clock is None:
             self._now = time.time_ns
         else:
-            self._now = lambda: round(clock() * _NS)
+            self._now = lambda: round(clock() * NS_PER_SECOND)
         self.max_keys = max_keys
-        self._sweep_interval_ns = round(sweep_interval * _NS)
+        self._sweep_interval_ns = round(sweep_interval * NS_PER_SECOND)
         self._next_sweep = 0
         self._last_now = 0
         #: changes when every counter is forgotten, so caches of decisions know
@@ -111,7 +128,6 @@ class MemoryStore:
             spec, key, cost, shadow = charges[0]
             result = self.apply_one(spec, key, cost)
             return result[0] or shadow, [result]
-        tables = self._tables
         with self._lock:
             # read under the lock, never going back: logs stay in time order even
             # when threads race or the system clock steps backwards
@@ -119,46 +135,99 @@ class MemoryStore:
             if now < self._last_now:
                 now = self._last_now
             self._last_now = now
-            evaluations = []
-            admitted = True
-            for spec, key, cost, shadow in charges:
-                table = tables.get(spec.slot)
-                if table is None:
-                    table = tables[spec.slot] = _Table(spec)
-                data = table.data
-                state = data.get(key)
-                if state is not None:
-                    data.move_to_end(key)
-                evaluation = spec.evaluate(
-                    state, now, cost, spec.limit, spec.window_ns, spec.capacity
-                )
-                evaluations.append((evaluation, state, table))
-                if not evaluation[0] and not shadow:
-                    admitted = False
-            if not (admitted and consume):
-                return admitted, [
-                    self._unconsumed(charge, evaluation, now)
-                    for charge, (evaluation, _, _) in zip(charges, evaluations, strict=True)
-                ]
-            results: list[ChargeResult] = []
-            for (spec, key, cost, _shadow), (evaluation, state, table) in zip(
-                charges, evaluations, strict=True
-            ):
-                allowed, room, reset, retry, next_state = evaluation
-                if not allowed:
-                    results.append((False, room, reset, retry))
-                elif not cost:
-                    results.append((True, room, reset, 0))
+            return self._charge(charges, consume, now)
+
+    def decide(self, step: Step) -> StepResult:
+        """Blocks, leases, charges and penalty of ``step`` under one lock (see :class:`Step`)."""
+        asks = step.leases
+        for _, cap, ttl_ns in asks:
+            check_lease(cap, ttl_ns)
+        with self._lock:
+            now = self._now()
+            if now < self._last_now:
+                now = self._last_now
+            self._last_now = now
+            lockouts = self.lockouts
+            for index, block_key in enumerate(step.blocks):
+                block = lockouts._status(block_key, now)
+                if block.until_ns:
+                    return StepResult(BLOCKED, [], now, index, block)
+            consume = step.consume
+            leases = self.leases
+            taken: list[tuple[str, str]] = []
+            asked: dict[str, int] = {}  # a peek's slots per key, counted as if taken
+            for index, (lease_key, cap, ttl_ns) in enumerate(asks):
+                if consume:
+                    lease_id = leases._acquire(lease_key, cap, ttl_ns, now).lease_id
+                    if lease_id is not None:
+                        taken.append((lease_key, lease_id))
+                        continue
                 else:
-                    if spec.algorithm.in_place:
-                        self._store(spec, key, now, cost, next_state)
-                    else:
-                        if state is None:
-                            self._make_room(table, now)
-                            self._size += 1
-                        table.data[key] = next_state
-                    results.append((True, room - cost, reset, 0))
-            return True, results
+                    held = leases._in_use(lease_key, now) + asked.get(lease_key, 0)
+                    if held < cap:
+                        asked[lease_key] = asked.get(lease_key, 0) + 1
+                        continue
+                for each, lease_id in taken:
+                    leases._release(each, lease_id, now)
+                return StepResult(REFUSED_BY_CAP, [], now, index)
+            admitted, results = self._charge(step.charges, consume, now)
+            if admitted:
+                return StepResult(ADMITTED, results, now, leases=tuple(taken))
+            for each, lease_id in taken:
+                leases._release(each, lease_id, now)
+            penalty = step.penalty
+            if penalty is None or not consume:
+                return StepResult(REFUSED_BY_RATE, results, now)
+            failure = lockouts._record_failure(penalty[0], penalty[1], now)
+            started = failure if failure.until_ns else None
+            return StepResult(REFUSED_BY_RATE, results, now, block=started)
+
+    async def decide_async(self, step: Step) -> StepResult:
+        return self.decide(step)
+
+    def _charge(
+        self, charges: Sequence[Charge], consume: bool, now: int
+    ) -> tuple[bool, list[ChargeResult]]:
+        """``apply``'s decision at ``now``, under the lock, which the caller holds."""
+        tables = self._tables
+        evaluations = []
+        admitted = True
+        for spec, key, cost, shadow in charges:
+            table = tables.get(spec.slot)
+            if table is None:
+                table = tables[spec.slot] = _Table(spec)
+            data = table.data
+            state = data.get(key)
+            if state is not None:
+                data.move_to_end(key)
+            evaluation = spec.evaluate(state, now, cost, spec.limit, spec.window_ns, spec.capacity)
+            evaluations.append((evaluation, state, table))
+            if not evaluation[0] and not shadow:
+                admitted = False
+        if not (admitted and consume):
+            return admitted, [
+                self._unconsumed(charge, evaluation, now)
+                for charge, (evaluation, _, _) in zip(charges, evaluations, strict=True)
+            ]
+        results: list[ChargeResult] = []
+        for (spec, key, cost, _shadow), (evaluation, state, table) in zip(
+            charges, evaluations, strict=True
+        ):
+            allowed, room, reset, retry, next_state = evaluation
+            if not allowed:
+                results.append((False, room, reset, retry))
+            elif not cost:
+                results.append((True, room, reset, 0))
+            else:
+                if spec.algorithm.in_place:
+                    self._store(spec, key, now, cost, next_state)
+                else:
+                    if state is None:
+                        self._make_room(table, now)
+                        self._size += 1
+                    table.data[key] = next_state
+                results.append((True, room - cost, reset, 0))
+        return True, results
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         """``apply`` of one enforced charge, without the batch bookkeeping."""

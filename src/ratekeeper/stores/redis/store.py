@@ -1,12 +1,12 @@
 """Counters in Redis or Valkey: standalone, Sentinel or Cluster; sync and asyncio.
 
-One decision is one ``EVALSHA`` of ``lua/apply.lua``, whatever the number of
+One decision is one ``EVALSHA`` of the decide script (``lua/decide.lua``), whatever the number of
 rates: the script reads the server's clock, evaluates every charge, and writes
 all of them or none. redis-py's script objects load the script again when the
 server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
 decisions that arrive in the same turn of the event loop share one call of the
 same script, and so do threads that arrive while a call is in flight
-(``redis_batch.py``).
+(``batching.py``).
 
 Key layout: ``rk:<letter><window_ms>[:<limit>:<capacity>]:<key>``, the letter
 naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state
@@ -15,7 +15,7 @@ key that carries a hash tag (``scanner:api:{demo-pro}``, as the policy limiter
 builds them) keeps it; any other key is wrapped whole (``{user:1}``), so all
 counters of one decision share a Cluster slot. Every key has a TTL. Key names
 are UTF-8; a ``str`` that is not valid text (a lone surrogate) gets bytes of
-its own instead of an encoding error (``redis_tables.encoded``), so every
+its own instead of an encoding error (``keys.encoded``), so every
 distinct ``str`` is a counter of its own, as in the memory store.
 
 Time inside Redis is the server's ``TIME`` (seconds and microseconds). The
@@ -49,24 +49,39 @@ URL forms (:meth:`RedisStore.from_url`)::
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
 import time
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from ..algorithms import MAX_WINDOW_NS
-from .base import Charge, ChargeResult, LimitSpec, StoreUnavailableError
-from .memory import MemoryStore
-from .redis_batch import DecisionCall, ScriptBatcher, ThreadBatcher
-from .redis_tables import Outage, RedisKey, RedisLeases, RedisLockouts, encoded, tagged
+from ...algorithms import MAX_WINDOW_NS
+from ...rates import NS_PER_MS, NS_PER_SECOND, NS_PER_US
+from ..base import (
+    ADMITTED,
+    BLOCKED,
+    REFUSED_BY_CAP,
+    REFUSED_BY_RATE,
+    Charge,
+    ChargeResult,
+    LimitSpec,
+    Step,
+    StepResult,
+)
+from ..leases import check_lease
+from ..lockouts import Block, LockoutRule
+from ..memory import MemoryStore
+from .batching import DecisionCall, ScriptBatcher, ThreadBatcher
+from .keys import RedisKey, encoded, hash_tag, lease_name, lockout_names, name_slot, tagged
+from .outage import Outage
+from .scripts import script_text
+from .tables import RedisLeases, RedisLockouts
 
-__all__ = ["RedisStore", "StoreUnavailableError"]
+__all__ = ["RedisStore"]
 
 OnError = Literal["open", "closed", "local"]
 
-_NS_PER_MS = 1_000_000
-_NS_PER_US = 1_000
 _ASYNC_CONNECTIONS = 64
 _POOL_WAIT = 1.0  # seconds an asyncio caller may wait for a free connection
 _ALGORITHM_CODES = {"fixed_window": 1, "sliding_window": 2, "sliding_log": 3, "token_bucket": 4}
@@ -77,10 +92,12 @@ _ALGORITHM_LETTERS = {
     "token_bucket": "t",
 }
 _MAX_LAYOUTS = 4096  # specs whose key prefix is remembered (a policy has a handful)
+_MAX_RULES = 256  # lockout rules whose script numbers are remembered
 
 
 def _script_text() -> str:
-    return resources.files("ratekeeper.stores").joinpath("lua/apply.lua").read_text("utf-8")
+    """The decision script's text (read here, once per store: tests patch it)."""
+    return script_text("decide")
 
 
 class RedisStore:
@@ -89,6 +106,9 @@ class RedisStore:
     Wrap existing redis-py clients (``client`` sync, ``async_client`` asyncio;
     either may be ``None`` if that face is not used), or use :meth:`from_url`.
     """
+
+    #: every call waits on the network: the async faces are coroutines of their own
+    never_waits = False
 
     def __init__(
         self,
@@ -117,6 +137,9 @@ class RedisStore:
         self._decide = _sync_decide(client, self._script_text) if client is not None else None
         self._async_decide: DecisionCall | None = None
         self._layout: dict[LimitSpec, tuple[str, str]] = {}
+        self._rules: dict[LockoutRule, str] = {}
+        #: Redis Cluster: the keys of one step must share a slot (``Store.one_slot``)
+        self.one_slot = _is_cluster(client) or _is_cluster(async_client)
         self.outage = Outage(on_error)
         self.generation = 0
         self.instances = instances
@@ -181,7 +204,7 @@ class RedisStore:
 
     def now_ns(self) -> int:
         if self._clock is not None:
-            return round(self._clock() * 1_000_000_000)
+            return round(self._clock() * NS_PER_SECOND)
         return time.time_ns()
 
     def apply(
@@ -236,11 +259,53 @@ class RedisStore:
             self._recover()
         return _parse_one(raw)
 
+    def decide(self, step: Step) -> StepResult:
+        """``step``'s blocks, leases, rates and penalty in one call of the decide script.
+
+        One ``EVALSHA``, whatever the step holds (:class:`~ratekeeper.stores.Step`),
+        batched with other threads' decisions as ``apply``'s are.
+        """
+        if self._decide is None:
+            raise RuntimeError("this RedisStore has no sync client; use the async face")
+        keys, numbers, words, taken = self._step_args(step)
+        try:
+            raw = self._decide(keys, numbers, self._now_us_arg(), words, 5 + 4 * len(step.charges))
+        except Exception as error:
+            return self._step_failed(step, taken, error)
+        if self.outage.failing:
+            self._recover()
+        return _parse_step(raw, step, taken)
+
+    async def decide_async(self, step: Step) -> StepResult:
+        """``decide`` for asyncio callers (batched with the decisions of the same turn)."""
+        keys, numbers, words, taken = self._step_args(step)
+        decide = self._async_decide or self._make_async_decide()
+        try:
+            raw = await decide(keys, numbers, self._now_us_arg(), words, 5 + 4 * len(step.charges))
+        except Exception as error:
+            return self._step_failed(step, taken, error)
+        if self.outage.failing:
+            self._recover()
+        return _parse_step(raw, step, taken)
+
+    def slot_of(self, key: str) -> int:
+        """The Redis Cluster slot of every Redis key this store names after ``key``.
+
+        Its counters, its lease set and its lockout log and block all share it
+        (``keys.key_slot``, the prefix included: a prefix with a ``{...}`` of
+        its own puts every key on its slot). On a Cluster (``one_slot``) the
+        keys of one step must share a slot.
+        """
+        return name_slot(self.prefix + tagged(key))
+
     # helpers
 
     def _now_ms_arg(self) -> str:
-        """The time the lease and lockout scripts use: ``""`` for the server's, else the fake's."""
-        return "" if self._clock is None else str(round(self._clock() * 1000))
+        """The time the lease and lockout scripts use: ``""`` for the server's, else the fake's.
+
+        Whole ms of the fake's microseconds, as the decide script's steps see them.
+        """
+        return "" if self._clock is None else str(round(self._clock() * 1_000_000) // 1000)
 
     def _now_us_arg(self) -> str:
         """The time the decision script uses, in microseconds: ``""`` for the server's own."""
@@ -262,7 +327,7 @@ class RedisStore:
     def _decision_args(
         self, charges: Sequence[Charge], consume: bool
     ) -> tuple[list[RedisKey], str]:
-        """One decision's keys and its numbers for the script (``ARGV[2]`` of apply.lua)."""
+        """One decision's keys and its numbers for the script (``ARGV[2]`` of decide.lua)."""
         keys: list[RedisKey] = []
         numbers = [f"{1 if consume else 0} {len(charges)}"]
         layout = self._layout
@@ -271,6 +336,61 @@ class RedisStore:
             keys.append(encoded(slot + tagged(key)))
             numbers.append(f"{values} {cost} {1 if shadow else 0}")
         return keys, " ".join(numbers)
+
+    def _step_args(
+        self, step: Step
+    ) -> tuple[list[RedisKey], str, list[str], list[tuple[str, str]]]:
+        """A step's keys, numbers and words for the decide script (its header), and the
+        leases it takes when admitted (``(lease key, lease id)``, ids made here)."""
+        charges, blocks, asks, penalty = step.charges, step.blocks, step.leases, step.penalty
+        consume = step.consume
+        keys: list[RedisKey] = []
+        numbers = [
+            f"{3 if consume else 2} {len(charges)} {len(blocks)} {len(asks)} "
+            f"{0 if penalty is None else 1}"
+        ]
+        layout = self._layout
+        for spec, key, cost, shadow in charges:
+            slot, values = layout.get(spec) or self._lay_out(spec)
+            keys.append(encoded(slot + tagged(key)))
+            numbers.append(f"{values} {cost} {1 if shadow else 0}")
+        prefix = self.prefix
+        for key in blocks:
+            keys += lockout_names(prefix, key)
+        words: list[str] = []
+        taken: list[tuple[str, str]] = []
+        for key, cap, ttl_ns in asks:
+            check_lease(cap, ttl_ns)
+            keys.append(lease_name(prefix, key))
+            numbers.append(f"{cap} {max(1, (ttl_ns + NS_PER_MS // 2) // NS_PER_MS)}")
+            if consume:
+                lease_id = secrets.token_hex(8)
+                words.append(lease_id)
+                taken.append((key, lease_id))
+        if penalty is not None:
+            key, rule = penalty
+            keys += lockout_names(prefix, key)
+            numbers.append(self._rules.get(rule) or self._rule_numbers(rule))
+            words.append(repr(rule.escalation))
+        if self.one_slot:
+            _check_one_slot(keys, step)
+        return keys, " ".join(numbers), words, taken
+
+    def _rule_numbers(self, rule: LockoutRule) -> str:
+        """A lockout rule's numbers for the decide script (its escalation goes as a word)."""
+        numbers = " ".join(
+            str(value)
+            for value in (
+                rule.threshold,
+                round(rule.window * 1000),
+                round(rule.block * 1000),
+                0 if rule.max_block is None else round(rule.max_block * 1000),
+                round(rule.streak_memory * 1000),
+            )
+        )
+        if len(self._rules) < _MAX_RULES:
+            self._rules[rule] = numbers
+        return numbers
 
     def _get_async_client(self) -> Any:
         if self._async_client is None:
@@ -287,10 +407,16 @@ class RedisStore:
         """
         client = self._get_async_client()
         script = client.register_script(self._script_text)
-        if "Cluster" in type(client).__name__:
+        if _is_cluster(client):
 
-            async def alone(keys: list[RedisKey], numbers: str, now: str) -> Any:
-                return await script(keys=keys, args=[now, numbers])
+            async def alone(
+                keys: list[RedisKey],
+                numbers: str,
+                now: str,
+                words: Sequence[str] = (),
+                size: int = 0,
+            ) -> Any:
+                return await script(keys=keys, args=[now, numbers, *words])
 
             self._async_decide = alone
         else:
@@ -315,6 +441,23 @@ class RedisStore:
             return self._local.apply([self._local_charge(charge) for charge in charges], consume)
         now = time.time_ns()
         return True, [(True, spec.limit, now, 0) for spec, _key, _cost, _shadow in charges]
+
+    def _step_failed(
+        self, step: Step, taken: list[tuple[str, str]], error: Exception
+    ) -> StepResult:
+        """A step when Redis failed: as ``on_error`` says, like each of its parts today.
+
+        ``open``: admitted, its leases granted (counted nowhere), nobody blocked;
+        ``closed``: :class:`StoreUnavailableError`; ``local``: the local store
+        decides it, its rates at this instance's share.
+        """
+        self.outage.failed(error)  # raises StoreUnavailableError when failing closed
+        if self._local is not None:
+            charges = [self._local_charge(charge) for charge in step.charges]
+            return self._local.decide(dataclasses.replace(step, charges=charges))
+        now = time.time_ns()
+        results: list[ChargeResult] = [(True, spec.limit, now, 0) for spec, *_ in step.charges]
+        return StepResult(ADMITTED, results, now, leases=tuple(taken))
 
     def _local_charge(self, charge: Charge) -> Charge:
         """``charge`` against this instance's share of its limit."""
@@ -360,18 +503,59 @@ class RedisStore:
         return f"RedisStore(on_error={self.on_error!r}, prefix={self.prefix!r})"
 
 
-def _sync_decide(client: Any, text: str) -> Callable[[list[RedisKey], str, str], Any]:
-    """How sync decisions reach Redis: threads share calls (``ThreadBatcher``), but on Cluster."""
+def _sync_decide(client: Any, text: str) -> Callable[..., Any]:
+    """How sync decisions reach Redis: threads share calls (``ThreadBatcher``), but on Cluster.
+
+    Called as ``(keys, numbers, now, words=(), size=0)``: see ``batching.DecisionCall``.
+    """
     script = client.register_script(text)
-    if "Cluster" in type(client).__name__:
-        return lambda keys, numbers, now: script(keys=keys, args=[now, numbers])
+    if _is_cluster(client):
+
+        def alone(
+            keys: list[RedisKey], numbers: str, now: str, words: Sequence[str] = (), size: int = 0
+        ) -> Any:
+            return script(keys=keys, args=[now, numbers, *words])
+
+        return alone
     return ThreadBatcher(script)
 
 
+def _is_cluster(client: Any) -> bool:
+    """A redis-py Cluster client (sync or asyncio): it routes each call by its keys' slot."""
+    return client is not None and "Cluster" in type(client).__name__
+
+
+def _check_one_slot(names: list[RedisKey], step: Step) -> None:
+    """On a Cluster, a step's keys on two slots are a ``ValueError`` naming them.
+
+    Redis would refuse the call (``CROSSSLOT``), and the store would take that
+    for an outage; keys with one hash tag (the policy limiter's
+    ``policy:limit:{identity}``) are always on one slot.
+    """
+    texts = [name if isinstance(name, str) else name.decode("utf-8", "surrogatepass")
+             for name in names]  # fmt: skip
+    tags = {hash_tag(text) for text in texts}
+    if len(tags) < 2 or len({name_slot(text) for text in texts}) < 2:
+        return
+    owners = [key for _, key, _, _ in step.charges]
+    owners += [key for key in step.blocks for _ in range(2)]
+    owners += [key for key, _, _ in step.leases]
+    if step.penalty is not None:
+        owners += [step.penalty[0]] * 2
+    slots: dict[str, int] = {}
+    for owner, text in zip(owners, texts, strict=True):
+        slots.setdefault(owner, name_slot(text))
+    where = ", ".join(f"{key!r} on slot {slot}" for key, slot in slots.items())
+    raise ValueError(
+        "the keys of one step must share a Redis Cluster slot (one hash tag, as in "
+        f"'limit:{{caller}}'); this step has {where}"
+    )
+
+
 def _ms(window_ns: int) -> int:
-    if window_ns % _NS_PER_MS:
+    if window_ns % NS_PER_MS:
         raise ValueError("Redis counts in whole milliseconds: windows must be whole ms")
-    return window_ns // _NS_PER_MS
+    return window_ns // NS_PER_MS
 
 
 def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
@@ -383,8 +567,8 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
             (
                 raw[base] == 1,
                 int(raw[base + 1]),
-                int(raw[base + 2]) * _NS_PER_US,
-                int(raw[base + 3]) * _NS_PER_US,
+                int(raw[base + 2]) * NS_PER_US,
+                int(raw[base + 3]) * NS_PER_US,
             )
         )
     return raw[1] == 1, results
@@ -392,13 +576,30 @@ def _parse(raw: list[Any], count: int) -> tuple[bool, list[ChargeResult]]:
 
 def _parse_one(raw: list[Any]) -> ChargeResult:
     """The answer of a decision of one enforced charge."""
-    return raw[2] == 1, int(raw[3]), int(raw[4]) * _NS_PER_US, int(raw[5]) * _NS_PER_US
+    return raw[2] == 1, int(raw[3]), int(raw[4]) * NS_PER_US, int(raw[5]) * NS_PER_US
 
 
-def _lock() -> Any:
-    import threading
-
-    return threading.Lock()
+def _parse_step(raw: list[Any], step: Step, taken: list[tuple[str, str]]) -> StepResult:
+    """A step's answer: ``[now_us, outcome, index, until_ms, failures, streak, 4 per charge]``."""
+    now_ns = int(raw[0]) * NS_PER_US
+    outcome = int(raw[1])
+    if outcome == BLOCKED:
+        index = int(raw[2])
+        block = Block(step.blocks[index], int(raw[3]) * NS_PER_MS, int(raw[4]), int(raw[5]))
+        return StepResult(BLOCKED, [], now_ns, index, block)
+    if outcome == REFUSED_BY_CAP:
+        return StepResult(REFUSED_BY_CAP, [], now_ns, int(raw[2]))
+    results: list[ChargeResult] = [
+        (raw[at] == 1, int(raw[at + 1]), int(raw[at + 2]) * NS_PER_US, int(raw[at + 3]) * NS_PER_US)
+        for at in range(6, 6 + 4 * len(step.charges), 4)
+    ]
+    if outcome == ADMITTED:
+        return StepResult(ADMITTED, results, now_ns, leases=tuple(taken))
+    until = int(raw[3])
+    if not until or step.penalty is None:
+        return StepResult(REFUSED_BY_RATE, results, now_ns)
+    block = Block(step.penalty[0], until * NS_PER_MS, int(raw[4]), int(raw[5]))
+    return StepResult(REFUSED_BY_RATE, results, now_ns, block=block)
 
 
 def _hosts(url: str) -> list[tuple[str, int]]:

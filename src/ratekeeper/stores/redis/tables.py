@@ -8,112 +8,27 @@ plain commands.
 
 Keys: ``rk:lease:{key}`` (a sorted set of lease ids by expiry),
 ``rk:lockout:{key}:log`` (failure times) and ``rk:lockout:{key}:block``
-(``"until streak last_block_end"``), the caller's key being the hash tag.
+(``"until streak last_block_end"``), the caller's key being the hash tag
+(``keys.py``). A step (``RedisStore.decide``) reads and writes the same keys
+with the same Lua code (``lua/leases.lua``, ``lua/lockouts.lua``), so these
+operations see what a step did and a step sees what they did.
 """
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any, TypeVar
 
-from .base import StoreUnavailableError
-from .leases import LeaseGrant
-from .lockouts import Block, LockoutRule
-from .memory import MemoryStore
+from ...rates import NS_PER_MS, NS_PER_SECOND
+from ..leases import LeaseGrant, check_lease
+from ..lockouts import Block, LockoutRule
+from ..memory import MemoryStore
+from .keys import RedisKey, lease_name, lockout_names
+from .outage import Outage
+from .scripts import Scripts
 
-__all__ = ["Outage", "RedisKey", "RedisLeases", "RedisLockouts", "encoded", "tagged"]
-
-_NS_PER_MS = 1_000_000
-_log = logging.getLogger("ratekeeper.redis")
-
-
-class Outage:
-    """Redis failures: a count, one warning per incident, and what ``on_error`` says.
-
-    ``failed`` raises :class:`StoreUnavailableError` when failing closed; the
-    caller answers its "open" or "local" way otherwise.
-    """
-
-    def __init__(self, on_error: str) -> None:
-        self.on_error = on_error
-        self.errors = 0
-        self.failing = False
-
-    def failed(self, error: Exception) -> None:
-        self.errors += 1
-        if not self.failing:
-            self.failing = True
-            _log.warning(
-                "Redis unavailable (%s: %s); failing %s until it answers again",
-                type(error).__name__,
-                error,
-                self.on_error,
-            )
-        if self.on_error == "closed":
-            raise StoreUnavailableError(str(error)) from error
-
-    def recovered(self) -> None:
-        if self.failing:
-            self.failing = False
-            _log.warning("Redis answers again (%d failed calls so far)", self.errors)
-
-
-def script_text(name: str) -> str:
-    """The text of ``lua/<name>.lua`` shipped with the package."""
-    return resources.files("ratekeeper.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
-#: a key name as the stores hand it to redis-py (see :func:`encoded`)
-RedisKey = str | bytes
-
-
-def encoded(name: str) -> RedisKey:
-    """A key name as Redis gets it: the same bytes for text, apart bytes for any other ``str``.
-
-    redis-py encodes names as strict UTF-8, so a ``str`` holding a lone
-    surrogate (U+D800 to U+DFFF: ``RateLimiter.hit("\\ud800")``, a raw ASGI
-    path) raised inside the call, and the store took the caller's key for an
-    outage: it failed open, warned, and counted an error. ``surrogatepass``
-    writes such a surrogate as the three bytes UTF-8 would give it if it were
-    allowed: bytes that no valid text encodes to, so the key is a counter of its
-    own, never another's. Valid text gets the very bytes it always had, and
-    ASCII (nearly every key) is handed over as it is, after an O(1) check.
-    """
-    return name if name.isascii() else name.encode("utf-8", "surrogatepass")
-
-
-def tagged(key: str) -> str:
-    """``key`` with a Redis Cluster hash tag: its own ``{...}`` if it has one, else all of it."""
-    start = key.find("{")
-    if start >= 0 and key.find("}", start + 1) > start + 1:
-        return key
-    return "{" + key + "}"
-
-
-class _Scripts:
-    """Scripts registered on a sync client and, lazily, on an asyncio one."""
-
-    def __init__(self, names: tuple[str, ...], client: Any, async_client: Callable[[], Any]):
-        self._texts = {name: script_text(name) for name in names}
-        self._sync = (
-            {name: client.register_script(text) for name, text in self._texts.items()}
-            if client is not None
-            else {}
-        )
-        self._async_client = async_client
-        self._async: dict[str, Any] = {}
-
-    def sync(self, name: str) -> Any:
-        return self._sync[name]
-
-    def asynchronous(self, name: str) -> Any:
-        script = self._async.get(name)
-        if script is None:
-            script = self._async[name] = self._async_client().register_script(self._texts[name])
-        return script
+__all__ = ["RedisLeases", "RedisLockouts"]
 
 
 T = TypeVar("T")
@@ -139,7 +54,7 @@ class _RedisTable:
         self._now_ms = now_ms
         self._outage = outage
         self._local = local
-        self._scripts = _Scripts(self._script_names, client, async_client)
+        self._scripts = Scripts(self._script_names, client, async_client)
 
     def _guarded(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
         """``call()``; when Redis fails, ``fallback()`` (or StoreUnavailableError if closed)."""
@@ -169,13 +84,10 @@ class RedisLeases(_RedisTable):
     _script_names = ("lease_acquire", "lease_release")
 
     def _key(self, key: str) -> RedisKey:
-        return encoded(f"{self._prefix}lease:{tagged(key)}")
+        return lease_name(self._prefix, key)
 
     def _acquire_args(self, limit: int, ttl: float) -> list[Any]:
-        if limit < 1:
-            raise ValueError(f"concurrency limit must be at least 1, got {limit}")
-        if ttl <= 0:
-            raise ValueError(f"lease ttl must be positive, got {ttl}")
+        check_lease(limit, round(ttl * NS_PER_SECOND))
         return [limit, max(1, round(ttl * 1000)), secrets.token_hex(8), self._now_ms()]
 
     def _acquire_fallback(self, key: str, limit: int, ttl: float) -> LeaseGrant:
@@ -247,8 +159,7 @@ class RedisLockouts(_RedisTable):
     _script_names = ("lockout_failure",)
 
     def _keys(self, key: str) -> list[RedisKey]:
-        base = f"{self._prefix}lockout:{tagged(key)}"
-        return [encoded(base + ":log"), encoded(base + ":block")]
+        return list(lockout_names(self._prefix, key))
 
     def _args(self, rule: LockoutRule) -> list[Any]:
         return [
@@ -277,7 +188,7 @@ class RedisLockouts(_RedisTable):
         def call() -> Block:
             script = self._scripts.sync("lockout_failure")
             until, failures, streak = script(keys=self._keys(key), args=self._args(rule))
-            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+            return Block(key, int(until) * NS_PER_MS, int(failures), int(streak))
 
         return self._guarded(call, lambda: self._failure_fallback(key, rule))
 
@@ -285,7 +196,7 @@ class RedisLockouts(_RedisTable):
         async def call() -> Block:
             script = self._scripts.asynchronous("lockout_failure")
             until, failures, streak = await script(keys=self._keys(key), args=self._args(rule))
-            return Block(key, int(until) * _NS_PER_MS, int(failures), int(streak))
+            return Block(key, int(until) * NS_PER_MS, int(failures), int(streak))
 
         return await self._guarded_async(call, lambda: self._failure_fallback(key, rule))
 
@@ -356,7 +267,7 @@ def _block(key: str, state: Any, failures: Any, now_ms: int) -> Block:
     if not state:
         return Block(key, 0, int(failures), 0)
     until, streak, _ = (int(float(word)) for word in state.split())
-    return Block(key, until * _NS_PER_MS if until > now_ms else 0, int(failures), streak)
+    return Block(key, until * NS_PER_MS if until > now_ms else 0, int(failures), streak)
 
 
 def _server_now_ms(client: Any) -> str:

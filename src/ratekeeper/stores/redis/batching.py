@@ -3,11 +3,11 @@
 Under load, many asyncio tasks ask for a decision in the same turn of the event
 loop. Sending each on its own costs a round trip, a connection and a script
 run each; instead, the first caller schedules a flush for the next turn and
-every caller of this turn joins it: one ``EVALSHA`` of ``apply.lua`` carrying
-every decision (the script decides them in order, each all-or-nothing, exactly
-as if they came one by one), one reply, and each caller gets its own part of
-it. A caller that finds nothing on its way to Redis goes at once, so a lone
-caller waits for nothing.
+every caller of this turn joins it: one ``EVALSHA`` of the decide script carrying
+every decision, plain ones and whole steps alike (the script decides them in
+order, each all-or-nothing, exactly as if they came one by one), one reply,
+and each caller gets its own part of it. A caller that finds nothing on its
+way to Redis goes at once, so a lone caller waits for nothing.
 
 One command per batch also keeps redis-py's per-command costs (packing,
 a timer per reply, a connection from the pool) per batch, not per decision.
@@ -21,35 +21,56 @@ import asyncio
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
+
+from .keys import RedisKey
 
 __all__ = ["DecisionCall", "ScriptBatcher", "ThreadBatcher"]
 
-#: ``(keys, numbers, now)`` → ``[now, admitted, 4 values per charge]`` (apply.lua's
-#: ``ARGV[2]`` and ``ARGV[1]`` for one decision)
-DecisionCall = Callable[[list[str | bytes], str, str], Awaitable[Any]]
+
+class DecisionCall(Protocol):
+    """One decision sent to the decide script, on its own or in a shared call.
+
+    ``keys`` and ``numbers`` are the decision's (``KEYS`` and ``ARGV[2]`` of
+    decide.lua), ``now`` the clock argument (``ARGV[1]``), ``words`` its
+    strings (lease ids, escalation: ``ARGV[3..]``) and ``size`` the length of
+    its answer (0: a plain decision's, ``1 + 4 * len(keys)``). The answer is
+    ``[now_us, *the decision's own answer]``.
+    """
+
+    def __call__(
+        self,
+        keys: list[RedisKey],
+        numbers: str,
+        now: str,
+        words: Sequence[str] = (),
+        size: int = 0,
+    ) -> Awaitable[Any]: ...
+
 
 _MAX_BATCH = 128  # decisions per script call; a bigger wave is sent as several calls
 
-#: one decision's part of a script call: its keys and its numbers (``ARGV[2]``)
-_Call = tuple[list[str | bytes], str]
+#: one decision's part of a script call: its keys, numbers, words and answer length
+_Call = tuple[list[RedisKey], str, Sequence[str], int]
 
 
-def _joined(calls: list[_Call]) -> _Call:
-    """The keys and numbers of one script call deciding ``calls`` in order."""
-    keys: list[str | bytes] = []
-    for decision_keys, _ in calls:
+def _joined(calls: list[_Call]) -> tuple[list[RedisKey], list[str]]:
+    """The keys and ``ARGV[2:]`` of one script call deciding ``calls`` in order."""
+    keys: list[RedisKey] = []
+    words: list[str] = []
+    for decision_keys, _, decision_words, _ in calls:
         keys += decision_keys
-    return keys, " ".join([numbers for _, numbers in calls])
+        words += decision_words
+    return keys, [" ".join([call[1] for call in calls]), *words]
 
 
 def _split(reply: list[Any], calls: list[_Call]) -> list[list[Any]]:
-    """Each decision's answer, ``[now, admitted, 4 values per charge]``, from a batch's reply."""
+    """Each decision's answer, ``[now_us, *its own answer]``, from a batch's reply."""
     answers = []
     at = 1
-    for decision_keys, _ in calls:
-        end = at + 1 + 4 * len(decision_keys)
+    for _, _, _, size in calls:
+        end = at + size
         answers.append([reply[0], *reply[at:end]])
         at = end
     return answers
@@ -66,16 +87,23 @@ class ScriptBatcher:
         self._sending: set[asyncio.Task[None]] = set()  # held so they are not collected
         self._busy = 0  # calls on their way to Redis
 
-    async def __call__(self, keys: list[str | bytes], numbers: str, now: str) -> Any:
+    async def __call__(
+        self,
+        keys: list[RedisKey],
+        numbers: str,
+        now: str,
+        words: Sequence[str] = (),
+        size: int = 0,
+    ) -> Any:
         """The script's answer for one decision (or the error the call raised)."""
         if not self._busy:  # nothing on the way: go now, no turn of the loop to wait
             self._busy += 1
             try:
-                return await self._script(keys=keys, args=[now, numbers])
+                return await self._script(keys=keys, args=[now, numbers, *words])
             finally:
                 self._busy -= 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(((keys, numbers), future))
+        self._pending.append(((keys, numbers, words, size or 1 + 4 * len(keys)), future))
         if not self._scheduled:
             self._scheduled = True
             self._now = now  # one clock per batch (only a test's fake clock is not "")
@@ -93,10 +121,10 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[tuple[_Call, asyncio.Future[Any]]], now: str) -> None:
         calls = [call for call, _ in batch]
-        keys, numbers = _joined(calls)
+        keys, args = _joined(calls)
         self._busy += 1
         try:
-            reply = await self._script(keys=keys, args=[now, numbers])
+            reply = await self._script(keys=keys, args=[now, *args])
         except Exception as error:  # the call failed: every decision of it gets the error
             for _, future in batch:
                 if not future.done():
@@ -156,18 +184,25 @@ class ThreadBatcher:
         self._queue: list[_Waiter] = []
         self._sending = False
 
-    def __call__(self, keys: list[str | bytes], numbers: str, now: str) -> Any:
+    def __call__(
+        self,
+        keys: list[RedisKey],
+        numbers: str,
+        now: str,
+        words: Sequence[str] = (),
+        size: int = 0,
+    ) -> Any:
         """The script's answer for one decision (or the error the call raised)."""
         with self._lock:
             waiter = None
             if self._sending:
-                waiter = _Waiter((keys, numbers))
+                waiter = _Waiter((keys, numbers, words, size or 1 + 4 * len(keys)))
                 self._queue.append(waiter)
             else:
                 self._sending = True
         if waiter is None:
             try:
-                return self._script(keys=keys, args=[now, numbers])
+                return self._script(keys=keys, args=[now, numbers, *words])
             finally:
                 self._hand_on()
         waiter.event.wait()
@@ -193,8 +228,8 @@ class ThreadBatcher:
     def _send(self, batch: list[_Waiter], now: str) -> None:
         try:
             calls = [waiter.call for waiter in batch]
-            keys, numbers = _joined(calls)
-            reply = self._script(keys=keys, args=[now, numbers])
+            keys, args = _joined(calls)
+            reply = self._script(keys=keys, args=[now, *args])
             for waiter, answer in zip(batch, _split(reply, calls), strict=True):
                 waiter.reply = answer
         except BaseException as error:  # every decision of the call gets it

@@ -11,6 +11,7 @@ parameters) are joined per request.
 
 from __future__ import annotations
 
+from ._memo import BoundedMemo
 from .algorithms import check_cost
 from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
 from .stores.base import Charge, LimitSpec
@@ -70,7 +71,7 @@ class Charger:
         self._node_header = node_header
         self._node_header_name = node_header_name
         self._user_header = user_header
-        self._plans: dict[tuple[int, int], ChargePlan] = {}
+        self._plans: BoundedMemo[tuple[int, int], ChargePlan] = BoundedMemo(_MAX_CACHED)
         # the plans of callers with neither key nor plan, by category: one lookup
         self._ownerless: dict[CompiledCategory, ChargePlan] = {}
 
@@ -85,11 +86,9 @@ class Charger:
                 found = self._ownerless[category] = self._resolve(category, None, None)
             return found
         cache_key = (id(category), id(owner))
-        found = self._plans.get(cache_key)
+        found = self._plans.answers.get(cache_key)
         if found is None:
-            if len(self._plans) >= _MAX_CACHED:
-                self._plans.clear()
-            found = self._plans[cache_key] = self._resolve(category, record, plan)
+            found = self._plans.keep(cache_key, self._resolve(category, record, plan))
         return found
 
     def _resolve(

@@ -24,6 +24,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
 
+from ._memo import BoundedMemo
+
 __all__ = [
     "FORWARDED_HEADERS",
     "ClientAddresses",
@@ -43,6 +45,8 @@ _MAX_HEADER = 8192
 _LIST_HEADERS = frozenset(FORWARDED_HEADERS)
 #: client addresses whose counted form is remembered before the memo starts over
 _MAX_ADDRESSES = 16_384
+#: peers known to be trusted proxies or not, before the memo starts over
+_MAX_PEERS = 4096
 _Entry = TypeVar("_Entry")
 
 
@@ -107,7 +111,7 @@ class ClientIpResolver:
         self._networks: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(network, strict=False) for network in trusted_proxies
         )
-        self._trusted_cache: dict[str, bool] = {}
+        self._trusted_cache: BoundedMemo[str, bool] = BoundedMemo(_MAX_PEERS)
         self.header = header
         self._hops = _HOP_READERS[header]
 
@@ -117,7 +121,7 @@ class ClientIpResolver:
 
     def is_trusted(self, address: str) -> bool:
         """Whether ``address`` (a canonical IP string) is a trusted proxy."""
-        cached = self._trusted_cache.get(address)
+        cached = self._trusted_cache.answers.get(address)
         if cached is None:
             try:
                 ip = ipaddress.ip_address(address)
@@ -127,9 +131,7 @@ class ClientIpResolver:
                 if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                     ip = ip.ipv4_mapped
                 cached = any(ip in network for network in self._networks)
-            if len(self._trusted_cache) >= 4096:
-                self._trusted_cache.clear()
-            self._trusted_cache[address] = cached
+            self._trusted_cache.keep(address, cached)
         return cached
 
     def resolve(self, peer: str, headers: dict[str, str]) -> str:
@@ -203,7 +205,7 @@ class ClientAddresses(Generic[_Entry]):
         #: an address without ``:`` (IPv4, or no address at all) is counted as
         #: itself and is in no network
         self.plain_ipv4 = ipv4_prefix == 32 and not self._networks
-        self._cache: dict[str, tuple[str, _Entry | None]] = {}
+        self._cache: BoundedMemo[str, tuple[str, _Entry | None]] = BoundedMemo(_MAX_ADDRESSES)
 
     def counted(self, address: str) -> str:
         """The form ``address`` (a client IP, as resolved) is counted by."""
@@ -213,12 +215,9 @@ class ClientAddresses(Generic[_Entry]):
 
     def lookup(self, address: str) -> tuple[str, _Entry | None]:
         """``address``'s counted form and the entry of the first network holding it."""
-        found = self._cache.get(address)
+        found = self._cache.answers.get(address)
         if found is None:
-            found = self._classify(address)
-            if len(self._cache) >= _MAX_ADDRESSES:
-                self._cache.clear()
-            self._cache[address] = found
+            found = self._cache.keep(address, self._classify(address))
         return found
 
     def _classify(self, address: str) -> tuple[str, _Entry | None]:

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ._memo import BoundedMemo
 from .charging import BadRequestError, Charger
 from .decision import Decision, tightest
 from .http.headers import retry_after_seconds
@@ -235,7 +236,7 @@ class _LimiterCore:
         )
         # presented key -> its record, for known keys only: skips hashing on repeat
         # requests; process memory only, never written anywhere
-        self._known_keys: dict[str, CompiledKey] = {}
+        self._known_keys: BoundedMemo[str, CompiledKey] = BoundedMemo(_MAX_KNOWN_KEYS)
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -350,7 +351,7 @@ class _LimiterCore:
             if raw is not None:
                 if not raw.isascii():  # header text enters where it is read (ratekeeper.text)
                     raw = safe_text(raw)
-                record = self._known_keys.get(raw) or self._lookup_key(raw)
+                record = self._known_keys.answers.get(raw) or self._lookup_key(raw)
                 if record is not None:
                     plan = compiled.plans[record.plan]  # a key's plan wins over its network's
                 elif compiled.unknown_as_anonymous:
@@ -399,9 +400,7 @@ class _LimiterCore:
             return None
         record = self.compiled.keys.get(hashlib.sha256(raw.encode()).hexdigest())
         if record is not None:
-            if len(self._known_keys) >= _MAX_KNOWN_KEYS:
-                self._known_keys.clear()
-            self._known_keys[raw] = record
+            self._known_keys.keep(raw, record)
         return record
 
     def _plan_blocks(

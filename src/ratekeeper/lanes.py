@@ -64,7 +64,7 @@ class Lane:
         self._head = head
         self.spec = spec
         self.units = units
-        self._x_fields = limiter.compiled.header_writer.x_fields
+        self._x_fields = limiter.header_writer.x_fields
         self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
         self._reset_ns = -1
         self._reset_field = (b"x-ratelimit-reset", b"")

@@ -38,7 +38,7 @@ from typing import Any
 from ._memo import BoundedMemo
 from .charging import BadRequestError, Charger
 from .decision import Decision, tightest
-from .http.headers import retry_after_seconds
+from .http.headers import HeaderWriter, retry_after_seconds
 from .identity import api_key_from, lower_headers
 from .lanes import Lane
 from .policy import Policy, load_policy
@@ -237,6 +237,10 @@ class _LimiterCore:
         # presented key -> its record, for known keys only: skips hashing on repeat
         # requests; process memory only, never written anywhere
         self._known_keys: BoundedMemo[str, CompiledKey] = BoundedMemo(_MAX_KNOWN_KEYS)
+        settings = policy.headers
+        self.header_writer = HeaderWriter(
+            settings.style, settings.report_window, settings.retry_after
+        )
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -254,7 +258,7 @@ class _LimiterCore:
         # (method, path) as requested -> its lane, or None: see ``lane``
         self._lanes: RequestMemo[Lane | None] = RequestMemo(self._new_lane)
         self._lanes_open = (
-            compiled.simple and self._one_in_memory and not compiled.header_writer.ietf_fields
+            compiled.simple and self._one_in_memory and not self.header_writer.ietf_fields
         )
 
     # lanes: a route's requests decided by client IP alone (see ratekeeper.lanes)
@@ -472,7 +476,7 @@ class _LimiterCore:
             self, False, self.compiled.bodies[response].status, response, prepared.category.name,
             plan.name if plan is not None else None, prepared.key_id, prepared.ip,
             prepared.method, prepared.path, threshold, 0, block.until, retry,
-            headers=self.compiled.header_writer.write_block(threshold, block.until, retry),
+            headers=self.header_writer.write_block(threshold, block.until, retry),
         )  # fmt: skip
 
     def _unavailable(self, prepared: _Prepared) -> PolicyDecision:
@@ -560,7 +564,7 @@ class _LimiterCore:
     def _headers_for(self, decision: PolicyDecision) -> dict[str, str]:
         if not decision._charges:
             return {}
-        return self.compiled.header_writer.write(decision, self.store.now_ns() / _NS)
+        return self.header_writer.write(decision, self.store.now_ns() / _NS)
 
     def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them.
@@ -573,7 +577,7 @@ class _LimiterCore:
             charges = decision._charges
             if not charges:
                 return []
-            writer = self.compiled.header_writer
+            writer = self.header_writer
             if decision.allowed and len(charges) == 1 and not charges[0][3]:
                 raw = writer.write_one_raw(decision.limit, decision.remaining, decision.reset_at)
                 if raw is not None:
@@ -645,7 +649,7 @@ class _LimiterCore:
                 if spec.window_ns == window_ns and not shadow:
                     reported = spec.limit
                     break
-        headers = self.compiled.header_writer.write_block(reported, until, 1.0)
+        headers = self.header_writer.write_block(reported, until, 1.0)
         if not self.policy.headers.retry_after:
             del headers["Retry-After"]
         refusal = PolicyDecision(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .bodies import BodyTemplate
 from .headers import HeaderWriter
 
-__all__ = ["BodyTemplate", "HeaderWriter"]
+__all__ = ["HeaderWriter"]

@@ -1,9 +1,10 @@
 """A validated :class:`Policy` compiled into what the request path reads.
 
 Everything that can be decided before the first request is decided here: the
-router, every plan's limit specs per limit, every key's overrides, the header
-writer, the body templates, the storage key prefixes and the labels of each
-rate. The request path then only looks things up.
+router, every plan's limit specs per limit, every key's overrides, the body
+templates, the storage key prefixes and the labels of each rate. The request
+path then only looks things up. Nothing here is HTTP: the answers
+(:mod:`ratekeeper.http.answers`) are written from this and the decision.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..algorithms import get_algorithm
-from ..http.bodies import BodyTemplate, BodyTooLargeError
-from ..http.headers import HeaderWriter
 from ..identity import ClientAddresses, ClientIpResolver
 from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
+from .bodies import BodyTemplate, BodyTooLargeError
 from .errors import PolicyError
 from .model import (
     Category,
@@ -214,9 +214,6 @@ class CompiledPolicy:
                 escalation=penalty.escalation,
                 max_block=penalty.max_block,
             )
-        self.header_writer = HeaderWriter(
-            policy.headers.style, policy.headers.report_window, policy.headers.retry_after
-        )
         self.bodies = {
             kind: _body(policy, kind, template) for kind, template in policy.responses.items()
         }

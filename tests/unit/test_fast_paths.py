@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
-from ratekeeper.charging import Charger
+from ratekeeper.engine import Charger
+from ratekeeper.engine._limiter import _Prepared
 from ratekeeper.identity import LoweredHeaders, lower_headers
 from ratekeeper.integrations.asgi import RateLimitMiddleware
-from ratekeeper.limiter import _Prepared
 from ratekeeper.policy.compiler import compile_policy
 from ratekeeper.policy.patterns import normalize_path
 from ratekeeper.policy.router import RouteMemo

@@ -1,6 +1,6 @@
 """Lanes answer exactly what ``check`` answers, and exist only where they can.
 
-A lane (``ratekeeper.lanes``) decides a request from its route and client IP
+A lane (``ratekeeper.engine._lanes``) decides a request from its route and client IP
 alone. These tests run the same traffic through a lane and through ``check``
 on two stores with the same fake clock and compare everything a caller or a
 client can see; then they list what keeps a route off the lanes; then they
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore
+from ratekeeper.engine import Lane
 from ratekeeper.integrations.asgi import RateLimitMiddleware, _with_headers
-from ratekeeper.lanes import Lane
 from ratekeeper.policy.router import MEMO_PATH, MEMO_SIZE
 from ratekeeper.stores.base import ChargeResult, LimitSpec
 from support.clock import Clock

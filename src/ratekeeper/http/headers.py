@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..decision import Decision, RateStatus
+from ..engine._decisions import Decision, RateStatus
 
 __all__ = ["HeaderWriter", "retry_after_seconds"]
 

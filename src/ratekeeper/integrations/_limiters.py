@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from ..limiter import AsyncLimiter, Limiter, _LimiterCore
+from ..engine._limiter import _LimiterCore
+from ..limiter import AsyncLimiter, Limiter
 from ..policy import Policy
 from ..stores.base import Store
 

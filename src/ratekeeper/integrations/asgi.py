@@ -163,7 +163,7 @@ class RateLimitMiddleware:
         client = scope.get("client")
         wanted = self._wanted
         lane = limiter.lane(scope["method"], scope["path"])
-        if lane is not None:  # decided by the client IP alone: see ratekeeper.lanes
+        if lane is not None:  # decided by the client IP alone: see ratekeeper.engine._lanes
             ip = client[0] if client else ""
             if lane.resolve_ip:
                 ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))

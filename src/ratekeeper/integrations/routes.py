@@ -27,10 +27,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..algorithms import DEFAULT_ALGORITHM, get_algorithm
-from ..decision import Decision
+from ..engine import AsyncRateLimiter, Decision, RateLimiter, RatesLike
 from ..http.headers import HeaderWriter, retry_after_seconds
 from ..identity import ClientAddresses
-from ..rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ..rates import parse_rates
 from ..stores.base import LimitSpec, Store
 from ..stores.memory import MemoryStore

@@ -11,11 +11,11 @@ parameters) are joined per request.
 
 from __future__ import annotations
 
-from ._memo import BoundedMemo
-from .algorithms import check_cost
-from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
-from .stores.base import Charge, LimitSpec
-from .text import safe_text
+from .._memo import BoundedMemo
+from ..algorithms import check_cost
+from ..policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
+from ..stores.base import Charge, LimitSpec
+from ..text import safe_text
 
 __all__ = ["BadRequestError", "ChargePlan", "Charger"]
 

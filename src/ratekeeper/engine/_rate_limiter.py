@@ -21,18 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._memo import BoundedMemo
-from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, get_algorithm
-from .decision import Decision, build_decision
-from .rates import Rate, parse_rates
-from .stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
+from .._memo import BoundedMemo
+from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, get_algorithm
+from ..rates import NS_PER_SECOND as _NS
+from ..rates import Rate, parse_rates
+from ..stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
+from ._decisions import Decision, build_decision
 
-__all__ = ["AsyncRateLimiter", "RateLimiter"]
+__all__ = ["AsyncRateLimiter", "RateLimiter", "RatesLike"]
 
 RatesLike = str | Rate | Sequence[Rate]
 
-
-_NS = 1_000_000_000
 _MAX_DENIED = 4096  # refused keys remembered per plan before the memory starts over
 _MAX_PLANS = 10_000  # callers building rate strings per request: stay bounded
 #: a cost every algorithm counts exactly; a larger one leaves the fast path, and

@@ -23,15 +23,16 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .stores.base import ChargeResult, LimitSpec
+from ..identity import ClientAddresses
+from ..rates import NS_PER_SECOND as _NS
+from ..stores.base import ChargeResult, LimitSpec
 
 if TYPE_CHECKING:
-    from .limiter import PolicyDecision, _LimiterCore
-    from .policy.compiler import CompiledCategory
+    from ..policy.compiler import CompiledCategory, CompiledNetwork
+    from ._decisions import PolicyDecision
 
 __all__ = ["Lane"]
 
-_NS = 1_000_000_000
 RawHeaders = list[tuple[bytes, bytes]]
 
 
@@ -41,16 +42,16 @@ class Lane:
     ``admit(ip)`` charges the request and gives the store's
     ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers`` writes an
     admitted request's header bytes from those numbers; ``decision`` makes
-    the general path's :class:`PolicyDecision` of the same result.
+    the general path's :class:`PolicyDecision` of the same result (``decide``,
+    given by the limiter that made the lane).
     """
 
-    __slots__ = ("_addresses", "_apply_one", "_head", "_limit_field", "_limiter", "_plain_ipv4",
+    __slots__ = ("_addresses", "_apply_one", "_decide", "_head", "_limit_field", "_plain_ipv4",
                  "_reset_field", "_reset_ns", "_x_fields", "category", "method", "names", "path",
                  "resolve_ip", "spec", "units")  # fmt: skip
 
     def __init__(
         self,
-        limiter: _LimiterCore,
         category: CompiledCategory,
         names: tuple[str, ...],
         head: str,
@@ -58,13 +59,19 @@ class Lane:
         units: int,
         method: str,
         path: str,
+        *,
+        apply_one: Callable[[LimitSpec, str, int], ChargeResult],
+        x_fields: bool,
+        resolve_ip: bool,
+        addresses: ClientAddresses[CompiledNetwork],
+        decide: Callable[[Lane, str, ChargeResult], PolicyDecision],
     ) -> None:
-        self._limiter = limiter
-        self._apply_one: Callable[[LimitSpec, str, int], ChargeResult] = limiter.store.apply_one
+        self._apply_one = apply_one
+        self._decide = decide
         self._head = head
         self.spec = spec
         self.units = units
-        self._x_fields = limiter.header_writer.x_fields
+        self._x_fields = x_fields
         self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
         self._reset_ns = -1
         self._reset_field = (b"x-ratelimit-reset", b"")
@@ -74,9 +81,9 @@ class Lane:
         self.method = method
         self.path = path
         #: whether the client IP must first be resolved through trusted proxies
-        self.resolve_ip = limiter.compiled.ip_resolver.enabled
-        self._addresses = limiter.compiled.client_addresses
-        self._plain_ipv4 = self._addresses.plain_ipv4
+        self.resolve_ip = resolve_ip
+        self._addresses = addresses
+        self._plain_ipv4 = addresses.plain_ipv4
 
     def key(self, ip: str) -> str:
         """The counter key of a request from ``ip`` (the general path's key)."""
@@ -113,4 +120,4 @@ class Lane:
 
     def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:
         """The :class:`PolicyDecision` ``check`` would have made of this result."""
-        return self._limiter._lane_decision(self, ip, result)
+        return self._decide(self, ip, result)

@@ -1,0 +1,38 @@
+"""The decision engine: from a request or a key to a decision, written once.
+
+Private modules, each with its own ``__all__``, re-exported here:
+
+``_decisions``   what a decision says: :class:`Decision`, :class:`PolicyDecision`
+``_charging``    a category and a caller to the charges a store applies
+``_refusals``    counters known to be over their limit (one cache)
+``_lanes``       requests decided by their route and client IP alone
+``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`
+``_rate_limiter`` the keyed :class:`RateLimiter` and :class:`AsyncRateLimiter`
+"""
+
+from __future__ import annotations
+
+from ._charging import BadRequestError, ChargePlan, Charger
+from ._decisions import Decision, PolicyDecision, RateStatus, build_decision, tightest
+from ._lanes import Lane
+from ._limiter import AsyncLimiter, Limiter
+from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
+from ._refusals import RefusalCache
+
+__all__ = [
+    "AsyncLimiter",
+    "AsyncRateLimiter",
+    "BadRequestError",
+    "ChargePlan",
+    "Charger",
+    "Decision",
+    "Lane",
+    "Limiter",
+    "PolicyDecision",
+    "RateLimiter",
+    "RateStatus",
+    "RatesLike",
+    "RefusalCache",
+    "build_decision",
+    "tightest",
+]

@@ -259,8 +259,18 @@ class CompiledPolicy:
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
-    """Compile ``policy``; raises :class:`PolicyError` for what validation cannot see."""
-    return CompiledPolicy(policy)
+    """Compile ``policy``; raises :class:`PolicyError` for what validation cannot see.
+
+    Compiled once per policy: the loader compiles it to check it, and every
+    limiter built on it afterwards (a ``Limiter``, its async twin in a
+    middleware) shares that compiled form. It holds no per-limiter state, only
+    answers worked out from the policy and bounded memos of them.
+    """
+    compiled: CompiledPolicy | None = policy._compiled
+    if compiled is None:
+        compiled = CompiledPolicy(policy)
+        object.__setattr__(policy, "_compiled", compiled)  # a cache, not part of the value
+    return compiled
 
 
 def _body(policy: Policy, kind: str, template: ResponseTemplate) -> BodyTemplate:

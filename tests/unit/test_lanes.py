@@ -15,7 +15,8 @@ import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore
 from ratekeeper.engine import Lane
-from ratekeeper.integrations.asgi import RateLimitMiddleware, _with_headers
+from ratekeeper.http.answers import merge_raw
+from ratekeeper.integrations.asgi import RateLimitMiddleware
 from ratekeeper.policy.router import MEMO_PATH, MEMO_SIZE
 from ratekeeper.stores.base import ChargeResult, LimitSpec
 from support.clock import Clock
@@ -267,11 +268,11 @@ def test_headers_the_app_set_itself_stay_the_apps_whatever_iterable_they_come_in
     ours = [(b"x-ratelimit-limit", b"3"), (b"x-ratelimit-remaining", b"2")]
     app_headers = [(b"content-type", b"text/plain"), (b"x-ratelimit-limit", b"99")]
 
-    merged = _with_headers(iter(app_headers), ours)
+    merged = merge_raw(iter(app_headers), ours)
 
     assert merged == [*app_headers, (b"x-ratelimit-remaining", b"2")]
-    assert _with_headers((pair for pair in app_headers[:1]), ours) == [app_headers[0], *ours]
-    assert _with_headers(None, ours) is ours
+    assert merge_raw((pair for pair in app_headers[:1]), ours) == [app_headers[0], *ours]
+    assert merge_raw(None, ours) is ours
 
 
 #: IPv6 clients by their /64, IPv4 per address, and an exempt monitoring network

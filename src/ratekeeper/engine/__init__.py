@@ -13,13 +13,40 @@ Private modules, each with its own ``__all__``, re-exported here:
 from __future__ import annotations
 
 from ._charging import BadRequestError, ChargePlan, Charger
-from ._decisions import Decision, PolicyDecision, RateStatus, build_decision, tightest
+from ._decisions import (
+    ADMITTED,
+    BAD_REQUEST,
+    BLOCKED,
+    EXEMPT,
+    LIMITED,
+    OVER_CAP,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    Answers,
+    AnswersFactory,
+    Decision,
+    PolicyDecision,
+    RateStatus,
+    RawHeaders,
+    build_decision,
+    tightest,
+)
 from ._lanes import Lane
 from ._limiter import AsyncLimiter, Limiter
 from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ._refusals import RefusalCache
 
 __all__ = [
+    "ADMITTED",
+    "BAD_REQUEST",
+    "BLOCKED",
+    "EXEMPT",
+    "LIMITED",
+    "OVER_CAP",
+    "UNAUTHORIZED",
+    "UNAVAILABLE",
+    "Answers",
+    "AnswersFactory",
     "AsyncLimiter",
     "AsyncRateLimiter",
     "BadRequestError",
@@ -32,6 +59,7 @@ __all__ = [
     "RateLimiter",
     "RateStatus",
     "RatesLike",
+    "RawHeaders",
     "RefusalCache",
     "build_decision",
     "tightest",

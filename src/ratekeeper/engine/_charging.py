@@ -37,17 +37,20 @@ class BadRequestError(Exception):
 class ChargePlan:
     """What one category charges one caller, with everything fixed worked out."""
 
-    __slots__ = ("by_ip", "fixed", "leases", "names", "rates")
+    __slots__ = ("by_ip", "cap_names", "fixed", "leases", "names", "rates")
 
     def __init__(
         self,
         rates: tuple[RateItem, ...],
         names: tuple[str, ...],
         leases: tuple[LeaseItem, ...],
+        cap_names: tuple[str, ...] = (),
     ) -> None:
         self.rates = rates
         self.names = names
         self.leases = leases
+        #: the name of the concurrency limit of each lease
+        self.cap_names = cap_names
         self.fixed: tuple[Charge, ...] | None = None
         if all(item[2] is not None for item in rates):
             self.fixed = tuple(
@@ -117,6 +120,7 @@ class Charger:
             )
             names.extend(labels)
         leases: list[LeaseItem] = []
+        cap_names: list[str] = []
         for charge in category.concurrency:
             if record is not None and charge.name in record.caps:
                 cap = record.caps[charge.name]
@@ -127,7 +131,8 @@ class Charger:
             if cap is not None:
                 fixed = self._fixed_key(charge, record, plan)
                 leases.append((charge.prefix, charge.by, fixed, cap, charge.ttl))
-        return ChargePlan(tuple(rates), tuple(names), tuple(leases))
+                cap_names.append(charge.name)
+        return ChargePlan(tuple(rates), tuple(names), tuple(leases), tuple(cap_names))
 
     def _fixed_key(
         self, charge: CompiledCharge, record: CompiledKey | None, plan: CompiledPlan | None

@@ -12,16 +12,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from ..policy.compiler import CompiledLockout
+from ..policy.compiler import CompiledLockout, CompiledPolicy
 from ..rates import NS_PER_SECOND as _NS
 from ..stores.base import Charge, ChargeResult
 
-if TYPE_CHECKING:
-    from ._limiter import _LimiterCore
-
-__all__ = ["Decision", "PolicyDecision", "RateStatus", "build_decision", "tightest"]
+__all__ = [
+    "ADMITTED",
+    "BAD_REQUEST",
+    "BLOCKED",
+    "EXEMPT",
+    "LIMITED",
+    "OVER_CAP",
+    "UNAUTHORIZED",
+    "UNAVAILABLE",
+    "Answers",
+    "AnswersFactory",
+    "Decision",
+    "PolicyDecision",
+    "RateStatus",
+    "RawHeaders",
+    "build_decision",
+    "tightest",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +106,15 @@ class Decision:
 
     @property
     def statuses(self) -> tuple[RateStatus, ...]:
-        """One status per rate checked, in the order they were charged."""
+        """One status per rate checked, in the order they were charged.
+
+        None when no rate was decided (a refusal before the store, or a block).
+        """
         if self._statuses is None:
             names = self._names
+            if not self._results:
+                self._statuses = ()
+                return self._statuses
             self._statuses = tuple(
                 RateStatus(
                     limit=spec.limit,
@@ -124,16 +144,14 @@ class Decision:
 
 
 def tightest(
-    admitted: bool,
-    charges: Sequence[Charge],
-    results: Sequence[ChargeResult],
-    clock: Callable[[], int],
-) -> tuple[int, int, float, float]:
+    admitted: bool, charges: Sequence[Charge], results: Sequence[ChargeResult]
+) -> tuple[int, int, float, float] | None:
     """``(limit, remaining, reset_at, retry_after)`` of the rate a decision reports.
 
     Admitted: the enforced rate with the least remaining (ties: the later
-    reset). Refused: the enforced rate that needs the longest wait. With no
-    enforced rate at all (everything unlimited or shadow): ``(0, 0, now, 0.0)``.
+    reset). Refused: the enforced rate that needs the longest wait. ``None``
+    with no enforced rate at all (everything unlimited or shadow): such a
+    decision reports ``(0, 0, now, 0.0)``.
     """
     best = -1
     if admitted:
@@ -149,7 +167,7 @@ def tightest(
             ):
                 best, best_remaining, best_reset = index, remaining, reset
         if best < 0:
-            return 0, 0, clock() / _NS, 0.0
+            return None
         return charges[best][0].limit, best_remaining, best_reset / _NS, 0.0
     best_retry = -1
     for index, result in enumerate(results):
@@ -166,45 +184,122 @@ def build_decision(
     clock: Callable[[], int],
 ) -> Decision:
     """Wrap a store's results in a :class:`Decision` reporting the tightest rate."""
-    limit, remaining, reset_at, retry_after = tightest(admitted, charges, results, clock)
+    found = tightest(admitted, charges, results)
+    if found is None:
+        return Decision(admitted, 0, 0, clock() / _NS, 0.0, charges, results)
+    limit, remaining, reset_at, retry_after = found
     return Decision(admitted, limit, remaining, reset_at, retry_after, charges, results)
 
 
-class PolicyDecision(Decision):
-    """A :class:`Decision` about an HTTP request, with the answer to send.
+# What a decision about an HTTP request came to: the answer is written from it.
+#: allowed; every limit was charged
+ADMITTED = "admitted"
+#: allowed without counting: an exempt or unmatched route, an exempt network
+EXEMPT = "exempt"
+#: refused by a rate (by the store, or by a counter remembered over its limit)
+LIMITED = "limited"
+#: refused because a concurrency cap was full; nothing was charged
+OVER_CAP = "over_cap"
+#: refused because a lockout or the penalty blocks the client; nothing was charged
+BLOCKED = "blocked"
+#: refused: no API key, or an unknown one (401)
+UNAUTHORIZED = "unauthorized"
+#: refused: the request lacks what a limit counts by, a node id or a header (400)
+BAD_REQUEST = "bad_request"
+#: refused: the store could not decide and fails closed (503)
+UNAVAILABLE = "unavailable"
 
-    ``status_code`` is 200 when allowed, 429 over a limit or blocked, 401 for a
-    missing or unknown key, 400 when a limit's key is missing from the request.
-    ``headers`` and ``body`` are built on first use.
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+class Answers(Protocol):
+    """Writes what a :class:`PolicyDecision` answers: header fields, body, content type.
+
+    The engine decides and imports no HTTP: a limiter is given the renderer
+    of its compiled policy (:class:`ratekeeper.http.answers.PolicyAnswers` for
+    the limiters users build, ``ratekeeper.Limiter``), and every decision it
+    makes carries it, so that ``decision.headers`` works wherever the decision
+    travels. Everything is written from the decision's own data and the
+    policy's settings: no clock is read, nothing is asked of a limiter.
     """
 
-    __slots__ = ("_body", "_headers", "_limiter", "category", "client_ip", "concurrency",
-                 "detail", "exempt", "key_id", "leases", "lockouts", "method", "path",
-                 "plan", "response", "status_code")  # fmt: skip
+    def headers(self, decision: PolicyDecision) -> dict[str, str]:
+        """The response header fields (none for exempt requests)."""
+        ...
 
-    _limiter: _LimiterCore
+    def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
+        """``headers`` as lower-case latin-1 byte pairs, as ASGI sends them."""
+        ...
+
+    def body(self, decision: PolicyDecision) -> bytes:
+        """The body of a refusal."""
+        ...
+
+    def content_type(self, decision: PolicyDecision) -> str | None:
+        """The body's media type; ``None`` when allowed."""
+        ...
+
+    def one_rate_writer(self, limit: int) -> Callable[[ChargeResult], RawHeaders] | None:
+        """Writes an admitted answer on one enforced rate of ``limit`` from the store's result.
+
+        What a lane answers with (:mod:`ratekeeper.engine._lanes`); ``None``
+        when such an answer needs more than the numbers of one result (the
+        IETF fields), and then there is no lane.
+        """
+        ...
+
+
+#: makes the renderer of a compiled policy's answers
+AnswersFactory = Callable[[CompiledPolicy], Answers]
+
+
+class PolicyDecision(Decision):
+    """A :class:`Decision` about an HTTP request: plain data, and the answer to send.
+
+    ``status_code`` is 200 when allowed, 429 over a limit or blocked, 401 for a
+    missing or unknown key, 400 when a limit's key is missing from the request,
+    503 when the store cannot decide. ``outcome`` says which (the module's
+    constants), ``refused_by`` names the lockout (``"lockout:NAME"``), the
+    penalty (``"penalty"``) or the concurrency cap (``"cap:NAME"``) that
+    refused; a rate's refusal is in ``statuses``. ``decided_at_ns`` is the
+    store's clock when it was decided: ``headers`` and ``body`` are written
+    from the decision as it was then, whenever they are read, by the policy's
+    answer renderer the decision carries (:class:`Answers`), on first use.
+    """
+
+    __slots__ = ("_answers", "_body", "_headers", "category", "client_ip", "concurrency",
+                 "decided_at_ns", "detail", "exempt", "key_id", "leases", "lockouts", "method",
+                 "outcome", "path", "plan", "refused_by", "response", "status_code")  # fmt: skip
+
+    _answers: Answers
     _headers: dict[str, str] | None
     _body: bytes | None
+    outcome: str
     category: str | None
     plan: str | None
     key_id: str | None
     client_ip: str
     status_code: int
+    #: the policy response (body template) it answers with; ``None`` when allowed
     response: str | None
     exempt: bool
     detail: str
     method: str
     path: str
+    decided_at_ns: int
+    refused_by: str | None
     #: ``(lease key, cap, ttl seconds)`` for each concurrency cap to take
     concurrency: tuple[tuple[str, int, float], ...]
     #: ``(lockout, counter key)`` for each lockout the response status feeds
     lockouts: tuple[tuple[CompiledLockout, str], ...]
-    #: ``(lease key, lease id)`` held for this request: ``check(lease=True)`` only
+    #: the concurrency leases held for this request (``check(lease=True)`` only):
+    #: give them back with ``release(decision)``
     leases: tuple[tuple[str, str], ...]
 
     def __init__(
         self,
-        limiter: _LimiterCore,
+        answers: Answers,
+        outcome: str,
         allowed: bool,
         status_code: int,
         response: str | None,
@@ -214,6 +309,7 @@ class PolicyDecision(Decision):
         client_ip: str,
         method: str,
         path: str,
+        decided_at_ns: int,
         limit: int = 0,
         remaining: int = 0,
         reset_at: float = 0.0,
@@ -221,7 +317,6 @@ class PolicyDecision(Decision):
         charges: Sequence[Charge] = (),
         results: Sequence[ChargeResult] = (),
         names: Sequence[str] = (),
-        headers: dict[str, str] | None = None,
     ) -> None:
         # Decision.__init__'s fields, set here: one call less on every request
         self.allowed = allowed
@@ -233,9 +328,10 @@ class PolicyDecision(Decision):
         self._results = results
         self._names = names
         self._statuses = None
-        self._limiter = limiter
-        self._headers = headers
+        self._answers = answers
+        self._headers = None
         self._body = None
+        self.outcome = outcome
         self.status_code = status_code
         self.response = response
         self.category = category
@@ -244,7 +340,9 @@ class PolicyDecision(Decision):
         self.client_ip = client_ip
         self.method = method
         self.path = path
-        self.exempt = False
+        self.decided_at_ns = decided_at_ns
+        self.exempt = outcome == EXEMPT
+        self.refused_by = None
         self.detail = ""
         self.concurrency = ()
         self.lockouts = ()
@@ -254,14 +352,14 @@ class PolicyDecision(Decision):
     def headers(self) -> dict[str, str]:
         """Response header fields per the policy (none for exempt requests)."""
         if self._headers is None:
-            self._headers = self._limiter._headers_for(self)
+            self._headers = self._answers.headers(self)
         return self._headers
 
     @property
     def body(self) -> bytes | None:
-        """The JSON body of a refusal; ``None`` when allowed."""
+        """The body of a refusal, per the policy; ``None`` when allowed."""
         if self._body is None and self.status_code != 200:
-            self._body = self._limiter._body_for(self)
+            self._body = self._answers.body(self)
         return self._body
 
     @property
@@ -269,7 +367,7 @@ class PolicyDecision(Decision):
         """The body's media type; ``None`` when allowed."""
         if self.response is None:
             return None
-        return self._limiter.compiled.bodies[self.response].content_type
+        return self._answers.content_type(self)
 
     def __repr__(self) -> str:
         return (

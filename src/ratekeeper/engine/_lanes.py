@@ -19,12 +19,10 @@ refusals), so only admitted requests skip it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..identity import ClientAddresses
-from ..rates import NS_PER_SECOND as _NS
 from ..stores.base import ChargeResult, LimitSpec
 
 if TYPE_CHECKING:
@@ -40,15 +38,16 @@ class Lane:
     """One route's requests, decided from the client IP alone (see the module docstring).
 
     ``admit(ip)`` charges the request and gives the store's
-    ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers`` writes an
-    admitted request's header bytes from those numbers; ``decision`` makes
-    the general path's :class:`PolicyDecision` of the same result (``decide``,
-    given by the limiter that made the lane).
+    ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers(result)``
+    writes an admitted request's header bytes from those numbers (the policy's
+    answer renderer wrote that function: ``Answers.one_rate_writer``);
+    ``decision`` makes the general path's :class:`PolicyDecision` of the same
+    result (``decide``, given by the limiter that made the lane).
     """
 
-    __slots__ = ("_addresses", "_apply_one", "_decide", "_head", "_limit_field", "_plain_ipv4",
-                 "_reset_field", "_reset_ns", "_x_fields", "category", "method", "names", "path",
-                 "resolve_ip", "spec", "units")  # fmt: skip
+    __slots__ = ("_addresses", "_apply_one", "_decide", "_head", "_plain_ipv4", "category",
+                 "method", "names", "path", "raw_headers", "resolve_ip", "spec",
+                 "units")  # fmt: skip
 
     def __init__(
         self,
@@ -61,7 +60,7 @@ class Lane:
         path: str,
         *,
         apply_one: Callable[[LimitSpec, str, int], ChargeResult],
-        x_fields: bool,
+        raw_headers: Callable[[ChargeResult], RawHeaders],
         resolve_ip: bool,
         addresses: ClientAddresses[CompiledNetwork],
         decide: Callable[[Lane, str, ChargeResult], PolicyDecision],
@@ -71,10 +70,8 @@ class Lane:
         self._head = head
         self.spec = spec
         self.units = units
-        self._x_fields = x_fields
-        self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
-        self._reset_ns = -1
-        self._reset_field = (b"x-ratelimit-reset", b"")
+        #: an admitted request's header fields, from the store's result
+        self.raw_headers = raw_headers
         self.category = category
         self.names = names
         #: as the general path reports them: upper-case method, normalized path
@@ -103,20 +100,6 @@ class Lane:
             if network is not None and network.exempt:
                 return None
         return self._apply_one(self.spec, self._head + ip + "}", self.units)
-
-    def raw_headers(self, result: ChargeResult) -> RawHeaders:
-        """An admitted request's header fields, as ASGI sends them."""
-        if not self._x_fields:
-            return []
-        reset = result[2]
-        if reset != self._reset_ns:  # a window's requests share their reset: write it once
-            self._reset_field = (b"x-ratelimit-reset", b"%d" % math.ceil(reset / _NS))
-            self._reset_ns = reset
-        return [
-            self._limit_field,
-            (b"x-ratelimit-remaining", b"%d" % result[1]),
-            self._reset_field,
-        ]
 
     def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:
         """The :class:`PolicyDecision` ``check`` would have made of this result."""

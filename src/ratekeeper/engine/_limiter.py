@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from .._memo import BoundedMemo
-from ..http.headers import HeaderWriter, retry_after_seconds
 from ..identity import api_key_from, lower_headers
 from ..policy import Policy, load_policy
 from ..policy.compiler import (
@@ -54,7 +51,20 @@ from ..stores.lockouts import Block, LockoutRule
 from ..stores.memory import MemoryStore
 from ..text import safe_text
 from ._charging import BadRequestError, Charger
-from ._decisions import PolicyDecision, tightest
+from ._decisions import (
+    ADMITTED,
+    BAD_REQUEST,
+    BLOCKED,
+    EXEMPT,
+    LIMITED,
+    OVER_CAP,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    Answers,
+    AnswersFactory,
+    PolicyDecision,
+    tightest,
+)
 from ._lanes import Lane
 from ._refusals import RefusalCache
 
@@ -63,8 +73,7 @@ __all__ = ["AsyncLimiter", "Limiter"]
 _MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
 _MAX_KNOWN_KEYS = 4096
 _EMPTY: dict[str, str] = {}
-_NO_BLOCKS: tuple[tuple[str, str, int], ...] = ()
-RawHeaders = list[tuple[bytes, bytes]]
+_NO_BLOCKS: tuple[tuple[str, str, int, str], ...] = ()
 
 
 class _Prepared:
@@ -77,8 +86,8 @@ class _Prepared:
     the numbers.
     """
 
-    __slots__ = ("blocks", "category", "charges", "concurrency", "ip", "key_id", "lockouts",
-                 "method", "names", "one", "path", "plan")  # fmt: skip
+    __slots__ = ("blocks", "cap_names", "category", "charges", "concurrency", "ip", "key_id",
+                 "lockouts", "method", "names", "one", "path", "plan")  # fmt: skip
 
     def __init__(
         self,
@@ -101,14 +110,23 @@ class _Prepared:
         self.charges = charges
         self.names = names
         self.concurrency = concurrency
+        #: the name of the concurrency limit of each of ``concurrency``
+        self.cap_names: tuple[str, ...] = ()
         self.one: Charge | None = None
-        # (counter key, response, threshold) of each block to check
-        self.blocks: Sequence[tuple[str, str, int]] = _NO_BLOCKS
+        # (counter key, response, threshold, what refuses) of each block to check
+        self.blocks: Sequence[tuple[str, str, int, str]] = _NO_BLOCKS
         self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
 
 
 class _LimiterCore:
-    """Everything but the store calls; see the module docstring."""
+    """Everything but the store calls; see the module docstring.
+
+    ``answers`` makes the renderer of the compiled policy's answers
+    (:class:`~ratekeeper.engine.Answers`) that every decision carries. The
+    engine imports no HTTP, so it has none of its own: the limiters users
+    build (``ratekeeper.Limiter``, ``ratekeeper.AsyncLimiter``) give it
+    :class:`ratekeeper.http.answers.PolicyAnswers`.
+    """
 
     def __init__(
         self,
@@ -116,22 +134,23 @@ class _LimiterCore:
         store: Store | None = None,
         *,
         remember_refusals: bool = False,
+        answers: AnswersFactory,
     ) -> None:
         if isinstance(policy, str | Path):
             policy = load_policy(policy)
         self.policy = policy
         self.compiled = compiled = compile_policy(policy)
         self.store: Store = store if store is not None else MemoryStore()
+        #: writes the answers of this policy's decisions (every decision carries it)
+        self.answers: Answers = answers(compiled)
+        # the store's clock: every decision says when it was decided
+        self._now = self.store.now_ns
         self._charger = Charger(
             compiled.node_header, policy.identity.node_header, compiled.user_header
         )
         # presented key -> its record, for known keys only: skips hashing on repeat
         # requests; process memory only, never written anywhere
         self._known_keys: BoundedMemo[str, CompiledKey] = BoundedMemo(_MAX_KNOWN_KEYS)
-        settings = policy.headers
-        self.header_writer = HeaderWriter(
-            settings.style, settings.report_window, settings.retry_after
-        )
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -148,9 +167,7 @@ class _LimiterCore:
         self._one_in_memory = type(self.store).apply_one_async is MemoryStore.apply_one_async
         # (method, path) as requested -> its lane, or None: see ``lane``
         self._lanes: RequestMemo[Lane | None] = RequestMemo(self._new_lane)
-        self._lanes_open = (
-            compiled.simple and self._one_in_memory and not self.header_writer.ietf_fields
-        )
+        self._lanes_open = compiled.simple and self._one_in_memory
 
     # lanes: a route's requests decided by client IP alone (see ratekeeper.engine._lanes)
 
@@ -184,10 +201,13 @@ class _LimiterCore:
         head, spec, units, shadow = charge_plan.by_ip
         if shadow:
             return None
+        write = self.answers.one_rate_writer(spec.limit)
+        if write is None:  # the answer needs more than the numbers
+            return None
         compiled = self.compiled
         return Lane(
             category, charge_plan.names, head, spec, units, method, path,
-            apply_one=self.store.apply_one, x_fields=self.header_writer.x_fields,
+            apply_one=self.store.apply_one, raw_headers=write,
             resolve_ip=compiled.ip_resolver.enabled, addresses=compiled.client_addresses,
             decide=self._lane_decision,
         )  # fmt: skip
@@ -210,7 +230,7 @@ class _LimiterCore:
             lane.category, None, None, ip, lane.method, lane.path,
             ((lane.spec, lane.key(ip), lane.units, False),), lane.names, (),
         )  # fmt: skip
-        return self._decided(prepared, result[0], [result])
+        return self._decided(prepared, result[0], [result], self._now())
 
     # the request path, before the store
 
@@ -258,11 +278,11 @@ class _LimiterCore:
                 elif compiled.unknown_as_anonymous:
                     plan = self._keyless_plan(network)
                 if plan is None:
-                    return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
+                    return self._refuse(UNAUTHORIZED, category.name, None, ip, method, path)
             else:
                 plan = self._keyless_plan(network)
                 if plan is None and category.require_key:
-                    return self._refuse(401, "unauthorized", category.name, None, ip, method, path)
+                    return self._refuse(UNAUTHORIZED, category.name, None, ip, method, path)
 
         charger = self._charger
         charge_plan = charger.plan(category, record, plan)
@@ -277,13 +297,15 @@ class _LimiterCore:
                 category, plan, record.id if record is not None else None, ip, method, path,
                 charges, charge_plan.names, leases,
             )  # fmt: skip
+            if leases:
+                prepared.cap_names = charge_plan.cap_names
             if self._needs_blocks:
                 self._plan_blocks(prepared, record, plan, counted, lowered, params)
             elif len(charges) == 1 and not leases and not charges[0][3]:
                 prepared.one = charges[0]
         except BadRequestError as error:
             decision = self._refuse(
-                400, "bad_request", category.name, plan.name if plan else None, ip, method, path
+                BAD_REQUEST, category.name, plan.name if plan else None, ip, method, path
             )
             decision.detail = str(error)
             return decision
@@ -317,7 +339,7 @@ class _LimiterCore:
         compiled = self.compiled
         identity = self._charger.identity
         lockouts = prepared.category.lockouts
-        blocks: list[tuple[str, str, int]] = []
+        blocks: list[tuple[str, str, int, str]] = []
         prepared.blocks = blocks
         if compiled.has_route_lockouts:
             found = compiled.lockout_router.match(prepared.method, prepared.path)
@@ -331,59 +353,63 @@ class _LimiterCore:
                 for lockout in lockouts
             )  # fmt: skip
             prepared.lockouts = pairs
-            blocks.extend((key, lockout.response, lockout.rule.threshold) for lockout, key in pairs)
+            blocks.extend(
+                (key, lockout.response, lockout.rule.threshold, "lockout:" + lockout.name)
+                for lockout, key in pairs
+            )
         penalty = self.policy.penalty
         if penalty is not None:
             key = compiled.penalty_prefix + identity(
                 penalty.by, record, plan, counted, headers, params
             )
-            blocks.append((key, penalty.response, penalty.rejections))
+            blocks.append((key, penalty.response, penalty.rejections, "penalty"))
 
-    # assembling answers
+    # assembling decisions: plain data, written into answers by ``self.answers``
 
     def _exempt(self, category: str | None, ip: str, method: str, path: str) -> PolicyDecision:
-        decision = PolicyDecision(
-            self, True, 200, None, category, None, None, ip, method, path, headers={}
-        )
-        decision.exempt = True
-        return decision
+        return PolicyDecision(
+            self.answers, EXEMPT, True, 200, None, category, None, None, ip, method, path,
+            self._now(),
+        )  # fmt: skip
 
     def _refuse(
         self,
-        status: int,
-        response: str,
+        outcome: str,
         category: str | None,
         plan: str | None,
         ip: str,
         method: str,
         path: str,
     ) -> PolicyDecision:
+        """A refusal before any counting: ``outcome`` (401 or 400) names its response."""
         return PolicyDecision(
-            self, False, status, response, category, plan, None, ip, method, path, headers={}
-        )
-
-    def _blocked(
-        self, prepared: _Prepared, block: Block, response: str, threshold: int
-    ) -> PolicyDecision:
-        """A blocked client's refusal: the block's threshold is the limit it went over."""
-        now = self.store.now_ns()
-        retry = (block.until_ns - now) / _NS
-        plan = prepared.plan
-        return PolicyDecision(
-            self, False, self.compiled.bodies[response].status, response, prepared.category.name,
-            plan.name if plan is not None else None, prepared.key_id, prepared.ip,
-            prepared.method, prepared.path, threshold, 0, block.until, retry,
-            headers=self.header_writer.write_block(threshold, block.until, retry),
+            self.answers, outcome, False, self.compiled.bodies[outcome].status, outcome,
+            category, plan, None, ip, method, path, self._now(),
         )  # fmt: skip
+
+    def _blocked(self, prepared: _Prepared, block: Block, index: int) -> PolicyDecision:
+        """A blocked client's refusal: the block's threshold is the limit it went over."""
+        _, response, threshold, refused_by = prepared.blocks[index]
+        now = self._now()
+        plan = prepared.plan
+        decision = PolicyDecision(
+            self.answers, BLOCKED, False, self.compiled.bodies[response].status, response,
+            prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
+            prepared.ip, prepared.method, prepared.path, now, threshold, 0, block.until,
+            (block.until_ns - now) / _NS,
+        )  # fmt: skip
+        decision.refused_by = refused_by
+        return decision
 
     def _unavailable(self, prepared: _Prepared) -> PolicyDecision:
         """The answer when the store cannot decide and fails closed (503, retry in 1 s)."""
         plan = prepared.plan
+        now = self._now()
         return PolicyDecision(
-            self, False, self.compiled.bodies["unavailable"].status, "unavailable",
-            prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
-            prepared.ip, prepared.method, prepared.path, retry_after=1.0,
-            reset_at=self.store.now_ns() / _NS + 1.0, headers={"Retry-After": "1"},
+            self.answers, UNAVAILABLE, False, self.compiled.bodies[UNAVAILABLE].status,
+            UNAVAILABLE, prepared.category.name, plan.name if plan is not None else None,
+            prepared.key_id, prepared.ip, prepared.method, prepared.path, now,
+            reset_at=now / _NS + 1.0, retry_after=1.0,
         )  # fmt: skip
 
     def _known_refusal(self, prepared: _Prepared) -> PolicyDecision | None:
@@ -403,84 +429,35 @@ class _LimiterCore:
             (prepared.names[index],), prepared.concurrency,
         )  # fmt: skip
         known.lockouts = prepared.lockouts
-        return self._decided(known, False, [(False, 0, until, until - now)])
+        return self._decided(known, False, [(False, 0, until, until - now)], now)
 
     def _decided(
-        self, prepared: _Prepared, admitted: bool, results: list[ChargeResult]
+        self, prepared: _Prepared, admitted: bool, results: list[ChargeResult], now: int
     ) -> PolicyDecision:
+        """The decision of a request whose charges the store decided at ``now`` (ns)."""
         charges = prepared.charges
         if len(results) == 1 and not charges[0][3]:
             _, remaining, reset, retry = results[0]
             limit, reset_at, retry_after = charges[0][0].limit, reset / _NS, retry / _NS
         else:
-            limit, remaining, reset_at, retry_after = tightest(
-                admitted, charges, results, self.store.now_ns
-            )
+            found = tightest(admitted, charges, results)
+            if found is None:  # nothing enforced: everything unlimited or shadow
+                limit, remaining, reset_at, retry_after = 0, 0, now / _NS, 0.0
+            else:
+                limit, remaining, reset_at, retry_after = found
         plan = prepared.plan
         decision = PolicyDecision(
-            self, admitted, 200 if admitted else self._rate_limited_status,
-            None if admitted else "rate_limited", prepared.category.name,
-            plan.name if plan is not None else None, prepared.key_id, prepared.ip,
-            prepared.method, prepared.path, limit, remaining, reset_at, retry_after,
-            charges, results, prepared.names,
+            self.answers, ADMITTED if admitted else LIMITED, admitted,
+            200 if admitted else self._rate_limited_status, None if admitted else "rate_limited",
+            prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
+            prepared.ip, prepared.method, prepared.path, now, limit, remaining, reset_at,
+            retry_after, charges, results, prepared.names,
         )  # fmt: skip
         decision.concurrency = prepared.concurrency
         decision.lockouts = prepared.lockouts
         if not admitted and self._remember and len(results) == len(prepared.charges):
             self._refusals.remember(prepared.charges, results)
         return decision
-
-    def _headers_for(self, decision: PolicyDecision) -> dict[str, str]:
-        if not decision._charges:
-            return {}
-        return self.header_writer.write(decision, self.store.now_ns() / _NS)
-
-    def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
-        """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them.
-
-        For an ordinary decision they are written straight from its numbers,
-        without building ``decision.headers`` first (the middleware's hot path).
-        """
-        fields = decision._headers
-        if fields is None:
-            charges = decision._charges
-            if not charges:
-                return []
-            writer = self.header_writer
-            if decision.allowed and len(charges) == 1 and not charges[0][3]:
-                raw = writer.write_one_raw(decision.limit, decision.remaining, decision.reset_at)
-                if raw is not None:
-                    return raw
-            return writer.write_raw(decision, self.store.now_ns() / _NS)
-        return [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in fields.items()
-        ]
-
-    def _body_for(self, decision: PolicyDecision) -> bytes:
-        template = self.compiled.bodies[decision.response or "rate_limited"]
-        window = 0
-        for status in decision.statuses:
-            if status.limit == decision.limit and not status.allowed:
-                window = math.ceil(status.window)
-                break
-        values: dict[str, Any] = {
-            "retry_after": retry_after_seconds(decision.retry_after) if not decision.allowed else 0,
-            "limit": decision.limit,
-            "remaining": decision.remaining,
-            "reset": math.ceil(decision.reset_at),
-            "window": window,
-            "ip": decision.client_ip,
-            "plan": decision.plan,
-            "category": decision.category,
-            "docs_url": self.policy.docs_url,
-            "method": decision.method,
-            "path": decision.path,
-            "key_id": decision.key_id,
-            "detail": decision.detail,
-            "status": decision.status_code,
-        }
-        return template.render(values)
 
     def over_concurrency(self, decision: PolicyDecision, cap: int) -> PolicyDecision:
         """The refusal of ``decision``'s request because its concurrency cap ``cap`` is full.
@@ -508,39 +485,28 @@ class _LimiterCore:
         path: str,
         charges: Sequence[Charge],
         cap: int,
+        refused_by: str | None = None,
     ) -> PolicyDecision:
-        until = self.store.now_ns() / _NS + 1.0
-        reported = cap
-        window = self.policy.headers.report_window
-        if window is not None:
-            window_ns = round(window * _NS)
-            for spec, _, _, shadow in charges:
-                if spec.window_ns == window_ns and not shadow:
-                    reported = spec.limit
-                    break
-        headers = self.header_writer.write_block(reported, until, 1.0)
-        if not self.policy.headers.retry_after:
-            del headers["Retry-After"]
+        now = self._now()
+        until = now / _NS + 1.0
         refusal = PolicyDecision(
-            self, False, self._rate_limited_status, "rate_limited", category, plan, key_id, ip,
-            method, path, cap, 0, until, 1.0, headers=headers,
+            self.answers, OVER_CAP, False, self._rate_limited_status, "rate_limited", category,
+            plan, key_id, ip, method, path, now, cap, 0, until, 1.0, charges,
         )  # fmt: skip
         refusal.detail = "too many concurrent requests"
+        refusal.refused_by = refused_by
         return refusal
 
-    def _over_cap_of(self, prepared: _Prepared, cap: int) -> PolicyDecision:
+    def _over_cap_of(self, prepared: _Prepared, index: int) -> PolicyDecision:
+        """The refusal of ``prepared`` because its ``index``-th concurrency cap is full."""
         plan = prepared.plan
         return self._over_cap(
             prepared.category.name, plan.name if plan is not None else None, prepared.key_id,
-            prepared.ip, prepared.method, prepared.path, prepared.charges, cap,
+            prepared.ip, prepared.method, prepared.path, prepared.charges,
+            prepared.concurrency[index][1], "cap:" + prepared.cap_names[index],
         )  # fmt: skip
 
     # lockouts and penalty: what to ask the store (the faces do the asking)
-
-    def _blocked_by(self, prepared: _Prepared, index: int, block: Block) -> PolicyDecision:
-        """The refusal for the ``index``-th block check of ``prepared``, now blocked."""
-        _, response, threshold = prepared.blocks[index]
-        return self._blocked(prepared, block, response, threshold)
 
     def _failures(
         self, decision: PolicyDecision, status_code: int
@@ -609,7 +575,7 @@ class Limiter(_LimiterCore):
             result = self.store.apply_one(one[0], one[1], one[2])
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        return self._decided(prepared, result[0], [result])
+        return self._decided(prepared, result[0], [result], self._now())
 
     def _check_prepared(self, prepared: _Prepared, lease: bool) -> PolicyDecision:
         """The general decision: blocks, remembered refusals, leases, then every charge.
@@ -621,23 +587,23 @@ class Limiter(_LimiterCore):
         lockouts = self.store.lockouts
         taken: list[tuple[str, str]] = []
         try:
-            for index, (key, _, _) in enumerate(prepared.blocks):
+            for index, (key, _, _, _) in enumerate(prepared.blocks):
                 block = lockouts.status(key)
                 if block.blocked:
-                    return self._blocked_by(prepared, index, block)
+                    return self._blocked(prepared, block, index)
             known = self._known_refusal(prepared) if self._refused else None
             if known is not None:
                 return known
             if lease and prepared.concurrency:
                 leases = self.store.leases
-                for lease_key, cap, ttl in prepared.concurrency:
+                for index, (lease_key, cap, ttl) in enumerate(prepared.concurrency):
                     lease_id = leases.acquire(lease_key, cap, ttl).lease_id
                     if lease_id is None:
                         self._release_taken(taken)
-                        return self._over_cap_of(prepared, cap)
+                        return self._over_cap_of(prepared, index)
                     taken.append((lease_key, lease_id))
             admitted, results = self.store.apply(prepared.charges)
-            decision = self._decided(prepared, admitted, results)
+            decision = self._decided(prepared, admitted, results, self._now())
             if taken:
                 if admitted:
                     decision.leases = tuple(taken)
@@ -703,30 +669,30 @@ class AsyncLimiter(_LimiterCore):
                 result = await self.store.apply_one_async(one[0], one[1], one[2])
         except StoreUnavailableError:
             return self._unavailable(prepared)
-        return self._decided(prepared, result[0], [result])
+        return self._decided(prepared, result[0], [result], self._now())
 
     async def _check_prepared(self, prepared: _Prepared, lease: bool) -> PolicyDecision:
         """The general decision; see :meth:`Limiter._check_prepared`."""
         lockouts = self.store.lockouts
         taken: list[tuple[str, str]] = []
         try:
-            for index, (key, _, _) in enumerate(prepared.blocks):
+            for index, (key, _, _, _) in enumerate(prepared.blocks):
                 block = await lockouts.status_async(key)
                 if block.blocked:
-                    return self._blocked_by(prepared, index, block)
+                    return self._blocked(prepared, block, index)
             known = self._known_refusal(prepared) if self._refused else None
             if known is not None:
                 return known
             if lease and prepared.concurrency:
                 leases = self.store.leases
-                for lease_key, cap, ttl in prepared.concurrency:
+                for index, (lease_key, cap, ttl) in enumerate(prepared.concurrency):
                     lease_id = (await leases.acquire_async(lease_key, cap, ttl)).lease_id
                     if lease_id is None:
                         await self._release_taken(taken)
-                        return self._over_cap_of(prepared, cap)
+                        return self._over_cap_of(prepared, index)
                     taken.append((lease_key, lease_id))
             admitted, results = await self.store.apply_async(prepared.charges)
-            decision = self._decided(prepared, admitted, results)
+            decision = self._decided(prepared, admitted, results, self._now())
             if taken:
                 if admitted:
                     decision.leases = tuple(taken)

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from pathlib import Path
 from typing import Any
 
+from ..http.answers import PolicyAnswers, RawHeaders, merge_raw
 from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
@@ -40,13 +41,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-RawHeaders = list[tuple[bytes, bytes]]
-
-#: header fields the limiter writes, as ASGI names them
-_OURS = frozenset(
-    (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
-     b"ratelimit-policy", b"ratelimit", b"retry-after")
-)  # fmt: skip
 # repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
 _LIST_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 
@@ -73,22 +67,6 @@ def request_headers(
     return found
 
 
-def _with_headers(headers: Iterable[tuple[bytes, bytes]] | None, extra: RawHeaders) -> RawHeaders:
-    """The app's response headers and ours; a field the app set itself is left to the app.
-
-    Always a new list: the app's list may be a response object's own, sent again later.
-    """
-    if not headers:
-        return extra
-    if headers.__class__ is not list:  # any iterable, read once
-        headers = list(headers)
-    for name, _ in headers:
-        if name in _OURS:
-            own = {name for name, _ in headers}
-            return [*headers, *(pair for pair in extra if pair[0] not in own)]
-    return [*headers, *extra]
-
-
 def _adding(send: Send, extra: RawHeaders) -> Send:
     """``send`` with ``extra`` added to the response's headers.
 
@@ -100,19 +78,16 @@ def _adding(send: Send, extra: RawHeaders) -> Send:
 
     def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message["headers"] = _with_headers(message.get("headers"), extra)
+            message["headers"] = merge_raw(message.get("headers"), extra)
         return send(message)
 
     return send_with_headers
 
 
-async def send_refusal(send: Send, limiter: AsyncLimiter, decision: PolicyDecision) -> None:
+async def send_refusal(send: Send, answers: PolicyAnswers, decision: PolicyDecision) -> None:
     """Answer a refused request with the policy's status, headers and body."""
-    body = decision.body or b""
-    headers = limiter.raw_headers(decision)
-    headers.append((b"content-type", (decision.content_type or "application/json").encode()))
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": decision.status_code, "headers": headers})
+    status, headers, body = answers.refusal_raw(decision)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -174,7 +149,7 @@ class RateLimitMiddleware:
                 await self.app(scope, receive, send)
                 return
             if not result[0]:
-                await send_refusal(send, limiter, lane.decision(ip, result))
+                await send_refusal(send, limiter.answers, lane.decision(ip, result))
                 return
             lane_extra = lane.raw_headers(result)
             await self.app(scope, receive, _adding(send, lane_extra) if lane_extra else send)
@@ -190,9 +165,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if not decision.allowed:
-            await send_refusal(send, limiter, decision)
+            await send_refusal(send, limiter.answers, decision)
             return
-        extra = limiter.raw_headers(decision)
+        extra = limiter.answers.raw_headers(decision)
         lockouts = decision.lockouts
         leased = bool(decision.leases)
         if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)
@@ -203,7 +178,7 @@ class RateLimitMiddleware:
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message["headers"] = _with_headers(message.get("headers"), extra)
+                    message["headers"] = merge_raw(message.get("headers"), extra)
                     await limiter.record_response(decision, message["status"])
                 await send(message)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..algorithms import DEFAULT_ALGORITHM, get_algorithm
 from ..engine import AsyncRateLimiter, Decision, RateLimiter, RatesLike
-from ..http.headers import HeaderWriter, retry_after_seconds
+from ..http.answers import decision_headers, retry_after_seconds
 from ..identity import ClientAddresses
 from ..rates import parse_rates
 from ..stores.base import LimitSpec, Store
@@ -40,7 +40,6 @@ KeyFunc = Callable[[Any], str]
 #: injected into FastAPI endpoints' signatures so FastAPI hands us the request
 _REQUEST_PARAM = "ratekeeper_request"
 _RESPONSE_PARAM = "ratekeeper_response"
-_WRITER = HeaderWriter("x-ratelimit", None, True)
 
 
 def limit(
@@ -148,8 +147,8 @@ class RouteLimit:
         return await self._async_limiter.hit(self.counter_key(scope, request), self.rates)
 
     def headers(self, decision: Decision) -> dict[str, str]:
-        """The trio, and ``Retry-After`` when refused."""
-        return _WRITER.write(decision, self.store.now_ns() / 1e9)
+        """The trio, and ``Retry-After`` when refused (:mod:`ratekeeper.http.answers`)."""
+        return decision_headers(decision)
 
     # decorating
 

@@ -22,11 +22,11 @@ different paths never share a counter or a body.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..http.answers import merge
 from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
@@ -39,30 +39,6 @@ Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
-#: header fields the limiter writes, lower-cased
-_OURS = frozenset(
-    ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
-     "ratelimit-policy", "ratelimit", "retry-after")
-)  # fmt: skip
-
-
-def _status_line(code: int) -> str:
-    try:
-        return f"{code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        return f"{code} Unknown"
-
-
-def _with_headers(
-    headers: list[tuple[str, str]], extra: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The app's response headers and ours; a field the app set itself is left to the app."""
-    for name, _ in headers:
-        if name.lower() in _OURS:
-            own = {name.lower() for name, _ in headers}
-            return [*headers, *(pair for pair in extra if pair[0].lower() not in own)]
-    return [*headers, *extra]
 
 
 def _decoded(path: str) -> str:
@@ -148,11 +124,8 @@ class RateLimitMiddleware:
         if decision.exempt:
             return self.app(environ, start_response)
         if not decision.allowed:
-            body = decision.body or b""
-            headers = list(decision.headers.items())
-            headers.append(("Content-Type", decision.content_type or "application/json"))
-            headers.append(("Content-Length", str(len(body))))
-            start_response(_status_line(decision.status_code), headers)
+            status, headers, body = limiter.answers.refusal(decision)
+            start_response(status, headers)
             return [body]
         extra = list(decision.headers.items())
         lockouts = decision.lockouts
@@ -167,7 +140,7 @@ class RateLimitMiddleware:
             if lockouts and not recorded:
                 recorded = True
                 limiter.record_response(decision, int(status[:3]))
-            return start_response(status, _with_headers(headers, extra), exc_info)
+            return start_response(status, merge(headers, extra), exc_info)
 
         if not decision.leases:
             return self.app(environ, start_with_headers)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ._memo import BoundedMemo
 
 __all__ = [
     "FORWARDED_HEADERS",
+    "Caller",
     "ClientAddresses",
     "ClientIpResolver",
     "LoweredHeaders",
@@ -48,6 +50,24 @@ _MAX_ADDRESSES = 16_384
 #: peers known to be trusted proxies or not, before the memo starts over
 _MAX_PEERS = 4096
 _Entry = TypeVar("_Entry")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, said outright by a caller that knows (not read from an HTTP request).
+
+    What a service given descriptors passes instead of a request: the
+    client's address (already the client's: no proxy is walked back), the
+    API key presented, the user and node a limit may count by, and any
+    header or path parameter a limit counts by (``header:NAME``, ``path:NAME``).
+    """
+
+    client_ip: str = ""
+    api_key: str | None = None
+    user: str | None = None
+    node: str | None = None
+    headers: Mapping[str, str] | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 class LoweredHeaders(dict[str, str]):

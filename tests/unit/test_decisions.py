@@ -23,9 +23,9 @@ from ratekeeper.engine import (
     OVER_CAP,
     UNAUTHORIZED,
     UNAVAILABLE,
+    LimiterCore,
 )
 from ratekeeper.engine import Limiter as EngineLimiter
-from ratekeeper.engine._limiter import _LimiterCore
 from ratekeeper.http.answers import PolicyAnswers
 from ratekeeper.policy import policy_from_text
 from ratekeeper.stores.base import Store, StoreUnavailableError
@@ -81,7 +81,7 @@ def test_a_decision_holds_no_limiter_and_no_store() -> None:
 
     for decision in decisions:
         values = [getattr(decision, name) for name in _slots(decision)]
-        assert not [v for v in values if isinstance(v, _LimiterCore | MemoryStore)]
+        assert not [v for v in values if isinstance(v, LimiterCore | MemoryStore)]
         assert isinstance(decision._answers, PolicyAnswers)
 
 

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
-from ratekeeper.engine import Charger
-from ratekeeper.engine._limiter import _Prepared
+from ratekeeper.engine import Charger, Prepared
 from ratekeeper.identity import LoweredHeaders, lower_headers
 from ratekeeper.integrations.asgi import RateLimitMiddleware
 from ratekeeper.policy.compiler import compile_policy
@@ -202,18 +201,28 @@ class _CountingStore(MemoryStore):
 class _GeneralLimiter(Limiter):
     """A limiter that never takes the one-charge path: the reference."""
 
-    def _prepare(self, *args: Any, **kwargs: Any) -> _Prepared | PolicyDecision:
-        prepared = super()._prepare(*args, **kwargs)
-        if isinstance(prepared, _Prepared):
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
             prepared.one = None
         return prepared
 
 
 class _GeneralAsyncLimiter(AsyncLimiter):
-    def _prepare(self, *args: Any, **kwargs: Any) -> _Prepared | PolicyDecision:
-        prepared = super()._prepare(*args, **kwargs)
-        if isinstance(prepared, _Prepared):
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
             prepared.one = None
+        return prepared
+
+
+class _FlowLimiter(Limiter):
+    """A limiter that takes the decision flow for every request: a store step, run."""
+
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
+            prepared.plain = False
         return prepared
 
 
@@ -274,6 +283,16 @@ def test_a_single_charge_answers_as_the_batch_path_answers(text: str, remember: 
         assert 0 < fast_store.singles < len(TRAFFIC)
     else:
         assert fast_store.singles == len(TRAFFIC)
+
+
+@pytest.mark.parametrize("text", ONE_CHARGE)
+@pytest.mark.parametrize("remember", [False, True])
+def test_charges_alone_answer_as_the_decision_flow_answers(text: str, remember: bool) -> None:
+    short_clock, flow_clock = Clock(T0), Clock(T0)
+    short = Limiter(policy(text), MemoryStore(clock=short_clock), remember_refusals=remember)
+    flow = _FlowLimiter(policy(text), MemoryStore(clock=flow_clock), remember_refusals=remember)
+
+    assert run(short, short_clock) == run(flow, flow_clock)
 
 
 @pytest.mark.parametrize("text", ONE_CHARGE)

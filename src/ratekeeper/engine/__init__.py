@@ -6,7 +6,9 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_charging``    a category and a caller to the charges a store applies
 ``_refusals``    counters known to be over their limit (one cache)
 ``_lanes``       requests decided by their route and client IP alone
-``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`
+``_flow``        the decision flow, I/O-free: route, identify, plan, refusals, step, answer
+``_stepping``    its runners: a flow's steps performed by a store, sync or async
+``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`: thin runners
 ``_rate_limiter`` the keyed :class:`RateLimiter` and :class:`AsyncRateLimiter`
 """
 
@@ -31,10 +33,12 @@ from ._decisions import (
     build_decision,
     tightest,
 )
+from ._flow import LimiterCore, Prepared
 from ._lanes import Lane
 from ._limiter import AsyncLimiter, Limiter
 from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ._refusals import RefusalCache
+from ._stepping import never_waits, one_slot, run, run_async, stepper, stepper_async
 
 __all__ = [
     "ADMITTED",
@@ -55,12 +59,20 @@ __all__ = [
     "Decision",
     "Lane",
     "Limiter",
+    "LimiterCore",
     "PolicyDecision",
+    "Prepared",
     "RateLimiter",
     "RateStatus",
     "RatesLike",
     "RawHeaders",
     "RefusalCache",
     "build_decision",
+    "never_waits",
+    "one_slot",
+    "run",
+    "run_async",
+    "stepper",
+    "stepper_async",
     "tightest",
 ]

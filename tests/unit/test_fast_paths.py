@@ -360,13 +360,13 @@ def test_anything_but_one_plain_charge_goes_the_batch_way(text: str) -> None:
 def test_counter_keys_by_ip_are_the_keys_identity_builds(rate: str, cost: int) -> None:
     compiled = compile_policy(policy(IP_ONLY.replace("3/minute", rate)))
     category = next(category for category in compiled.categories if category.name == "api")
-    charger = Charger(compiled.node_header, "X-Node-ID", None)
+    charger = Charger(compiled.identifier)
     charge_plan = charger.plan(category, None, None)
     ip = "2001:db8::7"
 
     charges = charger.charges(charge_plan, None, None, ip, {}, {}, cost)
 
-    key = "t:api:" + charger.identity(("ip",), None, None, ip, {}, {})
+    key = "t:api:" + compiled.identifier.tag(("ip",), None, None, ip, {}, {})
     assert key == "t:api:{2001:db8::7}"
     specs = category.rate_charges[0].default_specs
     assert specs is not None

@@ -30,12 +30,17 @@ limit that refused (``statuses`` and the IETF fields list that one).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
-from .._memo import BoundedMemo
-from ..identity import Caller, api_key_from, lower_headers
+from ..identity import (
+    BadRequestError,
+    Caller,
+    KnownKeys,
+    api_key_from,
+    lower_headers,
+    peer_text,
+)
 from ..policy import Policy, load_policy
 from ..policy.compiler import (
     CompiledCategory,
@@ -61,7 +66,7 @@ from ..stores.base import (
 from ..stores.lockouts import LockoutRule
 from ..stores.memory import MemoryStore
 from ..text import safe_text
-from ._charging import BadRequestError, Charger
+from ._charging import Charger
 from ._decisions import (
     ADMITTED,
     BAD_REQUEST,
@@ -84,8 +89,6 @@ from ._stepping import never_waits, stepper, stepper_async
 
 __all__ = ["DecisionFlow", "LimiterCore", "Prepared"]
 
-_MAX_API_KEY = 512  # longer presented keys are unknown without hashing them
-_MAX_KNOWN_KEYS = 4096
 _EMPTY: dict[str, str] = {}
 _NO_BLOCKS: tuple[tuple[str, str, int, str], ...] = ()
 
@@ -170,12 +173,10 @@ class LimiterCore:
         self.answers: Answers = answers(compiled)
         # the store's clock: every decision says when it was decided
         self._now = self.store.now_ns
-        self._charger = Charger(
-            compiled.node_header, policy.identity.node_header, compiled.user_header
-        )
-        # presented key -> its record, for known keys only: skips hashing on repeat
-        # requests; process memory only, never written anywhere
-        self._known_keys: BoundedMemo[str, CompiledKey] = BoundedMemo(_MAX_KNOWN_KEYS)
+        self._charger = Charger(compiled.identifier)
+        # presented keys to their records by SHA-256; known ones remembered as presented
+        self._keys: KnownKeys[CompiledKey] = KnownKeys(compiled.keys)
+        self._known_keys = self._keys.known
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -252,15 +253,10 @@ class LimiterCore:
     def client_ip(self, peer: str, lowered: dict[str, str]) -> str:
         """The client IP of a request from ``peer``, believing only trusted proxies.
 
-        ``lowered``: the request headers the policy reads, by lower-case name.
-        ``peer`` is text from outside: it is escaped here (:mod:`ratekeeper.text`);
-        an address taken from a forwarding header is a canonical IP, ASCII.
+        ``lowered``: the request headers the policy reads, by lower-case name
+        (:meth:`ratekeeper.identity.ClientIpResolver.client_ip`).
         """
-        if not peer.isascii():
-            peer = safe_text(peer)
-        if not self._resolve_ip:
-            return peer
-        return self.compiled.ip_resolver.resolve(peer, lowered)
+        return self.compiled.ip_resolver.client_ip(peer, lowered)
 
     # route, identify, plan: all but the store
 
@@ -296,6 +292,7 @@ class LimiterCore:
                 return self._exempt(category.name, client_ip, method, path)
             wanted = compiled.wanted_headers
             lowered = lower_headers(headers, wanted) if headers and wanted else _EMPTY
+            # ``compiled.ip_resolver.client_ip(client_ip, lowered)``, inline: every request
             if not client_ip.isascii():
                 client_ip = safe_text(client_ip)
             if self._resolve_ip:
@@ -318,9 +315,7 @@ class LimiterCore:
         if category.needs_identity:
             raw = presented or api_key_from(lowered, compiled.api_key_headers, compiled.bearer)
             if raw is not None:
-                if not raw.isascii():  # header text enters where it is read (ratekeeper.text)
-                    raw = safe_text(raw)
-                record = self._known_keys.answers.get(raw) or self._lookup_key(raw)
+                record = self._known_keys.get(raw) or self._keys.find(raw)
                 if record is not None:
                     plan = compiled.plans[record.plan]  # a key's plan wins over its network's
                 elif compiled.unknown_as_anonymous:
@@ -391,7 +386,7 @@ class LimiterCore:
             category = self._categories.get(name)
             if category is None:
                 raise ValueError(f"unknown category {name!r}")
-            ip = caller.client_ip if caller.client_ip.isascii() else safe_text(caller.client_ip)
+            ip = peer_text(caller.client_ip)
             if category.exempt:
                 found: Prepared | PolicyDecision = self._exempt(category.name, ip, "", "")
             else:
@@ -424,15 +419,6 @@ class LimiterCore:
             return network.plan
         return self.compiled.anonymous_plan
 
-    def _lookup_key(self, raw: str) -> CompiledKey | None:
-        """The record of a presented key, by its SHA-256; remembered when known."""
-        if len(raw) > _MAX_API_KEY:
-            return None
-        record = self.compiled.keys.get(hashlib.sha256(raw.encode()).hexdigest())
-        if record is not None:
-            self._known_keys.keep(raw, record)
-        return record
-
     def _plan_blocks(
         self,
         prepared: Prepared,
@@ -444,7 +430,7 @@ class LimiterCore:
     ) -> None:
         """The lockout and penalty counters of ``prepared``; ``counted``: its counted IP."""
         compiled = self.compiled
-        identity = self._charger.identity
+        identity = self.compiled.identifier.tag
         lockouts = prepared.category.lockouts
         blocks: list[tuple[str, str, int, str]] = []
         if compiled.has_route_lockouts and prepared.path:

@@ -22,16 +22,15 @@ returns, however it returns (finished, raised, cancelled, client gone).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from ..http.answers import PolicyAnswers, RawHeaders, merge_raw
-from ..identity import LoweredHeaders
+from ..identity import peer_text
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
-from ..text import safe_text
 from ._limiters import async_limiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -41,30 +40,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-# repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
-_LIST_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
-
-
-def request_headers(
-    raw: Iterable[tuple[bytes, bytes]], wanted: Mapping[bytes, str]
-) -> LoweredHeaders:
-    """The request headers the policy reads, decoded; everything else is skipped unread.
-
-    ``wanted`` maps each name the policy reads, as ASGI sends it (lower-case
-    already), to its text. Repeated forwarding headers are joined into one
-    list (as HTTP reads them); other repeats keep the first. Values are decoded
-    as latin-1, one character per byte: that never fails, and never gives text
-    that :func:`~ratekeeper.text.safe_text` would change.
-    """
-    found = LoweredHeaders()
-    for name, value in raw:
-        text = wanted.get(name)
-        if text is not None:
-            if text not in found:
-                found[text] = value.decode("latin-1")
-            elif name in _LIST_HEADERS:
-                found[text] += ", " + value.decode("latin-1")
-    return found
 
 
 def _adding(send: Send, extra: RawHeaders) -> Send:
@@ -125,10 +100,12 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = async_limiter(policy, store, limiter)
-        # the request headers the policy reads: ASGI name -> text
-        self._wanted = {
-            name.encode("latin-1"): name for name in self.limiter.compiled.wanted_headers
-        }
+        compiled = self.limiter.compiled
+        #: reads the request headers the policy reads, and no other
+        self._headers = compiled.header_reader
+        self._reads_headers = bool(compiled.wanted_headers)
+        #: writes the answers (the limiter's own renderer: its decisions carry it too)
+        self._answers = self.limiter.answers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -136,20 +113,20 @@ class RateLimitMiddleware:
             return
         limiter = self.limiter
         client = scope.get("client")
-        wanted = self._wanted
+        reader = self._headers
         lane = limiter.lane(scope["method"], scope["path"])
         if lane is not None:  # decided by the client IP alone: see ratekeeper.engine._lanes
             ip = client[0] if client else ""
             if lane.resolve_ip:
-                ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))
+                ip = limiter.client_ip(ip, reader.from_asgi(scope["headers"]))
             elif not ip.isascii():  # as client_ip does: text from outside, escaped once
-                ip = safe_text(ip)
+                ip = peer_text(ip)
             result = lane.admit(ip)
             if result is None:  # an exempt network: untouched, as an exempt decision
                 await self.app(scope, receive, send)
                 return
             if not result[0]:
-                await send_refusal(send, limiter.answers, lane.decision(ip, result))
+                await send_refusal(send, self._answers, lane.decision(ip, result))
                 return
             lane_extra = lane.raw_headers(result)
             await self.app(scope, receive, _adding(send, lane_extra) if lane_extra else send)
@@ -157,7 +134,7 @@ class RateLimitMiddleware:
         decision = await limiter.check(
             method=scope["method"],
             path=scope["path"],
-            headers=request_headers(scope["headers"], wanted) if wanted else None,
+            headers=reader.from_asgi(scope["headers"]) if self._reads_headers else None,
             client_ip=client[0] if client else "",
             lease=True,
         )
@@ -165,9 +142,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if not decision.allowed:
-            await send_refusal(send, limiter.answers, decision)
+            await send_refusal(send, self._answers, decision)
             return
-        extra = limiter.answers.raw_headers(decision)
+        extra = self._answers.raw_headers(decision)
         lockouts = decision.lockouts
         leased = bool(decision.leases)
         if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)

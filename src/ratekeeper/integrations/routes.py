@@ -20,7 +20,6 @@ FastAPI dependency lives in :mod:`ratekeeper.integrations.fastapi`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import sys
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import Any
 from ..algorithms import DEFAULT_ALGORITHM, get_algorithm
 from ..engine import AsyncRateLimiter, Decision, RateLimiter, RatesLike
 from ..http.answers import decision_headers, retry_after_seconds
-from ..identity import ClientAddresses
+from ..identity import ClientAddresses, HeaderReader, api_key_from, key_digest
 from ..rates import parse_rates
 from ..stores.base import LimitSpec, Store
 from ..stores.memory import MemoryStore
@@ -40,6 +39,9 @@ KeyFunc = Callable[[Any], str]
 #: injected into FastAPI endpoints' signatures so FastAPI hands us the request
 _REQUEST_PARAM = "ratekeeper_request"
 _RESPONSE_PARAM = "ratekeeper_response"
+#: the headers a route limit keyed by API key reads: the key, or a bearer token
+_KEY_HEADERS = ("x-api-key",)
+_KEY_READER = HeaderReader((*_KEY_HEADERS, "authorization"))
 
 
 def limit(
@@ -127,15 +129,10 @@ class RouteLimit:
         if callable(key):
             return f"route:{scope}:{key(request)}"
         ip, header = _client(request)
-        if key == "api_key":
-            presented = header("x-api-key")
-            if not presented:
-                authorization = header("authorization") or ""
-                if authorization[:7].lower() == "bearer ":
-                    presented = authorization[7:].strip()
+        if key == "api_key":  # the policy's parser of presented keys (ratekeeper.identity)
+            presented = api_key_from(_KEY_READER.from_getter(header), _KEY_HEADERS, True)
             if presented:  # never the key itself in the store
-                digest = hashlib.sha256(presented.encode()).hexdigest()[:32]
-                return f"route:{scope}:key:{digest}"
+                return f"route:{scope}:key:{key_digest(presented)[:32]}"
         return f"route:{scope}:ip:{self._addresses.counted(ip)}"
 
     def hit(self, scope: str, request: Any) -> Decision:

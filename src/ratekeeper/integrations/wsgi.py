@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any
 
 from ..http.answers import merge
-from ..identity import LoweredHeaders
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
@@ -95,19 +94,9 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = sync_limiter(policy, store, limiter)
-        # the request headers the policy reads, as (name, environ key)
-        self._environ_keys = tuple(
-            (name, "HTTP_" + name.upper().replace("-", "_"))
-            for name in sorted(self.limiter.compiled.wanted_headers)
-        )
-
-    def _headers(self, environ: Environ) -> LoweredHeaders:
-        """The request headers the policy reads, by their lower-case names."""
-        found = LoweredHeaders()
-        for name, key in self._environ_keys:
-            if key in environ:
-                found[name] = environ[key]
-        return found
+        #: reads the request headers the policy reads, and no other
+        self._headers = self.limiter.compiled.header_reader
+        self._reads_headers = bool(self.limiter.compiled.wanted_headers)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         limiter = self.limiter
@@ -117,7 +106,7 @@ class RateLimitMiddleware:
         decision = limiter.check(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path or "/",
-            headers=self._headers(environ) if self._environ_keys else None,
+            headers=self._headers.from_environ(environ) if self._reads_headers else None,
             client_ip=environ.get("REMOTE_ADDR") or "",
             lease=True,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..algorithms import get_algorithm
-from ..identity import ClientAddresses, ClientIpResolver
+from ..identity import ClientAddresses, ClientIpResolver, HeaderReader, Identifier
 from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
@@ -221,6 +221,10 @@ class CompiledPolicy:
         #: after its response, so ``check`` skips that bookkeeping
         self.simple = not policy.lockouts and policy.penalty is None
         self.wanted_headers = self._wanted_headers(policy)
+        #: reads those headers, the same way from any face (ASGI, WSGI, a mapping)
+        self.header_reader = HeaderReader(self.wanted_headers)
+        #: writes what a limit, lockout or the penalty counts a caller by
+        self.identifier = Identifier(self.node_header, identity.node_header, self.user_header)
 
     def _network(self, network: Network) -> CompiledNetwork:
         plan = self.plans[network.plan] if network.plan is not None else None

@@ -85,7 +85,8 @@ from ._decisions import (
 )
 from ._lanes import Lane
 from ._refusals import RefusalCache
-from ._stepping import never_waits, stepper, stepper_async
+from ._slots import check_one_slot
+from ._stepping import never_waits, one_slot, stepper, stepper_async
 
 __all__ = ["DecisionFlow", "LimiterCore", "Prepared"]
 
@@ -169,6 +170,11 @@ class LimiterCore:
         self.policy = policy
         self.compiled = compiled = compile_policy(policy)
         self.store: Store = store if store is not None else MemoryStore()
+        #: every key of one decision must be on one slot (Redis Cluster): a policy
+        #: needing two is refused here, not at its first request
+        self._one_slot = one_slot(self.store)
+        if self._one_slot:
+            check_one_slot(policy)
         #: writes the answers of this policy's decisions (every decision carries it)
         self.answers: Answers = answers(compiled)
         # the store's clock: every decision says when it was decided
@@ -401,7 +407,16 @@ class LimiterCore:
         if not planned:
             assert first is not None
             return first
-        return _joined(planned)
+        joined = _joined(planned)
+        if self._one_slot:
+            tags = {key[key.index("{") :] for key in _keys_of(joined)}
+            if len(tags) > 1:
+                raise ValueError(
+                    f"these items count one decision by {len(tags)} identities "
+                    f"({', '.join(sorted(tags))}); this store keeps one decision on one slot "
+                    "(Redis Cluster): decide them one by one"
+                )
+        return joined
 
     def _caller_headers(self, caller: Caller) -> dict[str, str]:
         """What the request headers would say of ``caller``: node and user included."""
@@ -659,6 +674,14 @@ class LimiterCore:
             for lockout, key in decision.lockouts
             if status_code in lockout.failure_status
         ]
+
+
+def _keys_of(prepared: Prepared) -> list[str]:
+    """Every store key one decision of ``prepared`` reads or writes."""
+    keys = [key for _, key, _, _ in prepared.charges]
+    keys.extend(key for key, _, _ in prepared.concurrency)
+    keys.extend(prepared.block_keys)
+    return keys
 
 
 def _joined(planned: list[Prepared]) -> Prepared:

@@ -28,7 +28,6 @@ from ..stores.base import (
     BLOCKED,
     REFUSED_BY_CAP,
     REFUSED_BY_RATE,
-    ChargeResult,
     Step,
     StepResult,
     Store,
@@ -148,7 +147,10 @@ def decide_in_calls(store: Store, step: Step) -> StepResult:
                     _release(store, taken)
                     return StepResult(REFUSED_BY_CAP, [], store.now_ns(), index)
                 taken.append((key, lease_id))
-        admitted, results = _apply(store, step)
+        if step.charges:
+            admitted, results = store.apply(step.charges, step.consume)
+        else:  # a step of blocks alone
+            admitted, results = True, []
         if not admitted:
             _release(store, taken)
             started: Block | None = None
@@ -179,7 +181,10 @@ async def decide_in_calls_async(store: Store, step: Step) -> StepResult:
                     await _release_async(store, taken)
                     return StepResult(REFUSED_BY_CAP, [], store.now_ns(), index)
                 taken.append((key, lease_id))
-        admitted, results = await _apply_async(store, step)
+        if step.charges:
+            admitted, results = await store.apply_async(step.charges, step.consume)
+        else:  # a step of blocks alone
+            admitted, results = True, []
         if not admitted:
             await _release_async(store, taken)
             started: Block | None = None
@@ -191,18 +196,6 @@ async def decide_in_calls_async(store: Store, step: Step) -> StepResult:
         await _release_async(store, taken)
         raise
     return StepResult(ADMITTED, results, store.now_ns(), leases=tuple(taken))
-
-
-def _apply(store: Store, step: Step) -> tuple[bool, list[ChargeResult]]:
-    if not step.charges:  # a step of blocks alone
-        return True, []
-    return store.apply(step.charges, step.consume)
-
-
-async def _apply_async(store: Store, step: Step) -> tuple[bool, list[ChargeResult]]:
-    if not step.charges:
-        return True, []
-    return await store.apply_async(step.charges, step.consume)
 
 
 def _release(store: Store, taken: list[tuple[str, str]]) -> None:

@@ -144,8 +144,8 @@ class HeaderReader:
 
     def __init__(self, wanted: Iterable[str]) -> None:
         self.wanted = frozenset(wanted)
-        #: ASGI name (bytes) -> text name
-        self._raw = {name.encode("latin-1"): name for name in self.wanted}
+        #: ASGI name (bytes) -> text name; a name that is not latin-1 is never on the wire
+        self._raw = {name.encode("latin-1"): name for name in self.wanted if _is_latin_1(name)}
         #: (text name, WSGI environ key)
         self._environ_keys = tuple(
             (name, "HTTP_" + name.upper().replace("-", "_")) for name in sorted(self.wanted)
@@ -187,6 +187,14 @@ class HeaderReader:
             if value is not None:
                 found[name] = value
         return found
+
+
+def _is_latin_1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def api_key_from(headers: dict[str, str], names: tuple[str, ...], bearer: bool) -> str | None:

@@ -575,3 +575,13 @@ def test_what_a_limit_counts_by_is_one_hash_tag_with_request_text_escaped() -> N
     assert identify.tag(("user",), None, None, CLIENT, headers, {}) == "{u:ann}"
     with pytest.raises(BadRequestError, match="missing X-Node-ID"):
         identify.tag(("node",), None, None, CLIENT, {}, {})
+
+
+def test_a_header_name_no_request_can_carry_is_never_matched_and_never_fails() -> None:
+    from ratekeeper.identity import HeaderReader
+
+    reader = HeaderReader({"\u0100x-node-id", "x-api-key"})
+
+    assert reader.from_asgi([(b"x-api-key", b"k1"), (b"\xc4\x80x-node-id", b"n")]) == {
+        "x-api-key": "k1"
+    }

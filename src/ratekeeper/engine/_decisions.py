@@ -63,17 +63,22 @@ class Decision:
     ``limit``, ``remaining`` and ``reset_at`` describe the tightest rate: the
     one that denied the request (the one needing the longest wait), else the
     one with the least remaining. ``retry_after`` is 0.0 when allowed.
+
+    Every rate applied, as plain data: ``charges`` (the store charges,
+    ``(spec, key, cost, shadow)``), ``results`` (the store's
+    ``(allowed, remaining, reset_ns, retry_ns)`` for each; none when no rate
+    was decided) and ``names`` (each rate's label); ``statuses`` reads them.
     """
 
     __slots__ = (
-        "_charges",
-        "_names",
-        "_results",
         "_statuses",
         "allowed",
+        "charges",
         "limit",
+        "names",
         "remaining",
         "reset_at",
+        "results",
         "retry_after",
     )
 
@@ -82,6 +87,9 @@ class Decision:
     remaining: int
     reset_at: float
     retry_after: float
+    charges: Sequence[Charge]
+    results: Sequence[ChargeResult]
+    names: Sequence[str]
 
     def __init__(
         self,
@@ -99,9 +107,9 @@ class Decision:
         self.remaining = remaining
         self.reset_at = reset_at
         self.retry_after = retry_after
-        self._charges = charges
-        self._results = results
-        self._names = names
+        self.charges = charges
+        self.results = results
+        self.names = names
         self._statuses: tuple[RateStatus, ...] | None = None
 
     @property
@@ -111,8 +119,8 @@ class Decision:
         None when no rate was decided (a refusal before the store, or a block).
         """
         if self._statuses is None:
-            names = self._names
-            if not self._results:
+            names = self.names
+            if not self.results:
                 self._statuses = ()
                 return self._statuses
             self._statuses = tuple(
@@ -128,7 +136,7 @@ class Decision:
                     shadow=shadow,
                 )
                 for index, ((spec, key, _cost, shadow), (allowed, remaining, reset, retry)) in (
-                    enumerate(zip(self._charges, self._results, strict=True))
+                    enumerate(zip(self.charges, self.results, strict=True))
                 )
             )
         return self._statuses
@@ -326,9 +334,9 @@ class PolicyDecision(Decision):
         self.remaining = remaining
         self.reset_at = reset_at
         self.retry_after = retry_after
-        self._charges = charges
-        self._results = results
-        self._names = names
+        self.charges = charges
+        self.results = results
+        self.names = names
         self._statuses = None
         self._answers = answers
         self._headers = None

@@ -631,7 +631,7 @@ class LimiterCore:
         """
         return self._over_cap(
             decision.category, decision.plan, decision.key_id, decision.client_ip,
-            decision.method, decision.path, decision._charges, cap, None, self._now(),
+            decision.method, decision.path, decision.charges, cap, None, self._now(),
         )  # fmt: skip
 
     def _over_cap(

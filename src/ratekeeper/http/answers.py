@@ -173,7 +173,7 @@ class PolicyAnswers:
         """
         outcome = decision.outcome
         if outcome in (ADMITTED, LIMITED):
-            charges = decision._charges
+            charges = decision.charges
             if not charges:
                 return []
             if decision.allowed and not self._ietf and len(charges) == 1 and not charges[0][3]:
@@ -264,7 +264,7 @@ class PolicyAnswers:
         """Over a cap, the trio describes the cap, or the report window's limit."""
         window_ns = self._report_window_ns
         if window_ns is not None:
-            for spec, _, _, shadow in decision._charges:
+            for spec, _, _, shadow in decision.charges:
                 if spec.window_ns == window_ns and not shadow:
                     return spec.limit
         return decision.limit

@@ -445,36 +445,35 @@ class LimiterCore:
     ) -> None:
         """The lockout and penalty counters of ``prepared``; ``counted``: its counted IP."""
         compiled = self.compiled
-        identity = self.compiled.identifier.tag
+        identity = compiled.identifier.tag
         lockouts = prepared.category.lockouts
-        blocks: list[tuple[str, str, int, str]] = []
         if compiled.has_route_lockouts and prepared.path:
             found = compiled.lockout_router.match(prepared.method, prepared.path)
             if found is not None and found[0] not in lockouts:
                 lockouts = (*lockouts, found[0])
+        blocks: list[tuple[str, str, int, str]] = []
+        keys: list[str] = []
         if lockouts:
-            pairs = tuple(
-                (lockout, lockout.prefix + identity(
-                    lockout.by, record, plan, counted, headers, params
-                ))
-                for lockout in lockouts
-            )  # fmt: skip
-            prepared.lockouts = pairs
-            blocks.extend(
-                (key, lockout.response, lockout.rule.threshold, "lockout:" + lockout.name)
-                for lockout, key in pairs
-            )
-        penalty = self.policy.penalty
+            pairs: list[tuple[CompiledLockout, str]] = []
+            for lockout in lockouts:
+                key = lockout.prefix + identity(lockout.by, record, plan, counted, headers, params)
+                pairs.append((lockout, key))
+                blocks.append((key, lockout.response, lockout.rule.threshold, lockout.refuses))
+                keys.append(key)
+            prepared.lockouts = tuple(pairs)
         rule = compiled.penalty_rule
-        if penalty is not None and rule is not None:
+        if rule is not None:
+            penalty = self.policy.penalty
+            assert penalty is not None
             key = compiled.penalty_prefix + identity(
                 penalty.by, record, plan, counted, headers, params
             )
             blocks.append((key, penalty.response, penalty.rejections, "penalty"))
+            keys.append(key)
             prepared.penalty = (key, rule)
         if blocks:
             prepared.blocks = blocks
-            prepared.block_keys = tuple(block[0] for block in blocks)
+            prepared.block_keys = tuple(keys)
             prepared.plain = False
 
     # the flow: remembered refusals, one store step, the decision

@@ -164,6 +164,14 @@ class AsyncLimiter(LimiterCore):
         prepared = self.prepare(method, path, headers, client_ip, cost)
         if prepared.__class__ is not Prepared:
             return prepared  # type: ignore[return-value]
+        one = prepared.one
+        if one is not None and self._never_waits and not self._refused:
+            # ``_decide``'s shortest way, inline: one coroutine less on every request
+            try:
+                result = self.store.apply_one(one[0], one[1], one[2])
+            except StoreUnavailableError:
+                return self._unavailable(prepared)
+            return self._decided(prepared, result[0], [result], self._now())
         return await self._decide(prepared, lease)
 
     async def check_items(

@@ -180,8 +180,11 @@ class PolicyAnswers:
                 # one enforced rate: the reported numbers are its own, whatever the window
                 if not self._x:
                     return []
+                limit = decision.limit
                 return _trio(
-                    self._limit(decision.limit), decision.remaining, _reset_field(decision.reset_at)
+                    self._limit_fields.get(limit) or self._limit(limit),
+                    decision.remaining,
+                    (b"x-ratelimit-reset", b"%d" % math.ceil(decision.reset_at)),
                 )
             return self._rate_fields(decision)
         if outcome == BLOCKED:

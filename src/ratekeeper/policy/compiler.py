@@ -76,10 +76,13 @@ class CompiledCharge:
 class CompiledLockout:
     """A lockout rule with the key prefix of its counters."""
 
-    __slots__ = ("by", "categories", "failure_status", "name", "prefix", "response", "rule")
+    __slots__ = ("by", "categories", "failure_status", "name", "prefix", "refuses", "response",
+                 "rule")  # fmt: skip
 
     def __init__(self, policy: Policy, lockout: Lockout) -> None:
         self.name = lockout.name
+        #: how a decision it blocks names it (``decision.refused_by``)
+        self.refuses = f"lockout:{lockout.name}"
         self.categories = lockout.categories
         self.by = lockout.by
         self.failure_status = lockout.failure_status

@@ -81,7 +81,7 @@ def breakdown(algorithm: str, scenario: str, calls: int) -> None:
 
     add("hit(key, rates): the whole call", "hit(key, rates)", {"hit": limiter.hit, "rates": rates})
     try:
-        from ratekeeper import decision
+        from ratekeeper.engine import _decisions as decision
 
         single = getattr(limiter, "_single", None)
         if single is not None and single(keys[0], rates, 1, None) is not None:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import typing
 
 from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM
-from .decision import Decision, RateStatus
+from .engine import AsyncRateLimiter, Decision, RateLimiter, RateStatus
 from .limiter import AsyncLimiter, Limiter, PolicyDecision
 from .policy import Policy, PolicyError, load_policy
-from .rate_limiter import AsyncRateLimiter, RateLimiter
 from .rates import Rate, parse_rates
 from .stores import (
     Block,

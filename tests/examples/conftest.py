@@ -61,7 +61,7 @@ from ratekeeper import (
     PolicyDecision,
     load_policy,
 )
-from ratekeeper.lanes import Lane
+from ratekeeper.engine import Lane
 from ratekeeper.stores.base import ChargeResult
 from support.clock import Clock
 

@@ -4,7 +4,7 @@ A rate past what its algorithm counts exactly on every store is a ``ValueError``
 from ``RateLimiter`` (strings and ``Rate`` values alike) and a ``PolicyError``
 naming file, line and field from the loader; a cost past it is refused before
 anything is counted. At the bound itself everything is accepted. (Redis: the
-same refusals in tests/integration/test_redis_numbers.py, and the edge values
+same refusals in tests/real_redis/test_redis_numbers.py, and the edge values
 in the contract vectors.)
 """
 

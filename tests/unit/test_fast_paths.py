@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
-from ratekeeper.charging import Charger
+from ratekeeper.engine import Charger, Prepared
 from ratekeeper.identity import LoweredHeaders, lower_headers
 from ratekeeper.integrations.asgi import RateLimitMiddleware
-from ratekeeper.limiter import _Prepared
 from ratekeeper.policy.compiler import compile_policy
 from ratekeeper.policy.patterns import normalize_path
 from ratekeeper.policy.router import RouteMemo
-from ratekeeper.stores.base import ChargeResult, LimitSpec
+from ratekeeper.stores.base import ChargeResult, LimitSpec, Step, StepResult
 from support.clock import Clock
 from support.policies import IP_ONLY, answer, policy
 
@@ -178,7 +177,8 @@ def test_the_route_memo_stays_within_its_size_and_keeps_no_long_path() -> None:
 
 
 class _CountingStore(MemoryStore):
-    """A memory store that counts the calls of ``apply`` and, from outside it, ``apply_one``."""
+    """A memory store that counts its general steps (``apply``, ``decide``) and, from outside
+    them, ``apply_one``."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -187,12 +187,20 @@ class _CountingStore(MemoryStore):
         self._in_batch = False
 
     def apply(self, charges: Any, consume: bool = True) -> tuple[bool, list[ChargeResult]]:
-        self.batches += 1
+        return self._batch(super().apply, charges, consume)
+
+    def decide(self, step: Step) -> StepResult:
+        """The store's own whole step is the general way too (one call, as ``apply`` was)."""
+        return self._batch(super().decide, step)
+
+    def _batch(self, call: Any, *args: Any) -> Any:
+        outer = not self._in_batch
+        self.batches += outer
         self._in_batch = True
         try:
-            return super().apply(charges, consume)
+            return call(*args)
         finally:
-            self._in_batch = False
+            self._in_batch = not outer
 
     def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         self.singles += not self._in_batch
@@ -202,18 +210,28 @@ class _CountingStore(MemoryStore):
 class _GeneralLimiter(Limiter):
     """A limiter that never takes the one-charge path: the reference."""
 
-    def _prepare(self, *args: Any, **kwargs: Any) -> _Prepared | PolicyDecision:
-        prepared = super()._prepare(*args, **kwargs)
-        if isinstance(prepared, _Prepared):
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
             prepared.one = None
         return prepared
 
 
 class _GeneralAsyncLimiter(AsyncLimiter):
-    def _prepare(self, *args: Any, **kwargs: Any) -> _Prepared | PolicyDecision:
-        prepared = super()._prepare(*args, **kwargs)
-        if isinstance(prepared, _Prepared):
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
             prepared.one = None
+        return prepared
+
+
+class _FlowLimiter(Limiter):
+    """A limiter that takes the decision flow for every request: a store step, run."""
+
+    def prepare(self, *args: Any, **kwargs: Any) -> Prepared | PolicyDecision:
+        prepared = super().prepare(*args, **kwargs)
+        if isinstance(prepared, Prepared):
+            prepared.plain = False
         return prepared
 
 
@@ -274,6 +292,16 @@ def test_a_single_charge_answers_as_the_batch_path_answers(text: str, remember: 
         assert 0 < fast_store.singles < len(TRAFFIC)
     else:
         assert fast_store.singles == len(TRAFFIC)
+
+
+@pytest.mark.parametrize("text", ONE_CHARGE)
+@pytest.mark.parametrize("remember", [False, True])
+def test_charges_alone_answer_as_the_decision_flow_answers(text: str, remember: bool) -> None:
+    short_clock, flow_clock = Clock(T0), Clock(T0)
+    short = Limiter(policy(text), MemoryStore(clock=short_clock), remember_refusals=remember)
+    flow = _FlowLimiter(policy(text), MemoryStore(clock=flow_clock), remember_refusals=remember)
+
+    assert run(short, short_clock) == run(flow, flow_clock)
 
 
 @pytest.mark.parametrize("text", ONE_CHARGE)
@@ -341,13 +369,13 @@ def test_anything_but_one_plain_charge_goes_the_batch_way(text: str) -> None:
 def test_counter_keys_by_ip_are_the_keys_identity_builds(rate: str, cost: int) -> None:
     compiled = compile_policy(policy(IP_ONLY.replace("3/minute", rate)))
     category = next(category for category in compiled.categories if category.name == "api")
-    charger = Charger(compiled.node_header, "X-Node-ID", None)
+    charger = Charger(compiled.identifier)
     charge_plan = charger.plan(category, None, None)
     ip = "2001:db8::7"
 
     charges = charger.charges(charge_plan, None, None, ip, {}, {}, cost)
 
-    key = "t:api:" + charger.identity(("ip",), None, None, ip, {}, {})
+    key = "t:api:" + compiled.identifier.tag(("ip",), None, None, ip, {}, {})
     assert key == "t:api:{2001:db8::7}"
     specs = category.rate_charges[0].default_specs
     assert specs is not None

@@ -500,3 +500,88 @@ def test_a_network_is_matched_by_the_full_address_not_its_counted_prefix() -> No
 
     assert addresses.lookup("10.1.2.3") == ("10.1.0.0/16", "exempt")
     assert addresses.lookup("10.1.3.3") == ("10.1.0.0/16", None)
+
+
+# one home: headers read one way, keys parsed and found one way, one tag writer
+
+
+def test_every_face_s_headers_read_to_the_same_lowered_headers() -> None:
+    from ratekeeper.identity import HeaderReader
+
+    reader = HeaderReader(WANTED)
+    asgi = [
+        (b"x-api-key", b"k1"),
+        (b"x-forwarded-for", b"198.51.100.1"),
+        (b"x-forwarded-for", b"203.0.113.7"),
+        (b"x-other", b"never read"),
+    ]
+    environ = {
+        "HTTP_X_API_KEY": "k1",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.1, 203.0.113.7",  # the server joined the lines
+        "HTTP_X_OTHER": "never read",
+    }
+    mapping = {"X-Api-Key": "k1", "X-Forwarded-For": "198.51.100.1, 203.0.113.7", "X-Other": "-"}
+    expected = {"x-api-key": "k1", "x-forwarded-for": "198.51.100.1, 203.0.113.7"}
+
+    assert reader.from_asgi(asgi) == expected
+    assert reader.from_environ(environ) == expected
+    assert reader.from_mapping(mapping) == expected
+    assert reader.from_getter({k.lower(): v for k, v in mapping.items()}.get) == expected
+    assert not HeaderReader(())
+
+
+def test_a_presented_key_is_found_by_its_sha256_and_remembered() -> None:
+    from ratekeeper.identity import KnownKeys, key_digest
+
+    keys: KnownKeys[str] = KnownKeys({key_digest("k1"): "one"}, size=2)
+
+    assert keys.find("k1") == "one"
+    assert keys.known == {"k1": "one"}
+    assert keys.find("k2") is None
+    assert keys.find("k1" + "x" * 600) is None  # over-long: unknown, never hashed
+    assert keys.find("k\udcff") is None  # text that is not valid is escaped, not refused
+    assert list(keys.known) == ["k1"]
+
+
+def test_route_limits_parse_keys_with_the_policy_s_parser() -> None:
+    from types import SimpleNamespace
+
+    from ratekeeper.identity import key_digest
+    from ratekeeper.integrations.routes import RouteLimit
+
+    route = RouteLimit("5/minute", key="api_key")
+
+    def request(**headers: str) -> object:
+        lowered = {name.replace("_", "-"): value for name, value in headers.items()}
+        return SimpleNamespace(remote_addr=CLIENT, headers=lowered)
+
+    by_header = route.counter_key("v", request(x_api_key=" k1 "))
+    by_bearer = route.counter_key("v", request(authorization="Bearer k1"))
+    assert by_header == by_bearer == f"route:v:key:{key_digest('k1')[:32]}"
+    assert route.counter_key("v", request(authorization="Basic k1")) == f"route:v:ip:{CLIENT}"
+    assert api_key_from({"x-api-key": " k1 "}, KEY_HEADERS, True) == "k1"
+
+
+def test_what_a_limit_counts_by_is_one_hash_tag_with_request_text_escaped() -> None:
+    from ratekeeper.identity import BadRequestError, Identifier
+
+    identify = Identifier("x-node-id", "X-Node-ID", "x-user")
+    headers = {"x-node-id": "edge-{1}%", "x-user": "ann"}
+
+    assert identify.tag(("ip",), None, None, CLIENT, {}, {}) == "{203.0.113.7}"
+    assert identify.tag(("api_key", "node"), None, None, CLIENT, headers, {}) == (
+        "{anon:203.0.113.7|edge-%7B1%7D%25}"
+    )
+    assert identify.tag(("user",), None, None, CLIENT, headers, {}) == "{u:ann}"
+    with pytest.raises(BadRequestError, match="missing X-Node-ID"):
+        identify.tag(("node",), None, None, CLIENT, {}, {})
+
+
+def test_a_header_name_no_request_can_carry_is_never_matched_and_never_fails() -> None:
+    from ratekeeper.identity import HeaderReader
+
+    reader = HeaderReader({"\u0100x-node-id", "x-api-key"})
+
+    assert reader.from_asgi([(b"x-api-key", b"k1"), (b"\xc4\x80x-node-id", b"n")]) == {
+        "x-api-key": "k1"
+    }

@@ -1,6 +1,6 @@
 """Lanes answer exactly what ``check`` answers, and exist only where they can.
 
-A lane (``ratekeeper.lanes``) decides a request from its route and client IP
+A lane (``ratekeeper.engine._lanes``) decides a request from its route and client IP
 alone. These tests run the same traffic through a lane and through ``check``
 on two stores with the same fake clock and compare everything a caller or a
 client can see; then they list what keeps a route off the lanes; then they
@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore
-from ratekeeper.integrations.asgi import RateLimitMiddleware, _with_headers
-from ratekeeper.lanes import Lane
+from ratekeeper.engine import Lane
+from ratekeeper.http.answers import merge_raw
+from ratekeeper.integrations.asgi import RateLimitMiddleware
 from ratekeeper.policy.router import MEMO_PATH, MEMO_SIZE
 from ratekeeper.stores.base import ChargeResult, LimitSpec
 from support.clock import Clock
@@ -110,6 +111,8 @@ def test_no_lane_while_a_refusal_is_remembered() -> None:
 
 class _OwnAsyncStep(MemoryStore):
     """A store whose async single-charge step is its own (it could wait on I/O)."""
+
+    never_waits = False  # declared, as a store that waits on I/O declares it
 
     async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
         return self.apply_one(spec, key, cost)
@@ -267,11 +270,11 @@ def test_headers_the_app_set_itself_stay_the_apps_whatever_iterable_they_come_in
     ours = [(b"x-ratelimit-limit", b"3"), (b"x-ratelimit-remaining", b"2")]
     app_headers = [(b"content-type", b"text/plain"), (b"x-ratelimit-limit", b"99")]
 
-    merged = _with_headers(iter(app_headers), ours)
+    merged = merge_raw(iter(app_headers), ours)
 
     assert merged == [*app_headers, (b"x-ratelimit-remaining", b"2")]
-    assert _with_headers((pair for pair in app_headers[:1]), ours) == [app_headers[0], *ours]
-    assert _with_headers(None, ours) is ours
+    assert merge_raw((pair for pair in app_headers[:1]), ours) == [app_headers[0], *ours]
+    assert merge_raw(None, ours) is ours
 
 
 #: IPv6 clients by their /64, IPv4 per address, and an exempt monitoring network

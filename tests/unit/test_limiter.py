@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -437,3 +438,28 @@ def test_raw_headers_are_the_headers_as_lower_case_bytes() -> None:
         expected = [(k.lower().encode(), v.encode()) for k, v in d.headers.items()]
         assert limiter.raw_headers(d) == expected
     assert limiter.raw_headers(limiter.check(path="/elsewhere")) == []
+
+
+def test_a_policy_is_compiled_once_however_many_limiters_use_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from ratekeeper.integrations.asgi import RateLimitMiddleware
+    from ratekeeper.policy import compiler, load_policy
+
+    made: list[object] = []
+    original = compiler.CompiledPolicy.__init__
+
+    def counting(self: compiler.CompiledPolicy, policy: object) -> None:
+        made.append(policy)
+        original(self, policy)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(compiler.CompiledPolicy, "__init__", counting)
+    file = tmp_path / "t.yaml"
+    file.write_text(textwrap.dedent(KEYED))
+
+    policy = load_policy(file)  # validated and compiled to check it
+    limiter = Limiter(policy)
+    RateLimitMiddleware(lambda *_: None, limiter=limiter)  # rebuilt as its async twin
+
+    assert len(made) == 1
+    assert limiter.compiled is RateLimitMiddleware(lambda *_: None, policy=policy).limiter.compiled

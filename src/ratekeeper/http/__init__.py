@@ -1,8 +1,10 @@
-"""What goes on the wire: rate limit header fields and JSON error bodies."""
+"""What goes on the wire: a decision's answer (header fields, body) and its merge with the app's.
+
+One module, :mod:`ratekeeper.http.answers`; the engine imports none of it.
+"""
 
 from __future__ import annotations
 
-from .bodies import BodyTemplate
-from .headers import HeaderWriter
+from .answers import PolicyAnswers, decision_headers, merge, merge_raw, retry_after_seconds
 
-__all__ = ["BodyTemplate", "HeaderWriter"]
+__all__ = ["PolicyAnswers", "decision_headers", "merge", "merge_raw", "retry_after_seconds"]

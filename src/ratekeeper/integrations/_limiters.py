@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from ..limiter import AsyncLimiter, Limiter, _LimiterCore
+from ..engine import LimiterCore
+from ..limiter import AsyncLimiter, Limiter
 from ..policy import Policy
 from ..stores.base import Store
 
@@ -24,14 +25,14 @@ _Face = TypeVar("_Face", Limiter, AsyncLimiter)
 
 def _core(
     policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
-) -> _LimiterCore | None:
+) -> LimiterCore | None:
     if limiter is None:
         if policy is None:
             raise TypeError("RateLimitMiddleware needs policy= (a path or a Policy) or limiter=")
         return None
     if policy is not None or store is not None:
         raise TypeError("pass either limiter= or policy=/store=, not both")
-    if not isinstance(limiter, _LimiterCore):
+    if not isinstance(limiter, LimiterCore):
         raise TypeError(f"limiter must be a Limiter or AsyncLimiter, got {type(limiter).__name__}")
     return limiter
 

@@ -22,15 +22,15 @@ returns, however it returns (finished, raised, cancelled, client gone).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..identity import LoweredHeaders
+from ..http.answers import PolicyAnswers, RawHeaders, merge_raw
+from ..identity import peer_text
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
-from ..text import safe_text
 from ._limiters import async_limiter
 
 __all__ = ["RateLimitMiddleware"]
@@ -40,53 +40,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-RawHeaders = list[tuple[bytes, bytes]]
-
-#: header fields the limiter writes, as ASGI names them
-_OURS = frozenset(
-    (b"x-ratelimit-limit", b"x-ratelimit-remaining", b"x-ratelimit-reset",
-     b"ratelimit-policy", b"ratelimit", b"retry-after")
-)  # fmt: skip
-# repeated lines form one list (a repeated X-Real-IP is then refused: it holds one address)
-_LIST_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
-
-
-def request_headers(
-    raw: Iterable[tuple[bytes, bytes]], wanted: Mapping[bytes, str]
-) -> LoweredHeaders:
-    """The request headers the policy reads, decoded; everything else is skipped unread.
-
-    ``wanted`` maps each name the policy reads, as ASGI sends it (lower-case
-    already), to its text. Repeated forwarding headers are joined into one
-    list (as HTTP reads them); other repeats keep the first. Values are decoded
-    as latin-1, one character per byte: that never fails, and never gives text
-    that :func:`~ratekeeper.text.safe_text` would change.
-    """
-    found = LoweredHeaders()
-    for name, value in raw:
-        text = wanted.get(name)
-        if text is not None:
-            if text not in found:
-                found[text] = value.decode("latin-1")
-            elif name in _LIST_HEADERS:
-                found[text] += ", " + value.decode("latin-1")
-    return found
-
-
-def _with_headers(headers: Iterable[tuple[bytes, bytes]] | None, extra: RawHeaders) -> RawHeaders:
-    """The app's response headers and ours; a field the app set itself is left to the app.
-
-    Always a new list: the app's list may be a response object's own, sent again later.
-    """
-    if not headers:
-        return extra
-    if headers.__class__ is not list:  # any iterable, read once
-        headers = list(headers)
-    for name, _ in headers:
-        if name in _OURS:
-            own = {name for name, _ in headers}
-            return [*headers, *(pair for pair in extra if pair[0] not in own)]
-    return [*headers, *extra]
 
 
 def _adding(send: Send, extra: RawHeaders) -> Send:
@@ -100,19 +53,16 @@ def _adding(send: Send, extra: RawHeaders) -> Send:
 
     def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message["headers"] = _with_headers(message.get("headers"), extra)
+            message["headers"] = merge_raw(message.get("headers"), extra)
         return send(message)
 
     return send_with_headers
 
 
-async def send_refusal(send: Send, limiter: AsyncLimiter, decision: PolicyDecision) -> None:
+async def send_refusal(send: Send, answers: PolicyAnswers, decision: PolicyDecision) -> None:
     """Answer a refused request with the policy's status, headers and body."""
-    body = decision.body or b""
-    headers = limiter.raw_headers(decision)
-    headers.append((b"content-type", (decision.content_type or "application/json").encode()))
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": decision.status_code, "headers": headers})
+    status, headers, body = answers.refusal_raw(decision)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -150,10 +100,12 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = async_limiter(policy, store, limiter)
-        # the request headers the policy reads: ASGI name -> text
-        self._wanted = {
-            name.encode("latin-1"): name for name in self.limiter.compiled.wanted_headers
-        }
+        compiled = self.limiter.compiled
+        #: reads the request headers the policy reads, and no other
+        self._headers = compiled.header_reader
+        self._reads_headers = bool(compiled.wanted_headers)
+        #: writes the answers (the limiter's own renderer: its decisions carry it too)
+        self._answers = self.limiter.answers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -161,20 +113,20 @@ class RateLimitMiddleware:
             return
         limiter = self.limiter
         client = scope.get("client")
-        wanted = self._wanted
+        reader = self._headers
         lane = limiter.lane(scope["method"], scope["path"])
-        if lane is not None:  # decided by the client IP alone: see ratekeeper.lanes
+        if lane is not None:  # decided by the client IP alone: see ratekeeper.engine._lanes
             ip = client[0] if client else ""
             if lane.resolve_ip:
-                ip = limiter.client_ip(ip, request_headers(scope["headers"], wanted))
+                ip = limiter.client_ip(ip, reader.from_asgi(scope["headers"]))
             elif not ip.isascii():  # as client_ip does: text from outside, escaped once
-                ip = safe_text(ip)
+                ip = peer_text(ip)
             result = lane.admit(ip)
             if result is None:  # an exempt network: untouched, as an exempt decision
                 await self.app(scope, receive, send)
                 return
             if not result[0]:
-                await send_refusal(send, limiter, lane.decision(ip, result))
+                await send_refusal(send, self._answers, lane.decision(ip, result))
                 return
             lane_extra = lane.raw_headers(result)
             await self.app(scope, receive, _adding(send, lane_extra) if lane_extra else send)
@@ -182,7 +134,7 @@ class RateLimitMiddleware:
         decision = await limiter.check(
             method=scope["method"],
             path=scope["path"],
-            headers=request_headers(scope["headers"], wanted) if wanted else None,
+            headers=reader.from_asgi(scope["headers"]) if self._reads_headers else None,
             client_ip=client[0] if client else "",
             lease=True,
         )
@@ -190,9 +142,9 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if not decision.allowed:
-            await send_refusal(send, limiter, decision)
+            await send_refusal(send, self._answers, decision)
             return
-        extra = limiter.raw_headers(decision)
+        extra = self._answers.raw_headers(decision)
         lockouts = decision.lockouts
         leased = bool(decision.leases)
         if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)
@@ -203,7 +155,7 @@ class RateLimitMiddleware:
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    message["headers"] = _with_headers(message.get("headers"), extra)
+                    message["headers"] = merge_raw(message.get("headers"), extra)
                     await limiter.record_response(decision, message["status"])
                 await send(message)
 

@@ -20,17 +20,15 @@ FastAPI dependency lives in :mod:`ratekeeper.integrations.fastapi`.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from ..algorithms import DEFAULT_ALGORITHM, get_algorithm
-from ..decision import Decision
-from ..http.headers import HeaderWriter, retry_after_seconds
-from ..identity import ClientAddresses
-from ..rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
+from ..engine import AsyncRateLimiter, Decision, RateLimiter, RatesLike
+from ..http.answers import decision_headers, retry_after_seconds
+from ..identity import ClientAddresses, HeaderReader, api_key_from, key_digest
 from ..rates import parse_rates
 from ..stores.base import LimitSpec, Store
 from ..stores.memory import MemoryStore
@@ -41,7 +39,9 @@ KeyFunc = Callable[[Any], str]
 #: injected into FastAPI endpoints' signatures so FastAPI hands us the request
 _REQUEST_PARAM = "ratekeeper_request"
 _RESPONSE_PARAM = "ratekeeper_response"
-_WRITER = HeaderWriter("x-ratelimit", None, True)
+#: the headers a route limit keyed by API key reads: the key, or a bearer token
+_KEY_HEADERS = ("x-api-key",)
+_KEY_READER = HeaderReader((*_KEY_HEADERS, "authorization"))
 
 
 def limit(
@@ -129,15 +129,10 @@ class RouteLimit:
         if callable(key):
             return f"route:{scope}:{key(request)}"
         ip, header = _client(request)
-        if key == "api_key":
-            presented = header("x-api-key")
-            if not presented:
-                authorization = header("authorization") or ""
-                if authorization[:7].lower() == "bearer ":
-                    presented = authorization[7:].strip()
+        if key == "api_key":  # the policy's parser of presented keys (ratekeeper.identity)
+            presented = api_key_from(_KEY_READER.from_getter(header), _KEY_HEADERS, True)
             if presented:  # never the key itself in the store
-                digest = hashlib.sha256(presented.encode()).hexdigest()[:32]
-                return f"route:{scope}:key:{digest}"
+                return f"route:{scope}:key:{key_digest(presented)[:32]}"
         return f"route:{scope}:ip:{self._addresses.counted(ip)}"
 
     def hit(self, scope: str, request: Any) -> Decision:
@@ -149,8 +144,8 @@ class RouteLimit:
         return await self._async_limiter.hit(self.counter_key(scope, request), self.rates)
 
     def headers(self, decision: Decision) -> dict[str, str]:
-        """The trio, and ``Retry-After`` when refused."""
-        return _WRITER.write(decision, self.store.now_ns() / 1e9)
+        """The trio, and ``Retry-After`` when refused (:mod:`ratekeeper.http.answers`)."""
+        return decision_headers(decision)
 
     # decorating
 

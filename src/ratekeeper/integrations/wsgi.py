@@ -22,12 +22,11 @@ different paths never share a counter or a body.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..identity import LoweredHeaders
+from ..http.answers import merge
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
@@ -39,30 +38,6 @@ Environ = dict[str, Any]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
-#: header fields the limiter writes, lower-cased
-_OURS = frozenset(
-    ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
-     "ratelimit-policy", "ratelimit", "retry-after")
-)  # fmt: skip
-
-
-def _status_line(code: int) -> str:
-    try:
-        return f"{code} {HTTPStatus(code).phrase}"
-    except ValueError:
-        return f"{code} Unknown"
-
-
-def _with_headers(
-    headers: list[tuple[str, str]], extra: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The app's response headers and ours; a field the app set itself is left to the app."""
-    for name, _ in headers:
-        if name.lower() in _OURS:
-            own = {name.lower() for name, _ in headers}
-            return [*headers, *(pair for pair in extra if pair[0].lower() not in own)]
-    return [*headers, *extra]
 
 
 def _decoded(path: str) -> str:
@@ -119,19 +94,9 @@ class RateLimitMiddleware:
     ) -> None:
         self.app = app
         self.limiter = sync_limiter(policy, store, limiter)
-        # the request headers the policy reads, as (name, environ key)
-        self._environ_keys = tuple(
-            (name, "HTTP_" + name.upper().replace("-", "_"))
-            for name in sorted(self.limiter.compiled.wanted_headers)
-        )
-
-    def _headers(self, environ: Environ) -> LoweredHeaders:
-        """The request headers the policy reads, by their lower-case names."""
-        found = LoweredHeaders()
-        for name, key in self._environ_keys:
-            if key in environ:
-                found[name] = environ[key]
-        return found
+        #: reads the request headers the policy reads, and no other
+        self._headers = self.limiter.compiled.header_reader
+        self._reads_headers = bool(self.limiter.compiled.wanted_headers)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         limiter = self.limiter
@@ -141,18 +106,15 @@ class RateLimitMiddleware:
         decision = limiter.check(
             method=environ.get("REQUEST_METHOD", "GET"),
             path=path or "/",
-            headers=self._headers(environ) if self._environ_keys else None,
+            headers=self._headers.from_environ(environ) if self._reads_headers else None,
             client_ip=environ.get("REMOTE_ADDR") or "",
             lease=True,
         )
         if decision.exempt:
             return self.app(environ, start_response)
         if not decision.allowed:
-            body = decision.body or b""
-            headers = list(decision.headers.items())
-            headers.append(("Content-Type", decision.content_type or "application/json"))
-            headers.append(("Content-Length", str(len(body))))
-            start_response(_status_line(decision.status_code), headers)
+            status, headers, body = limiter.answers.refusal(decision)
+            start_response(status, headers)
             return [body]
         extra = list(decision.headers.items())
         lockouts = decision.lockouts
@@ -167,7 +129,7 @@ class RateLimitMiddleware:
             if lockouts and not recorded:
                 recorded = True
                 limiter.record_response(decision, int(status[:3]))
-            return start_response(status, _with_headers(headers, extra), exc_info)
+            return start_response(status, merge(headers, extra), exc_info)
 
         if not decision.leases:
             return self.app(environ, start_with_headers)

@@ -1,9 +1,10 @@
 """A validated :class:`Policy` compiled into what the request path reads.
 
 Everything that can be decided before the first request is decided here: the
-router, every plan's limit specs per limit, every key's overrides, the header
-writer, the body templates, the storage key prefixes and the labels of each
-rate. The request path then only looks things up.
+router, every plan's limit specs per limit, every key's overrides, the body
+templates, the storage key prefixes and the labels of each rate. The request
+path then only looks things up. Nothing here is HTTP: the answers
+(:mod:`ratekeeper.http.answers`) are written from this and the decision.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..algorithms import get_algorithm
-from ..http.bodies import BodyTemplate, BodyTooLargeError
-from ..http.headers import HeaderWriter
-from ..identity import ClientAddresses, ClientIpResolver
+from ..identity import ClientAddresses, ClientIpResolver, HeaderReader, Identifier
 from ..rates import NS_PER_SECOND, Rate
 from ..stores.base import LimitSpec
 from ..stores.lockouts import LockoutRule
+from .bodies import BodyTemplate, BodyTooLargeError
 from .errors import PolicyError
 from .model import (
     Category,
@@ -76,10 +76,13 @@ class CompiledCharge:
 class CompiledLockout:
     """A lockout rule with the key prefix of its counters."""
 
-    __slots__ = ("by", "categories", "failure_status", "name", "prefix", "response", "rule")
+    __slots__ = ("by", "categories", "failure_status", "name", "prefix", "refuses", "response",
+                 "rule")  # fmt: skip
 
     def __init__(self, policy: Policy, lockout: Lockout) -> None:
         self.name = lockout.name
+        #: how a decision it blocks names it (``decision.refused_by``)
+        self.refuses = f"lockout:{lockout.name}"
         self.categories = lockout.categories
         self.by = lockout.by
         self.failure_status = lockout.failure_status
@@ -214,9 +217,6 @@ class CompiledPolicy:
                 escalation=penalty.escalation,
                 max_block=penalty.max_block,
             )
-        self.header_writer = HeaderWriter(
-            policy.headers.style, policy.headers.report_window, policy.headers.retry_after
-        )
         self.bodies = {
             kind: _body(policy, kind, template) for kind, template in policy.responses.items()
         }
@@ -224,6 +224,10 @@ class CompiledPolicy:
         #: after its response, so ``check`` skips that bookkeeping
         self.simple = not policy.lockouts and policy.penalty is None
         self.wanted_headers = self._wanted_headers(policy)
+        #: reads those headers, the same way from any face (ASGI, WSGI, a mapping)
+        self.header_reader = HeaderReader(self.wanted_headers)
+        #: writes what a limit, lockout or the penalty counts a caller by
+        self.identifier = Identifier(self.node_header, identity.node_header, self.user_header)
 
     def _network(self, network: Network) -> CompiledNetwork:
         plan = self.plans[network.plan] if network.plan is not None else None
@@ -262,8 +266,18 @@ class CompiledPolicy:
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
-    """Compile ``policy``; raises :class:`PolicyError` for what validation cannot see."""
-    return CompiledPolicy(policy)
+    """Compile ``policy``; raises :class:`PolicyError` for what validation cannot see.
+
+    Compiled once per policy: the loader compiles it to check it, and every
+    limiter built on it afterwards (a ``Limiter``, its async twin in a
+    middleware) shares that compiled form. It holds no per-limiter state, only
+    answers worked out from the policy and bounded memos of them.
+    """
+    compiled: CompiledPolicy | None = policy._compiled
+    if compiled is None:
+        compiled = CompiledPolicy(policy)
+        object.__setattr__(policy, "_compiled", compiled)  # a cache, not part of the value
+    return compiled
 
 
 def _body(policy: Policy, kind: str, template: ResponseTemplate) -> BodyTemplate:

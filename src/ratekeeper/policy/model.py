@@ -216,3 +216,6 @@ class Policy:
     categories: tuple[Category, ...]
     lockouts: tuple[Lockout, ...] = ()
     penalty: Penalty | None = None
+    #: the compiled form, made once by ``compile_policy`` and shared by every limiter
+    #: of this policy (a ``CompiledPolicy``; not part of the policy's value)
+    _compiled: Any = field(default=None, init=False, repr=False, compare=False)

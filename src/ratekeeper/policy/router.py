@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
+from .._memo import BoundedMemo
 from ..text import safe_text
 from .model import Route
 from .patterns import compile_pattern, normalize_path
@@ -68,30 +69,27 @@ class Router(Generic[T]):
 Routed = tuple[str, str, tuple[T, dict[str, str]] | None]
 
 
-class RequestMemo(Generic[A]):
+class RequestMemo(BoundedMemo[tuple[str, str], A]):
     """Answers per (method, path) as requested, each worked out once by ``compute``.
 
-    Bounded: after ``size`` different requests it forgets everything and
-    starts over (paths with parameters, ``/agents/{node}/...``, keep coming
-    new), and paths longer than 512 characters are never kept. Readers look
-    in ``answers`` themselves (a dict lookup, no call on the hot path) and
-    call :meth:`fill` on a miss.
+    A :class:`~ratekeeper._memo.BoundedMemo`: after ``size`` different requests
+    it forgets everything and starts over (paths with parameters,
+    ``/agents/{node}/...``, keep coming new), and paths longer than 512
+    characters are never kept. Readers look in ``answers`` themselves (a dict
+    lookup, no call on the hot path) and call :meth:`fill` on a miss.
     """
 
-    __slots__ = ("_compute", "_size", "answers")
+    __slots__ = ("_compute",)
 
     def __init__(self, compute: Callable[[str, str], A], size: int = MEMO_SIZE) -> None:
+        super().__init__(size)
         self._compute = compute
-        self._size = size
-        self.answers: dict[tuple[str, str], A] = {}
 
     def fill(self, method: str, path: str) -> A:
         """Work the answer out and keep it (unless the path is too long to keep)."""
         answer = self._compute(method, path)
         if len(path) <= MEMO_PATH:
-            if len(self.answers) >= self._size:
-                self.answers.clear()
-            self.answers[method, path] = answer
+            self.keep((method, path), answer)
         return answer
 
 

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, get_algorithm
-from .decision import Decision, build_decision
-from .rates import Rate, parse_rates
-from .stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
+from .._memo import BoundedMemo
+from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, get_algorithm
+from ..rates import NS_PER_SECOND as _NS
+from ..rates import Rate, parse_rates
+from ..stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
+from ._decisions import Decision, build_decision
 
-__all__ = ["AsyncRateLimiter", "RateLimiter"]
+__all__ = ["AsyncRateLimiter", "RateLimiter", "RatesLike"]
 
 RatesLike = str | Rate | Sequence[Rate]
 
-
-_NS = 1_000_000_000
 _MAX_DENIED = 4096  # refused keys remembered per plan before the memory starts over
 _MAX_PLANS = 10_000  # callers building rate strings per request: stay bounded
 #: a cost every algorithm counts exactly; a larger one leaves the fast path, and
@@ -42,14 +42,17 @@ _FAST_MAX_COST = min(algorithm.max_limit for algorithm in ALGORITHMS.values())
 class _Plan:
     """Rates x algorithm, compiled once: the specs, and keys refused until a time."""
 
-    __slots__ = ("denied", "max_cost", "single", "specs")
+    __slots__ = ("_denied", "denied", "max_cost", "single", "specs")
 
     def __init__(self, specs: tuple[LimitSpec, ...]) -> None:
         self.specs = specs
         self.single = specs[0] if len(specs) == 1 else None
         #: the largest cost every rate of the plan counts exactly (``None``: unlimited)
         self.max_cost = min((spec.algorithm.max_limit for spec in specs), default=None)
-        self.denied: dict[str, int] = {}  # key -> refused until (ns); single-rate plans only
+        # key -> refused until (ns); single-rate plans only. ``denied`` is the memo's
+        # dict, read directly on every hit
+        self._denied: BoundedMemo[str, int] = BoundedMemo(_MAX_DENIED)
+        self.denied = self._denied.answers
 
 
 class _RateLimiterCore:
@@ -59,8 +62,9 @@ class _RateLimiterCore:
         get_algorithm(algorithm)
         self.store = store
         self.algorithm = algorithm
-        self._plans: dict[str, dict[object, _Plan]] = {algorithm: {}}
-        self._default_plans = self._plans[algorithm]
+        # algorithm -> rates as given -> plan
+        self._plans: dict[str, BoundedMemo[object, _Plan]] = {algorithm: BoundedMemo(_MAX_PLANS)}
+        self._default_plans = self._plans[algorithm].answers
         self._generation = store.generation
 
     def _fast_plan(
@@ -73,9 +77,13 @@ class _RateLimiterCore:
         """
         if key.__class__ is not str or cost.__class__ is not int or not 0 < cost <= _FAST_MAX_COST:
             return None
-        plans = self._default_plans if algorithm is None else self._plans.get(algorithm)
-        if plans is None:
-            return None
+        if algorithm is None:
+            plans = self._default_plans
+        else:
+            memo = self._plans.get(algorithm)
+            if memo is None:
+                return None
+            plans = memo.answers
         try:
             plan = plans.get(rates)
         except TypeError:  # a list of rates: unhashable
@@ -111,10 +119,7 @@ class _RateLimiterCore:
         spec = plan.single
         assert spec is not None
         if not allowed and cost == 1 and not self.store.degraded:
-            denied = plan.denied
-            if len(denied) >= _MAX_DENIED:
-                denied.clear()
-            denied[key] = reset
+            plan._denied.keep(key, reset)
         return Decision(
             allowed, spec.limit, remaining, reset / _NS, retry / _NS,
             ((spec, key, cost, False),), (result,),
@@ -128,7 +133,7 @@ class _RateLimiterCore:
 
     def _forget_denials(self) -> None:
         for plans in self._plans.values():
-            for plan in plans.values():
+            for plan in plans.answers.values():
                 plan.denied.clear()
         self._generation = self.store.generation
 
@@ -141,7 +146,7 @@ class _RateLimiterCore:
             rates = tuple(rates)
         name = self.algorithm if algorithm is None else algorithm
         plans = self._plans.get(name)
-        plan = plans.get(rates) if plans is not None else None
+        plan = plans.answers.get(rates) if plans is not None else None
         if plan is None:
             plan = self._compile(rates, name)
         if plan.max_cost is not None and cost > plan.max_cost:
@@ -170,11 +175,10 @@ class _RateLimiterCore:
                 f"got {type(rates).__name__}"
             )
         plan = _Plan(tuple(LimitSpec.of(algorithm, rate) for rate in parsed))
-        plans = self._plans.setdefault(algorithm_name, {})
-        if len(plans) >= _MAX_PLANS:
-            plans.clear()
-        plans[rates] = plan
-        return plan
+        plans = self._plans.get(algorithm_name)
+        if plans is None:
+            plans = self._plans[algorithm_name] = BoundedMemo(_MAX_PLANS)
+        return plans.keep(rates, plan)
 
 
 class RateLimiter(_RateLimiterCore):

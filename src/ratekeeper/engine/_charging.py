@@ -11,14 +11,14 @@ parameters) are joined per request.
 
 from __future__ import annotations
 
-from .algorithms import check_cost
-from .policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
-from .stores.base import Charge, LimitSpec
-from .text import safe_text
+from .._memo import BoundedMemo
+from ..algorithms import check_cost
+from ..identity import BadRequestError, Identifier
+from ..policy.compiler import CompiledCategory, CompiledCharge, CompiledKey, CompiledPlan
+from ..stores.base import Charge, LimitSpec
 
 __all__ = ["BadRequestError", "ChargePlan", "Charger"]
 
-_MAX_IDENTITY = 256  # longer node ids or header values are refused, not stored
 _MAX_CACHED = 65_536  # (category, caller) plans kept before the cache starts over
 _REQUEST_PARTS = frozenset({"ip", "node"})
 
@@ -29,24 +29,23 @@ RateItem = tuple[str, tuple[str, ...], str | None, int, bool, tuple[LimitSpec, .
 LeaseItem = tuple[str, tuple[str, ...], str | None, int, float]
 
 
-class BadRequestError(Exception):
-    """The request lacks what a limit needs to key it (a node id, a header)."""
-
-
 class ChargePlan:
     """What one category charges one caller, with everything fixed worked out."""
 
-    __slots__ = ("by_ip", "fixed", "leases", "names", "rates")
+    __slots__ = ("by_ip", "cap_names", "fixed", "leases", "names", "rates")
 
     def __init__(
         self,
         rates: tuple[RateItem, ...],
         names: tuple[str, ...],
         leases: tuple[LeaseItem, ...],
+        cap_names: tuple[str, ...] = (),
     ) -> None:
         self.rates = rates
         self.names = names
         self.leases = leases
+        #: the name of the concurrency limit of each lease
+        self.cap_names = cap_names
         self.fixed: tuple[Charge, ...] | None = None
         if all(item[2] is not None for item in rates):
             self.fixed = tuple(
@@ -64,13 +63,15 @@ class ChargePlan:
 
 
 class Charger:
-    """Builds charges and lease keys for requests of one compiled policy."""
+    """Builds charges and lease keys for requests of one compiled policy.
 
-    def __init__(self, node_header: str, node_header_name: str, user_header: str | None) -> None:
-        self._node_header = node_header
-        self._node_header_name = node_header_name
-        self._user_header = user_header
-        self._plans: dict[tuple[int, int], ChargePlan] = {}
+    What each key counts by is the caller's identity, written by ``identify``
+    (:class:`ratekeeper.identity.Identifier`: the one home of identity).
+    """
+
+    def __init__(self, identify: Identifier) -> None:
+        self.identify = identify
+        self._plans: BoundedMemo[tuple[int, int], ChargePlan] = BoundedMemo(_MAX_CACHED)
         # the plans of callers with neither key nor plan, by category: one lookup
         self._ownerless: dict[CompiledCategory, ChargePlan] = {}
 
@@ -85,11 +86,9 @@ class Charger:
                 found = self._ownerless[category] = self._resolve(category, None, None)
             return found
         cache_key = (id(category), id(owner))
-        found = self._plans.get(cache_key)
+        found = self._plans.answers.get(cache_key)
         if found is None:
-            if len(self._plans) >= _MAX_CACHED:
-                self._plans.clear()
-            found = self._plans[cache_key] = self._resolve(category, record, plan)
+            found = self._plans.keep(cache_key, self._resolve(category, record, plan))
         return found
 
     def _resolve(
@@ -118,6 +117,7 @@ class Charger:
             )
             names.extend(labels)
         leases: list[LeaseItem] = []
+        cap_names: list[str] = []
         for charge in category.concurrency:
             if record is not None and charge.name in record.caps:
                 cap = record.caps[charge.name]
@@ -128,7 +128,8 @@ class Charger:
             if cap is not None:
                 fixed = self._fixed_key(charge, record, plan)
                 leases.append((charge.prefix, charge.by, fixed, cap, charge.ttl))
-        return ChargePlan(tuple(rates), tuple(names), tuple(leases))
+                cap_names.append(charge.name)
+        return ChargePlan(tuple(rates), tuple(names), tuple(leases), tuple(cap_names))
 
     def _fixed_key(
         self, charge: CompiledCharge, record: CompiledKey | None, plan: CompiledPlan | None
@@ -139,7 +140,7 @@ class Charger:
                 return None
             if record is None and part in ("api_key", "user"):
                 return None  # anonymous callers are told apart by IP or header
-        return charge.prefix + self.identity(charge.by, record, plan, "", {}, {})
+        return charge.prefix + self.identify.tag(charge.by, record, plan, "", {}, {})
 
     def charges(
         self,
@@ -170,7 +171,7 @@ class Charger:
             elif ip_head is not None:
                 key = ip_head + ip + "}"
             else:
-                key = prefix + self.identity(by, record, plan, ip, headers, params)
+                key = prefix + self.identify.tag(by, record, plan, ip, headers, params)
             units *= cost
             if cost != 1:
                 for spec in specs:
@@ -193,77 +194,6 @@ class Charger:
     ) -> tuple[tuple[str, int, float], ...]:
         """``(lease key, cap, ttl)`` for each concurrency cap of the request."""
         return tuple(
-            (fixed or prefix + self.identity(by, record, plan, ip, headers, params), cap, ttl)
+            (fixed or prefix + self.identify.tag(by, record, plan, ip, headers, params), cap, ttl)
             for prefix, by, fixed, cap, ttl in charge_plan.leases
         )
-
-    def identity(
-        self,
-        by: tuple[str, ...],
-        record: CompiledKey | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        headers: dict[str, str],
-        params: dict[str, str],
-    ) -> str:
-        """The value a limit counts by, in braces: ``"{demo-pro}"``, ``"{203.0.113.7}"``.
-
-        The braces are a Redis Cluster hash tag: every counter of one caller
-        (``scanner:api:{demo-pro}``, ``scanner:scans:{demo-pro}``) lands on one
-        slot, so one script can check and charge them all atomically.
-        """
-        if len(by) == 1:
-            return "{" + self._part(by[0], record, plan, ip, headers, params) + "}"
-        return (
-            "{" + "|".join(self._part(part, record, plan, ip, headers, params) for part in by) + "}"
-        )
-
-    def _part(
-        self,
-        part: str,
-        record: CompiledKey | None,
-        plan: CompiledPlan | None,
-        ip: str,
-        headers: dict[str, str],
-        params: dict[str, str],
-    ) -> str:
-        if part == "api_key":
-            return record.id if record is not None else "anon:" + ip
-        if part == "ip":
-            return ip
-        if part == "node":
-            value = _header(headers, self._node_header) or params.get("node")
-            return _checked_value(value, self._node_header_name)
-        if part == "user":
-            if record is not None:
-                return "u:" + (record.user or record.id)
-            value = _header(headers, self._user_header) if self._user_header else None
-            return "u:" + _checked_value(value, self._user_header) if value else "anon:" + ip
-        if part == "global":
-            return "*"
-        if part == "plan":
-            return plan.name if plan is not None else "-"
-        kind, _, name = part.partition(":")
-        if kind == "header":
-            return _checked_value(_header(headers, name.lower()), name)
-        return _checked_value(params.get(name), "{" + name + "}")
-
-
-def _header(headers: dict[str, str], name: str) -> str | None:
-    """A request header's value, as safe text: header text enters a key here (path
-    parameters come from the path, escaped when it was routed: ``ratekeeper.text``)."""
-    value = headers.get(name)
-    if value and not value.isascii():
-        return safe_text(value)
-    return value
-
-
-def _checked_value(value: str | None, what: str | None) -> str:
-    """A value taken from the request, checked, with braces escaped (see ``identity``)."""
-    if not value:
-        raise BadRequestError(f"missing {what}")
-    if len(value) > _MAX_IDENTITY:
-        raise BadRequestError(f"{what} is longer than {_MAX_IDENTITY} characters")
-    if "{" in value or "}" in value or "%" in value:
-        value = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return value

@@ -5,7 +5,7 @@ header read is the one the policy's proxies write, and nothing else; an IPv6
 client is counted by its /64, whichever address of it each request comes from.
 The policy's networks are exempt or give their keyless callers a plan, matched
 against the client found behind the proxies. The memory store takes the lanes
-(``ratekeeper.lanes``), Redis the general path: both are run.
+(``ratekeeper.engine._lanes``), Redis the general path: both are run.
 """
 
 from __future__ import annotations

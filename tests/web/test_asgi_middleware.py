@@ -162,6 +162,8 @@ async def test_ietf_fields_are_sent_when_the_policy_asks_for_them(store: MemoryS
 class _ClosedStore(MemoryStore):
     """A store whose backend is down and that fails closed, on both of its decision paths."""
 
+    never_waits = False  # its async face is its own: the async limiter must call it
+
     async def apply_async(self, charges: Any, consume: bool = True) -> Any:
         raise StoreUnavailableError("down")
 

@@ -1,4 +1,4 @@
-"""Error bodies rendered from a policy's JSON template.
+"""Error bodies rendered from a policy's JSON template, prepared when the policy is compiled.
 
 A string that is exactly one placeholder (``"{retry_after}"``) becomes the
 value itself, typed (``"retryAfter": 30``); a string with placeholders inside

@@ -19,19 +19,18 @@ refusals), so only admitted requests skip it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .stores.base import ChargeResult, LimitSpec
+from ..identity import ClientAddresses
+from ..stores.base import ChargeResult, LimitSpec
 
 if TYPE_CHECKING:
-    from .limiter import PolicyDecision, _LimiterCore
-    from .policy.compiler import CompiledCategory
+    from ..policy.compiler import CompiledCategory, CompiledNetwork
+    from ._decisions import PolicyDecision
 
 __all__ = ["Lane"]
 
-_NS = 1_000_000_000
 RawHeaders = list[tuple[bytes, bytes]]
 
 
@@ -39,18 +38,19 @@ class Lane:
     """One route's requests, decided from the client IP alone (see the module docstring).
 
     ``admit(ip)`` charges the request and gives the store's
-    ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers`` writes an
-    admitted request's header bytes from those numbers; ``decision`` makes
-    the general path's :class:`PolicyDecision` of the same result.
+    ``(allowed, remaining, reset_ns, retry_ns)``; ``raw_headers(result)``
+    writes an admitted request's header bytes from those numbers (the policy's
+    answer renderer wrote that function: ``Answers.one_rate_writer``);
+    ``decision`` makes the general path's :class:`PolicyDecision` of the same
+    result (``decide``, given by the limiter that made the lane).
     """
 
-    __slots__ = ("_addresses", "_apply_one", "_head", "_limit_field", "_limiter", "_plain_ipv4",
-                 "_reset_field", "_reset_ns", "_x_fields", "category", "method", "names", "path",
-                 "resolve_ip", "spec", "units")  # fmt: skip
+    __slots__ = ("_addresses", "_apply_one", "_decide", "_head", "_plain_ipv4", "category",
+                 "method", "names", "path", "raw_headers", "resolve_ip", "spec",
+                 "units")  # fmt: skip
 
     def __init__(
         self,
-        limiter: _LimiterCore,
         category: CompiledCategory,
         names: tuple[str, ...],
         head: str,
@@ -58,25 +58,29 @@ class Lane:
         units: int,
         method: str,
         path: str,
+        *,
+        apply_one: Callable[[LimitSpec, str, int], ChargeResult],
+        raw_headers: Callable[[ChargeResult], RawHeaders],
+        resolve_ip: bool,
+        addresses: ClientAddresses[CompiledNetwork],
+        decide: Callable[[Lane, str, ChargeResult], PolicyDecision],
     ) -> None:
-        self._limiter = limiter
-        self._apply_one: Callable[[LimitSpec, str, int], ChargeResult] = limiter.store.apply_one
+        self._apply_one = apply_one
+        self._decide = decide
         self._head = head
         self.spec = spec
         self.units = units
-        self._x_fields = limiter.compiled.header_writer.x_fields
-        self._limit_field = (b"x-ratelimit-limit", b"%d" % spec.limit)
-        self._reset_ns = -1
-        self._reset_field = (b"x-ratelimit-reset", b"")
+        #: an admitted request's header fields, from the store's result
+        self.raw_headers = raw_headers
         self.category = category
         self.names = names
         #: as the general path reports them: upper-case method, normalized path
         self.method = method
         self.path = path
         #: whether the client IP must first be resolved through trusted proxies
-        self.resolve_ip = limiter.compiled.ip_resolver.enabled
-        self._addresses = limiter.compiled.client_addresses
-        self._plain_ipv4 = self._addresses.plain_ipv4
+        self.resolve_ip = resolve_ip
+        self._addresses = addresses
+        self._plain_ipv4 = addresses.plain_ipv4
 
     def key(self, ip: str) -> str:
         """The counter key of a request from ``ip`` (the general path's key)."""
@@ -97,20 +101,6 @@ class Lane:
                 return None
         return self._apply_one(self.spec, self._head + ip + "}", self.units)
 
-    def raw_headers(self, result: ChargeResult) -> RawHeaders:
-        """An admitted request's header fields, as ASGI sends them."""
-        if not self._x_fields:
-            return []
-        reset = result[2]
-        if reset != self._reset_ns:  # a window's requests share their reset: write it once
-            self._reset_field = (b"x-ratelimit-reset", b"%d" % math.ceil(reset / _NS))
-            self._reset_ns = reset
-        return [
-            self._limit_field,
-            (b"x-ratelimit-remaining", b"%d" % result[1]),
-            self._reset_field,
-        ]
-
     def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:
         """The :class:`PolicyDecision` ``check`` would have made of this result."""
-        return self._limiter._lane_decision(self, ip, result)
+        return self._decide(self, ip, result)

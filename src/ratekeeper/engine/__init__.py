@@ -1,0 +1,78 @@
+"""The decision engine: from a request or a key to a decision, written once.
+
+Private modules, each with its own ``__all__``, re-exported here:
+
+``_decisions``   what a decision says: :class:`Decision`, :class:`PolicyDecision`
+``_charging``    a category and a caller to the charges a store applies
+``_refusals``    counters known to be over their limit (one cache)
+``_lanes``       requests decided by their route and client IP alone
+``_flow``        the decision flow, I/O-free: route, identify, plan, refusals, step, answer
+``_stepping``    its runners: a flow's steps performed by a store, sync or async
+``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`: thin runners
+``_rate_limiter`` the keyed :class:`RateLimiter` and :class:`AsyncRateLimiter`
+"""
+
+from __future__ import annotations
+
+from ._charging import BadRequestError, ChargePlan, Charger
+from ._decisions import (
+    ADMITTED,
+    BAD_REQUEST,
+    BLOCKED,
+    EXEMPT,
+    LIMITED,
+    OVER_CAP,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    Answers,
+    AnswersFactory,
+    Decision,
+    PolicyDecision,
+    RateStatus,
+    RawHeaders,
+    build_decision,
+    tightest,
+)
+from ._flow import LimiterCore, Prepared
+from ._lanes import Lane
+from ._limiter import AsyncLimiter, Limiter
+from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
+from ._refusals import RefusalCache
+from ._stepping import never_waits, one_slot, run, run_async, stepper, stepper_async
+
+__all__ = [
+    "ADMITTED",
+    "BAD_REQUEST",
+    "BLOCKED",
+    "EXEMPT",
+    "LIMITED",
+    "OVER_CAP",
+    "UNAUTHORIZED",
+    "UNAVAILABLE",
+    "Answers",
+    "AnswersFactory",
+    "AsyncLimiter",
+    "AsyncRateLimiter",
+    "BadRequestError",
+    "ChargePlan",
+    "Charger",
+    "Decision",
+    "Lane",
+    "Limiter",
+    "LimiterCore",
+    "PolicyDecision",
+    "Prepared",
+    "RateLimiter",
+    "RateStatus",
+    "RatesLike",
+    "RawHeaders",
+    "RefusalCache",
+    "build_decision",
+    "never_waits",
+    "one_slot",
+    "run",
+    "run_async",
+    "stepper",
+    "stepper_async",
+    "tightest",
+]

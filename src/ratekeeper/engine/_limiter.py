@@ -1,0 +1,224 @@
+"""The policy-driven limiters: thin sync and async runners of the decision flow.
+
+>>> limiter = Limiter(load_policy("examples/scanner.yaml"), answers=PolicyAnswers)  # doctest: +SKIP
+>>> d = limiter.check(method="POST", path="/api/scans",
+...                   headers={"X-API-Key": "demo-free"}, client_ip="203.0.113.7")  # doctest: +SKIP
+>>> d.allowed, d.plan, d.category, d.status_code                                # doctest: +SKIP
+(True, 'free', 'scans', 200)
+
+Everything but the store calls is :class:`~ratekeeper.engine._flow.LimiterCore`:
+route, identify, plan, remembered refusals, the step, the decision. Here are
+the store calls, written twice: a request whose step is its charges alone goes
+straight to the store's ``apply_one``/``apply`` (the measured short way, see
+docs/performance-middleware.md); any other is the flow, run by
+:func:`~ratekeeper.engine._stepping.run` or ``run_async``.
+
+Concurrency caps and login lockouts live as long as the response, so ``check``
+reports them (``decision.concurrency``, ``decision.lockouts``). With
+``lease=True`` it also takes the leases, within the same all-or-nothing
+decision (a request over a cap charges no rate); the middleware gives them back
+with ``release`` once the response is over and feeds the response status to
+``record_response``.
+
+The limiters users build are ``ratekeeper.Limiter`` and ``ratekeeper.AsyncLimiter``
+(:mod:`ratekeeper.limiter`): these, given the HTTP answer renderer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+
+from ..identity import Caller
+from ..stores.base import StoreUnavailableError
+from ..stores.lockouts import Block
+from ._decisions import PolicyDecision
+from ._flow import LimiterCore, Prepared
+from ._stepping import run, run_async
+
+__all__ = ["AsyncLimiter", "Limiter"]
+
+
+class Limiter(LimiterCore):
+    """Decide HTTP requests against a policy, synchronously.
+
+    ``policy`` is a loaded :class:`~ratekeeper.policy.Policy` or a path to a
+    policy file; ``store`` defaults to a new :class:`MemoryStore`; ``answers``
+    makes the policy's answer renderer (``ratekeeper.Limiter`` gives the HTTP one).
+    """
+
+    def check(
+        self,
+        *,
+        method: str = "GET",
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        client_ip: str = "",
+        cost: int = 1,
+        lease: bool = False,
+    ) -> PolicyDecision:
+        """Decide one request and charge its limits (all or none).
+
+        ``path`` is the decoded path (ASGI ``scope["path"]``, WSGI
+        ``PATH_INFO``): percent-escapes are not decoded here. ``headers`` may
+        use any case; ``client_ip`` is the connection's peer, and forwarding
+        headers are believed only from the policy's trusted proxies. A
+        ``cost`` below 1 raises ``ValueError`` before anything is counted.
+        Text that is not valid (a lone surrogate, as servers that decode the
+        path with ``surrogateescape`` give it) is escaped, never refused: the
+        request is counted and answered like any other (:mod:`ratekeeper.text`).
+
+        With ``lease=True`` the concurrency caps are part of the one decision:
+        their leases are taken before the rates are charged, so a request over
+        a cap takes nothing from its rates and a request refused by a rate
+        holds no slot. An admitted decision then holds ``decision.leases``;
+        give them back with :meth:`release` when the response is over.
+        """
+        prepared = self.prepare(method, path, headers, client_ip, cost)
+        if prepared.__class__ is not Prepared:
+            return prepared  # type: ignore[return-value]
+        if prepared.plain:  # the charges alone: straight to the store (as ``_decide``)
+            if self._refused:
+                known = self.known_refusal(prepared)
+                if known is not None:
+                    return known
+            one = prepared.one
+            try:
+                if one is not None:
+                    result = self.store.apply_one(one[0], one[1], one[2])
+                    return self._decided(prepared, result[0], [result], self._now())
+                admitted, results = self.store.apply(prepared.charges)
+            except StoreUnavailableError:
+                return self._unavailable(prepared)
+            return self._decided(prepared, admitted, results, self._now())
+        return run(self.flow(prepared, lease), self._step)
+
+    def check_items(
+        self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+    ) -> PolicyDecision:
+        """Decide several (category, caller) items together, all or none.
+
+        The flow entered at "plan", for a caller that already knows who is
+        calling and what for (a service given descriptors, not a method and a
+        path): see :meth:`~ratekeeper.engine._flow.LimiterCore.prepare_items`.
+        """
+        prepared = self.prepare_items(items, cost)
+        if isinstance(prepared, PolicyDecision):
+            return prepared
+        return self._decide(prepared, lease)
+
+    def _decide(self, prepared: Prepared, lease: bool) -> PolicyDecision:
+        """The decision of ``prepared``: the charges alone straight to the store, else the flow.
+
+        ``check`` has the same lines inline (one call less on every request).
+        """
+        if prepared.plain:  # the charges alone: straight to the store
+            if self._refused:
+                known = self.known_refusal(prepared)
+                if known is not None:
+                    return known
+            one = prepared.one
+            try:
+                if one is not None:
+                    result = self.store.apply_one(one[0], one[1], one[2])
+                    return self._decided(prepared, result[0], [result], self._now())
+                admitted, results = self.store.apply(prepared.charges)
+            except StoreUnavailableError:
+                return self._unavailable(prepared)
+            return self._decided(prepared, admitted, results, self._now())
+        return run(self.flow(prepared, lease), self._step)
+
+    def release(self, decision: PolicyDecision) -> None:
+        """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
+        if decision.leases:
+            taken, decision.leases = decision.leases, ()
+            release = self.store.leases.release
+            for key, lease_id in taken:
+                with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                    release(key, lease_id)
+
+    def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        """Feed the response status to the decision's lockouts; returns new blocks."""
+        record = self.store.lockouts.record_failure
+        try:
+            blocks = [record(key, rule) for key, rule in self.failures(decision, status_code)]
+        except StoreUnavailableError:
+            return []  # failing closed: the next request is refused anyway
+        return [block for block in blocks if block.blocked]
+
+
+class AsyncLimiter(LimiterCore):
+    """The asyncio twin of :class:`Limiter`."""
+
+    async def check(
+        self,
+        *,
+        method: str = "GET",
+        path: str,
+        headers: Mapping[str, str] | None = None,
+        client_ip: str = "",
+        cost: int = 1,
+        lease: bool = False,
+    ) -> PolicyDecision:
+        """Decide one request and charge its limits (all or none); see :meth:`Limiter.check`."""
+        prepared = self.prepare(method, path, headers, client_ip, cost)
+        if prepared.__class__ is not Prepared:
+            return prepared  # type: ignore[return-value]
+        one = prepared.one
+        if one is not None and self._never_waits and not self._refused:
+            # ``_decide``'s shortest way, inline: one coroutine less on every request
+            try:
+                result = self.store.apply_one(one[0], one[1], one[2])
+            except StoreUnavailableError:
+                return self._unavailable(prepared)
+            return self._decided(prepared, result[0], [result], self._now())
+        return await self._decide(prepared, lease)
+
+    async def check_items(
+        self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+    ) -> PolicyDecision:
+        """Decide several (category, caller) items together; see :meth:`Limiter.check_items`."""
+        prepared = self.prepare_items(items, cost)
+        if isinstance(prepared, PolicyDecision):
+            return prepared
+        return await self._decide(prepared, lease)
+
+    async def _decide(self, prepared: Prepared, lease: bool) -> PolicyDecision:
+        if prepared.plain:  # the charges alone: straight to the store
+            if self._refused:
+                known = self.known_refusal(prepared)
+                if known is not None:
+                    return known
+            one = prepared.one
+            store = self.store
+            try:
+                if one is not None:
+                    if self._never_waits:
+                        result = store.apply_one(one[0], one[1], one[2])
+                    else:
+                        result = await store.apply_one_async(one[0], one[1], one[2])
+                    return self._decided(prepared, result[0], [result], self._now())
+                admitted, results = await store.apply_async(prepared.charges)
+            except StoreUnavailableError:
+                return self._unavailable(prepared)
+            return self._decided(prepared, admitted, results, self._now())
+        return await run_async(self.flow(prepared, lease), self._step_async)
+
+    async def release(self, decision: PolicyDecision) -> None:
+        """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
+        if decision.leases:
+            taken, decision.leases = decision.leases, ()
+            release = self.store.leases.release_async
+            for key, lease_id in taken:
+                with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                    await release(key, lease_id)
+
+    async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
+        """Feed the response status to the decision's lockouts; returns new blocks."""
+        record = self.store.lockouts.record_failure_async
+        try:
+            failures = self.failures(decision, status_code)
+            blocks = [await record(key, rule) for key, rule in failures]
+        except StoreUnavailableError:
+            return []  # failing closed: the next request is refused anyway
+        return [block for block in blocks if block.blocked]

@@ -454,3 +454,65 @@ def test_failing_local_a_step_is_decided_in_memory_at_this_instances_share(
     assert store.generation == generation + 1  # the local counts are void
     assert store.leases.in_use(CAP) == 1
     store.close()
+
+
+# one policy decision through the Limiter: one EVALSHA, whatever it checks
+
+EVERYTHING = """\
+version: 1
+name: everything
+identity: {trusted_proxies: [127.0.0.1/32]}
+anonymous_plan: anonymous
+limits:
+  api: {by: ip, rate: "3/minute;100/hour"}
+  slots: {by: ip, concurrency: 2}
+plans:
+  anonymous: {limits: {api: "3/minute;100/hour", slots: 2}}
+categories:
+  - {name: login, match: POST /login, charge: [api, slots]}
+lockouts:
+  login: {categories: [login], by: ip, threshold: 2, window: 1 hour, block: 1 hour,
+          failure_status: [401]}
+penalty: {by: ip, rejections: 2, window: 1 hour, block: 1 hour}
+"""
+REQUEST: dict[str, Any] = {"method": "POST", "path": "/login", "client_ip": "192.0.2.9"}
+
+#: case -> (requests before it: "ok" checked and released, "held" never released,
+#: "failed" answered 401), the decision's (status, refused_by)
+DECISIONS = {
+    "admitted": (["ok"], (200, None)),
+    "rate-refused": (["ok"] * 3, (429, None)),
+    "cap-refused": (["held"] * 2, (429, "cap:slots")),
+    "lockout-blocked": (["failed"] * 2, (429, "lockout:login")),
+    "penalty-blocked": (["ok"] * 5, (429, "penalty")),
+}
+
+
+@pytest.mark.parametrize("case", list(DECISIONS))
+def test_a_policy_decision_is_one_evalsha_and_no_other_command(
+    deployment: tuple[str, list[RedisServer]], case: str
+) -> None:
+    """A cap, a lockout, two rates and a penalty: before issue 11 this took up to 8 round
+    trips (lockout and penalty reads, lease, charge, give-back, penalty failure)."""
+    from ratekeeper import Limiter
+    from ratekeeper.policy import policy_from_text
+
+    url, nodes = deployment
+    store = RedisStore.from_url(url, timeout=2.0)
+    limiter = Limiter(policy_from_text(EVERYTHING), store=store)
+    before, (status, refused_by) = DECISIONS[case]
+    for kind in before:  # also loads the script on this key's node
+        decision = limiter.check(**REQUEST, lease=True)
+        if kind == "failed":
+            limiter.record_response(decision, 401)
+        if kind != "held":
+            limiter.release(decision)
+
+    with ClientCommands(nodes) as commands:
+        decision = limiter.check(**REQUEST, lease=True)
+        sent = commands.names()
+
+    assert (decision.status_code, decision.refused_by) == (status, refused_by)
+    assert sent == ["EVALSHA"]
+    limiter.release(decision)
+    store.close()

@@ -18,7 +18,7 @@ import pytest
 
 from ratekeeper import AsyncLimiter, Limiter, MemoryStore, PolicyDecision
 from ratekeeper.engine import OVER_CAP, run
-from ratekeeper.engine._stepping import decide_in_calls, stepper
+from ratekeeper.engine._stepping import stepper
 from ratekeeper.identity import Caller
 from ratekeeper.policy import policy_from_text
 from ratekeeper.stores.base import (
@@ -31,6 +31,7 @@ from ratekeeper.stores.base import (
     StoreUnavailableError,
 )
 from ratekeeper.stores.lockouts import LockoutRule
+from support.calls_step import decide_in_calls
 from support.clock import Clock
 from support.policies import answer
 
@@ -64,7 +65,8 @@ def policy() -> Any:
 
 
 class _Deciding(MemoryStore):
-    """A store that performs steps itself (here by the adapter), and keeps what it was asked."""
+    """A store that performs steps with the calls of before steps (the reference), and keeps
+    what it was asked."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

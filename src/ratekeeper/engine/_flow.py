@@ -199,7 +199,7 @@ class LimiterCore:
         #: the store's steps never wait on I/O: the async limiter calls its sync ones,
         #: one coroutine less
         self._never_waits = never_waits(self.store)
-        # what performs a step: the store's own ``decide``, else the adapter
+        # what performs a step: the store's own ``decide`` (found once)
         self._step = stepper(self.store)
         self._step_async = stepper_async(self.store)
         # (method, path) as requested -> its lane, or None: see ``lane``

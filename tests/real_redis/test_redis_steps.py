@@ -301,6 +301,34 @@ async def test_steps_that_arrive_together_share_script_calls_and_keep_the_cap(
     await store.aclose()
 
 
+async def test_plain_decisions_and_steps_share_calls_and_one_count(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, timeout=2.0)
+    forty = LimitSpec.of(ALGORITHMS["fixed_window"], Rate(40, 60_000 * NS_PER_MS))
+    step = Step(
+        charges=[(forty, "api:{m}", 1, False)],
+        blocks=("ban:{m}",),
+        leases=(("cap:{m}", 100, TTL_NS),),
+    )  # 4 keys, an answer of 9: its own size, not a plain decision's
+    await store.decide_async(Step(charges=[(forty, "warm:{m}", 0, False)]))
+
+    answers = await asyncio.gather(
+        *(
+            store.decide_async(step)
+            if index % 2
+            else store.apply_async([(forty, "api:{m}", 1, False)])
+            for index in range(60)
+        )
+    )
+
+    steps = [answer for answer in answers if isinstance(answer, StepResult)]
+    plain = [answer for answer in answers if not isinstance(answer, StepResult)]
+    admitted = sum(step.admitted for step in steps) + sum(admitted for admitted, _ in plain)
+    assert admitted == 40  # one counter, whichever kind of decision charged it
+    assert store.leases.in_use("cap:{m}") == sum(step.admitted for step in steps)
+    assert all(len(step.results) == 1 for step in steps if step.outcome != REFUSED_BY_CAP)
+    await store.aclose()
+
+
 def test_threads_racing_steps_through_shared_calls_keep_the_cap(redis_url: str) -> None:
     store = RedisStore.from_url(redis_url, timeout=2.0)
     step = Step(charges=[(MINUTE, "api:{t}", 0, False)], leases=(("cap:{t}", 7, TTL_NS),))

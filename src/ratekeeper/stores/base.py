@@ -15,6 +15,12 @@ path free of objects::
 
 ``remaining`` is what is left after the decision (after consumption when the
 batch was admitted). ``apply`` returns ``(admitted, results)``.
+
+A policy decision asks more: blocks to look at, concurrency slots to take, a
+penalty to count. ``decide`` takes all of it as one :class:`Step` and answers
+a :class:`StepResult`, in one atomic step too (one lock in memory, one script
+call in Redis): before, that was a store call per block, per cap, for the
+charges, for the penalty and per slot given back, none atomic with the others.
 """
 
 from __future__ import annotations

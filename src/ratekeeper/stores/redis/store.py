@@ -1,12 +1,13 @@
 """Counters in Redis or Valkey: standalone, Sentinel or Cluster; sync and asyncio.
 
-One decision is one ``EVALSHA`` of the decide script (``lua/decide.lua``), whatever the number of
-rates: the script reads the server's clock, evaluates every charge, and writes
-all of them or none. redis-py's script objects load the script again when the
-server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio
-decisions that arrive in the same turn of the event loop share one call of the
-same script, and so do threads that arrive while a call is in flight
-(``batching.py``).
+One decision is one ``EVALSHA`` of the decide script (``lua/decide.lua``),
+whatever the number of rates: the script reads the server's clock, evaluates
+every charge, and writes all of them or none. A whole policy decision
+(``decide``: blocks, concurrency caps, rates, penalty) is one call of the same
+script too. redis-py's script objects load the script again when the server
+answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). asyncio decisions
+that arrive in the same turn of the event loop share one call of the script,
+and so do threads that arrive while a call is in flight (``batching.py``).
 
 Key layout: ``rk:<letter><window_ms>[:<limit>:<capacity>]:<key>``, the letter
 naming the algorithm (``f``, ``w``, ``l``, ``t``; the token bucket's state

@@ -319,3 +319,30 @@ def test_the_async_limiter_decides_items_too() -> None:
     limiter = AsyncLimiter(policy(), MemoryStore(clock=Clock(T0)))
     decision = asyncio.run(limiter.check_items([("api", Caller(api_key="k1"))], cost=2))
     assert (decision.allowed, decision.remaining) == (True, 0)
+
+
+class _NoLeanPath:
+    """A store offering only the protocol: no ``apply_one`` (the memory store's private path)."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("apply_one", "apply_one_async"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def test_a_store_without_a_lean_one_charge_path_is_asked_through_apply() -> None:
+    """``apply_one`` is no duty of a store: one charge then goes through ``apply``."""
+    from ratekeeper import AsyncRateLimiter, RateLimiter
+
+    lean, plain = Clock(T0), Clock(T0)
+    expected = Limiter(policy(), MemoryStore(clock=lean))
+    limiter = Limiter(policy(), _NoLeanPath(MemoryStore(clock=plain)))  # type: ignore[arg-type]
+    assert through(limiter, plain) == through(expected, lean)
+
+    rate_limiter = RateLimiter(_NoLeanPath(MemoryStore(clock=Clock(T0))))  # type: ignore[arg-type]
+    assert [rate_limiter.hit("k", "2/minute").allowed for _ in range(3)] == [True, True, False]
+    twin = AsyncRateLimiter(_NoLeanPath(MemoryStore(clock=Clock(T0))))  # type: ignore[arg-type]
+    assert [(await twin.hit("k", "2/minute")).allowed for _ in range(3)] == [True, True, False]

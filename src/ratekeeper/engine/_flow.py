@@ -86,7 +86,14 @@ from ._decisions import (
 from ._lanes import Lane
 from ._refusals import RefusalCache
 from ._slots import check_one_slot
-from ._stepping import never_waits, one_slot, stepper, stepper_async
+from ._stepping import (
+    never_waits,
+    one_charge,
+    one_charge_async,
+    one_slot,
+    stepper,
+    stepper_async,
+)
 
 __all__ = ["DecisionFlow", "LimiterCore", "Prepared"]
 
@@ -201,6 +208,9 @@ class LimiterCore:
         self._never_waits = never_waits(self.store)
         # what performs a step: the store's own ``decide`` (found once)
         self._step = stepper(self.store)
+        #: one enforced charge: the store's lean path when it has one (not a duty of stores)
+        self._apply_one = one_charge(self.store)
+        self._apply_one_async = one_charge_async(self.store)
         self._step_async = stepper_async(self.store)
         # (method, path) as requested -> its lane, or None: see ``lane``
         self._lanes: RequestMemo[Lane | None] = RequestMemo(self._new_lane)
@@ -244,7 +254,7 @@ class LimiterCore:
         compiled = self.compiled
         return Lane(
             category, charge_plan.names, head, spec, units, method, path,
-            apply_one=self.store.apply_one, raw_headers=write,
+            apply_one=self._apply_one, raw_headers=write,
             resolve_ip=compiled.ip_resolver.enabled, addresses=compiled.client_addresses,
             decide=self._lane_decision,
         )  # fmt: skip

@@ -27,6 +27,7 @@ from ..rates import NS_PER_SECOND as _NS
 from ..rates import Rate, parse_rates
 from ..stores.base import Charge, ChargeResult, LimitSpec, Store, StoreUnavailableError
 from ._decisions import Decision, build_decision
+from ._stepping import one_charge, one_charge_async
 
 __all__ = ["AsyncRateLimiter", "RateLimiter", "RatesLike"]
 
@@ -61,6 +62,9 @@ class _RateLimiterCore:
     def __init__(self, store: Store, *, algorithm: str = DEFAULT_ALGORITHM) -> None:
         get_algorithm(algorithm)
         self.store = store
+        #: one enforced charge: the store's lean path when it has one (not a duty of stores)
+        self._apply_one = one_charge(store)
+        self._apply_one_async = one_charge_async(store)
         self.algorithm = algorithm
         # algorithm -> rates as given -> plan
         self._plans: dict[str, BoundedMemo[object, _Plan]] = {algorithm: BoundedMemo(_MAX_PLANS)}
@@ -205,7 +209,7 @@ class RateLimiter(_RateLimiterCore):
             if refused is not None:
                 return refused
             try:
-                result = self.store.apply_one(plan.single, key, cost)  # type: ignore[arg-type]
+                result = self._apply_one(plan.single, key, cost)  # type: ignore[arg-type]
             except StoreUnavailableError:
                 return self._unavailable([(plan.single, key, cost, False)])  # type: ignore[list-item]
             return self._single_decision(plan, key, cost, result)
@@ -244,7 +248,7 @@ class AsyncRateLimiter(_RateLimiterCore):
             if refused is not None:
                 return refused
             try:
-                result = await self.store.apply_one_async(plan.single, key, cost)  # type: ignore[arg-type]
+                result = await self._apply_one_async(plan.single, key, cost)  # type: ignore[arg-type]
             except StoreUnavailableError:
                 return self._unavailable([(plan.single, key, cost, False)])  # type: ignore[list-item]
             return self._single_decision(plan, key, cost, result)

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TypeVar
 
 from ..stores.base import (
+    ChargeResult,
+    LimitSpec,
     Step,
     StepResult,
     Store,
@@ -26,6 +28,8 @@ from ..stores.base import (
 
 __all__ = [
     "never_waits",
+    "one_charge",
+    "one_charge_async",
     "one_slot",
     "run",
     "run_async",
@@ -75,6 +79,41 @@ def stepper(store: Store) -> Callable[[Step], StepResult]:
 def stepper_async(store: Store) -> Callable[[Step], Awaitable[StepResult]]:
     """:func:`stepper` for asyncio callers: the store's ``decide_async``."""
     return store.decide_async
+
+
+OneCharge = Callable[[LimitSpec, str, int], ChargeResult]
+
+
+def one_charge(store: Store) -> OneCharge:
+    """How one enforced charge reaches ``store``: its private lean path, else ``apply``.
+
+    ``apply_one`` is no duty of a store (it is not in the ``Store`` protocol): the
+    memory and Redis stores offer it as their fast path for the commonest
+    request, and any other store is asked through ``apply``. Found once, when a
+    limiter is built.
+    """
+    own: OneCharge | None = getattr(store, "apply_one", None)
+    if own is not None:
+        return own
+
+    def through_apply(spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        return store.apply([(spec, key, cost, False)])[1][0]
+
+    return through_apply
+
+
+def one_charge_async(store: Store) -> Callable[[LimitSpec, str, int], Awaitable[ChargeResult]]:
+    """:func:`one_charge` for asyncio callers: ``apply_one_async``, else ``apply_async``."""
+    own: Callable[[LimitSpec, str, int], Awaitable[ChargeResult]] | None = getattr(
+        store, "apply_one_async", None
+    )
+    if own is not None:
+        return own
+
+    async def through_apply(spec: LimitSpec, key: str, cost: int) -> ChargeResult:
+        return (await store.apply_async([(spec, key, cost, False)]))[1][0]
+
+    return through_apply
 
 
 def never_waits(store: Store) -> bool:

@@ -258,19 +258,6 @@ class Store(Protocol):
         """``decide`` for asyncio callers."""
         ...
 
-    # Leaving the protocol (issue 11): ``apply`` of one enforced charge, the memory
-    # store's fast path (RedisStore keeps it too). Still declared here because the
-    # limiters call it through ``Store`` until the engine moves to ``decide`` and
-    # ``never_waits``; new stores and callers should not rely on it.
-
-    def apply_one(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
-        """``apply`` of a single enforced charge (the common case, kept lean)."""
-        ...
-
-    async def apply_one_async(self, spec: LimitSpec, key: str, cost: int) -> ChargeResult:
-        """``apply_one`` for asyncio callers."""
-        ...
-
     @property
     def generation(self) -> int:
         """Changes whenever the store forgets its counters (``clear``)."""

@@ -32,25 +32,8 @@ import redis  # noqa: E402
 from harness.report import table  # noqa: E402
 from ratekeeper import Limiter, RedisStore, load_policy  # noqa: E402
 from ratekeeper.policy import policy_from_text  # noqa: E402
+from support.policies import EVERYTHING  # noqa: E402
 from support.redis_servers import RedisServer, find_redis_server  # noqa: E402
-
-EVERYTHING = """\
-version: 1
-name: everything
-identity: {trusted_proxies: [127.0.0.1/32]}
-limits:
-  api: {by: ip, rate: "3/minute;100/hour"}
-  slots: {by: ip, concurrency: 2}
-anonymous_plan: anonymous
-plans:
-  anonymous: {limits: {api: "3/minute;100/hour", slots: 2}}
-categories:
-  - {name: login, match: POST /login, charge: [api, slots]}
-lockouts:
-  login: {categories: [login], by: ip, threshold: 2, window: 1 hour, block: 1 hour,
-          failure_status: [401]}
-penalty: {by: ip, rejections: 2, window: 1 hour, block: 1 hour}
-"""
 
 Request = dict[str, Any]
 #: (policy, label, request, what to do before counting)

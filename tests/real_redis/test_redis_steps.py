@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from ratekeeper import LockoutRule, StoreUnavailableError
+from ratekeeper import Limiter, LockoutRule, StoreUnavailableError
 from ratekeeper.algorithms import ALGORITHMS
+from ratekeeper.policy import policy_from_text
 from ratekeeper.rates import NS_PER_MS, Rate
 from ratekeeper.stores import (
     ADMITTED,
@@ -35,6 +36,7 @@ from ratekeeper.stores import (
 from ratekeeper.stores.redis.keys import key_slot, key_tag
 from ratekeeper.stores.redis.scripts import script_text
 from support import step_race
+from support.policies import EVERYTHING
 from support.redis_servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.redis
@@ -486,23 +488,6 @@ def test_failing_local_a_step_is_decided_in_memory_at_this_instances_share(
 
 # one policy decision through the Limiter: one EVALSHA, whatever it checks
 
-EVERYTHING = """\
-version: 1
-name: everything
-identity: {trusted_proxies: [127.0.0.1/32]}
-anonymous_plan: anonymous
-limits:
-  api: {by: ip, rate: "3/minute;100/hour"}
-  slots: {by: ip, concurrency: 2}
-plans:
-  anonymous: {limits: {api: "3/minute;100/hour", slots: 2}}
-categories:
-  - {name: login, match: POST /login, charge: [api, slots]}
-lockouts:
-  login: {categories: [login], by: ip, threshold: 2, window: 1 hour, block: 1 hour,
-          failure_status: [401]}
-penalty: {by: ip, rejections: 2, window: 1 hour, block: 1 hour}
-"""
 REQUEST: dict[str, Any] = {"method": "POST", "path": "/login", "client_ip": "192.0.2.9"}
 
 #: case -> (requests before it: "ok" checked and released, "held" never released,
@@ -522,9 +507,6 @@ def test_a_policy_decision_is_one_evalsha_and_no_other_command(
 ) -> None:
     """A cap, a lockout, two rates and a penalty: before issue 11 this took up to 8 round
     trips (lockout and penalty reads, lease, charge, give-back, penalty failure)."""
-    from ratekeeper import Limiter
-    from ratekeeper.policy import policy_from_text
-
     url, nodes = deployment
     store = RedisStore.from_url(url, timeout=2.0)
     limiter = Limiter(policy_from_text(EVERYTHING), store=store)

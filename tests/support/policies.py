@@ -24,6 +24,27 @@ categories:
 """
 
 
+#: a cap, a lockout, two rates and a penalty, all by client IP (one Cluster slot per
+#: decision): what one decision can ask of a store at most
+EVERYTHING = """\
+version: 1
+name: everything
+identity: {trusted_proxies: [127.0.0.1/32]}
+anonymous_plan: anonymous
+limits:
+  api: {by: ip, rate: "3/minute;100/hour"}
+  slots: {by: ip, concurrency: 2}
+plans:
+  anonymous: {limits: {api: "3/minute;100/hour", slots: 2}}
+categories:
+  - {name: login, match: POST /login, charge: [api, slots]}
+lockouts:
+  login: {categories: [login], by: ip, threshold: 2, window: 1 hour, block: 1 hour,
+          failure_status: [401]}
+penalty: {by: ip, rejections: 2, window: 1 hour, block: 1 hour}
+"""
+
+
 def policy(text: str) -> Any:
     """A policy from indented YAML text, named ``t`` (counter keys start ``t:``)."""
     return policy_from_text(textwrap.dedent(text), name="t")

@@ -309,7 +309,9 @@ def test_items_with_leases_take_them_in_the_same_step() -> None:
     held = limiter.check_items([("api", caller)], lease=True)
     over = limiter.check_items([("api", caller)], lease=True)
 
-    assert (held.allowed, len(held.leases)) == (True, 1)
+    assert held.allowed
+    assert held.lease is not None
+    assert len(held.lease) == 1
     assert (over.outcome, over.refused_by) == (OVER_CAP, "cap:slots")
     limiter.release(held)
     assert limiter.check_items([("api", caller)], lease=True).allowed

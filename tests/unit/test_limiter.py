@@ -332,19 +332,20 @@ def test_check_with_lease_takes_every_cap_of_the_request_and_release_gives_them_
     leases = limiter.store.leases
     decision = limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)
     assert decision.allowed
-    assert [key for key, _ in decision.leases] == [key for key, _, _ in decision.concurrency]
+    assert decision.lease is not None
+    assert len(decision.lease) == len(decision.concurrency)
     assert [leases.in_use(key) for key, _, _ in decision.concurrency] == [1, 1]
 
     limiter.release(decision)
     limiter.release(decision)  # a second release gives nothing back twice
-    assert decision.leases == ()
+    assert decision.lease is None
     assert [leases.in_use(key) for key, _, _ in decision.concurrency] == [0, 0]
 
 
 def test_check_without_lease_only_reports_the_caps() -> None:
     limiter = make(CAPPED)
     decision = limiter.check(path="/api/x", headers=CAP_HEADERS)
-    assert decision.leases == ()
+    assert decision.lease is None
     assert [(cap, ttl) for _, cap, ttl in decision.concurrency] == [
         (2, 30.0),
         (3, 60.0),
@@ -371,7 +372,7 @@ def test_over_a_cap_the_request_is_refused_before_any_rate_is_charged() -> None:
             "retry_after": 1,
         }
     }
-    assert all(d.leases == () for d in refused)
+    assert all(d.lease is None for d in refused)
     global_key = held[0].concurrency[1][0]
     assert limiter.store.leases.in_use(global_key) == 2  # the global slot taken first came back
     for decision in held:
@@ -398,7 +399,7 @@ def test_a_request_refused_by_a_rate_holds_no_slot() -> None:
         limiter.release(limiter.check(path="/tiny", headers=CAP_HEADERS, lease=True))
     refused = limiter.check(path="/tiny", headers=CAP_HEADERS, lease=True)
 
-    assert (refused.status_code, refused.leases) == (429, ())
+    assert (refused.status_code, refused.lease) == (429, None)
     assert limiter.store.leases.in_use(refused.concurrency[0][0]) == 0
 
 
@@ -421,7 +422,7 @@ async def test_async_check_with_lease_is_all_or_nothing_too() -> None:
     limiter = AsyncLimiter(policy_from_text(CAPPED, name="t"), store=store)
     held = [await limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True) for _ in range(2)]
     refused = await limiter.check(path="/api/x", headers=CAP_HEADERS, lease=True)
-    assert (refused.status_code, refused.leases) == (429, ())
+    assert (refused.status_code, refused.lease) == (429, None)
     for decision in held:
         await limiter.release(decision)
     assert all(store.leases.in_use(key) == 0 for key, _, _ in held[0].concurrency)

@@ -6,6 +6,7 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_charging``    a category and a caller to the charges a store applies
 ``_refusals``    counters known to be over their limit (one cache)
 ``_lanes``       requests decided by their route and client IP alone
+``_leases``      the concurrency slots a decision holds, as an opaque handle (and token)
 ``_flow``        the decision flow, I/O-free: route, identify, plan, refusals, step, answer
 ``_stepping``    its runners: a flow's steps performed by a store, sync or async
 ``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`: thin runners
@@ -35,6 +36,7 @@ from ._decisions import (
 )
 from ._flow import LimiterCore, Prepared
 from ._lanes import Lane
+from ._leases import Lease, LeaseSeal
 from ._limiter import AsyncLimiter, Limiter
 from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ._refusals import RefusalCache
@@ -58,6 +60,8 @@ __all__ = [
     "Charger",
     "Decision",
     "Lane",
+    "Lease",
+    "LeaseSeal",
     "Limiter",
     "LimiterCore",
     "PolicyDecision",

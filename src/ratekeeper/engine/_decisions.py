@@ -17,6 +17,7 @@ from typing import Protocol
 from ..policy.compiler import CompiledLockout, CompiledPolicy
 from ..rates import NS_PER_SECOND as _NS
 from ..stores.base import Charge, ChargeResult
+from ._leases import Lease
 
 __all__ = [
     "ADMITTED",
@@ -276,7 +277,7 @@ class PolicyDecision(Decision):
     """
 
     __slots__ = ("_answers", "_body", "_headers", "category", "client_ip", "concurrency",
-                 "decided_at_ns", "detail", "exempt", "key_id", "leases", "lockouts", "method",
+                 "decided_at_ns", "detail", "exempt", "key_id", "lease", "lockouts", "method",
                  "outcome", "path", "plan", "refused_by", "response", "status_code")  # fmt: skip
 
     _answers: Answers
@@ -300,9 +301,9 @@ class PolicyDecision(Decision):
     concurrency: tuple[tuple[str, int, float], ...]
     #: ``(lockout, counter key)`` for each lockout the response status feeds
     lockouts: tuple[tuple[CompiledLockout, str], ...]
-    #: the concurrency leases held for this request (``check(lease=True)`` only):
-    #: give them back with ``release(decision)``
-    leases: tuple[tuple[str, str], ...]
+    #: the concurrency slots held for this request (``check(lease=True)`` only), an
+    #: opaque handle: give them back with ``release(decision)``
+    lease: Lease | None
 
     def __init__(
         self,
@@ -356,7 +357,7 @@ class PolicyDecision(Decision):
         self.detail = ""
         self.concurrency = concurrency
         self.lockouts = lockouts
-        self.leases = ()
+        self.lease = None
 
     @property
     def headers(self) -> dict[str, str]:

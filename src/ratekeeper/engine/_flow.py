@@ -84,6 +84,7 @@ from ._decisions import (
     BLOCKED as BLOCKED_OUTCOME,
 )
 from ._lanes import Lane
+from ._leases import Lease
 from ._refusals import RefusalCache
 from ._slots import check_one_slot
 from ._stepping import (
@@ -527,7 +528,7 @@ class LimiterCore:
             return self._over_cap_of(prepared, result.index, result.now_ns)
         decision = self._decided(prepared, result.admitted, result.results, result.now_ns)
         if result.leases:
-            decision.leases = result.leases
+            decision.lease = Lease(result.leases)
         return decision
 
     def _known(self, prepared: Prepared, found: tuple[int, int, int]) -> PolicyDecision:

@@ -34,6 +34,7 @@ from ..stores.base import StoreUnavailableError
 from ..stores.lockouts import Block
 from ._decisions import PolicyDecision
 from ._flow import LimiterCore, Prepared
+from ._leases import Lease, held
 from ._stepping import run, run_async
 
 __all__ = ["AsyncLimiter", "Limiter"]
@@ -71,8 +72,9 @@ class Limiter(LimiterCore):
         With ``lease=True`` the concurrency caps are part of the one decision:
         their leases are taken before the rates are charged, so a request over
         a cap takes nothing from its rates and a request refused by a rate
-        holds no slot. An admitted decision then holds ``decision.leases``;
-        give them back with :meth:`release` when the response is over.
+        holds no slot. An admitted decision then holds ``decision.lease`` (an
+        opaque :class:`~ratekeeper.engine.Lease`); give it back with
+        :meth:`release` when the response is over.
         """
         prepared = self.prepare(method, path, headers, client_ip, cost)
         if prepared.__class__ is not Prepared:
@@ -130,12 +132,22 @@ class Limiter(LimiterCore):
 
     def release(self, decision: PolicyDecision) -> None:
         """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
-        if decision.leases:
-            taken, decision.leases = decision.leases, ()
-            release = self.store.leases.release
-            for key, lease_id in taken:
-                with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
-                    release(key, lease_id)
+        lease, decision.lease = decision.lease, None
+        if lease is not None:
+            self.release_lease(lease)
+
+    def release_lease(self, lease: Lease) -> int:
+        """Give back the slots of ``lease``; how many were still held.
+
+        A slot already given back, or ended by its ttl, counts for nothing: a
+        lease released twice releases once.
+        """
+        release = self.store.leases.release
+        given = 0
+        for key, lease_id in held(lease):
+            with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                given += release(key, lease_id)
+        return given
 
     def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""
@@ -206,12 +218,18 @@ class AsyncLimiter(LimiterCore):
 
     async def release(self, decision: PolicyDecision) -> None:
         """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
-        if decision.leases:
-            taken, decision.leases = decision.leases, ()
-            release = self.store.leases.release_async
-            for key, lease_id in taken:
-                with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
-                    await release(key, lease_id)
+        lease, decision.lease = decision.lease, None
+        if lease is not None:
+            await self.release_lease(lease)
+
+    async def release_lease(self, lease: Lease) -> int:
+        """Give back the slots of ``lease``; how many were still held (see ``Limiter``)."""
+        release = self.store.leases.release_async
+        given = 0
+        for key, lease_id in held(lease):
+            with contextlib.suppress(StoreUnavailableError):  # else it ends with its ttl
+                given += await release(key, lease_id)
+        return given
 
     async def record_response(self, decision: PolicyDecision, status_code: int) -> list[Block]:
         """Feed the response status to the decision's lockouts; returns new blocks."""

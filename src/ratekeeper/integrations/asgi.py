@@ -146,7 +146,7 @@ class RateLimitMiddleware:
             return
         extra = self._answers.raw_headers(decision)
         lockouts = decision.lockouts
-        leased = bool(decision.leases)
+        leased = decision.lease is not None
         if not extra and not lockouts and not leased:  # nothing limited (an unlimited plan)
             await self.app(scope, receive, send)
             return

@@ -118,7 +118,7 @@ class RateLimitMiddleware:
             return [body]
         extra = list(decision.headers.items())
         lockouts = decision.lockouts
-        if not extra and not lockouts and not decision.leases:
+        if not extra and not lockouts and decision.lease is None:
             return self.app(environ, start_response)
         recorded = False
 
@@ -131,7 +131,7 @@ class RateLimitMiddleware:
                 limiter.record_response(decision, int(status[:3]))
             return start_response(status, merge(headers, extra), exc_info)
 
-        if not decision.leases:
+        if decision.lease is None:
             return self.app(environ, start_with_headers)
         try:
             result = self.app(environ, start_with_headers)

@@ -331,12 +331,18 @@ class RedisStore:
         """One decision's keys and its numbers for the script (``ARGV[2]`` of decide.lua)."""
         keys: list[RedisKey] = []
         numbers = [f"{1 if consume else 0} {len(charges)}"]
+        self._add_charges(charges, keys, numbers)
+        return keys, " ".join(numbers)
+
+    def _add_charges(
+        self, charges: Sequence[Charge], keys: list[RedisKey], numbers: list[str]
+    ) -> None:
+        """Append each charge's counter name to ``keys`` and its numbers to ``numbers``."""
         layout = self._layout
         for spec, key, cost, shadow in charges:
             slot, values = layout.get(spec) or self._lay_out(spec)
             keys.append(encoded(slot + tagged(key)))
             numbers.append(f"{values} {cost} {1 if shadow else 0}")
-        return keys, " ".join(numbers)
 
     def _step_args(
         self, step: Step
@@ -350,11 +356,7 @@ class RedisStore:
             f"{3 if consume else 2} {len(charges)} {len(blocks)} {len(asks)} "
             f"{0 if penalty is None else 1}"
         ]
-        layout = self._layout
-        for spec, key, cost, shadow in charges:
-            slot, values = layout.get(spec) or self._lay_out(spec)
-            keys.append(encoded(slot + tagged(key)))
-            numbers.append(f"{values} {cost} {1 if shadow else 0}")
+        self._add_charges(charges, keys, numbers)
         prefix = self.prefix
         for key in blocks:
             keys += lockout_names(prefix, key)

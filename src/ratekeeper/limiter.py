@@ -16,11 +16,12 @@ policy's HTTP answer (docs/architecture.md, "Answers").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .engine import AsyncLimiter as _AsyncLimiter
+from .engine import DecisionHook, PolicyDecision
 from .engine import Limiter as _Limiter
-from .engine import PolicyDecision
 from .http.answers import PolicyAnswers, RawHeaders
 from .policy import Policy
 from .stores.base import Store
@@ -32,7 +33,8 @@ class Limiter(_Limiter):
     """Decide HTTP requests against a policy, synchronously.
 
     ``policy`` is a loaded :class:`~ratekeeper.policy.Policy` or a path to a
-    policy file; ``store`` defaults to a new :class:`MemoryStore`.
+    policy file; ``store`` defaults to a new :class:`MemoryStore`; each of
+    ``hooks`` is told of every decision (:class:`~ratekeeper.engine.DecisionEvent`).
     """
 
     answers: PolicyAnswers
@@ -43,8 +45,11 @@ class Limiter(_Limiter):
         store: Store | None = None,
         *,
         remember_refusals: bool = False,
+        hooks: Sequence[DecisionHook] = (),
     ) -> None:
-        super().__init__(policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers)
+        super().__init__(
+            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers, hooks=hooks
+        )
 
     def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them."""
@@ -62,8 +67,11 @@ class AsyncLimiter(_AsyncLimiter):
         store: Store | None = None,
         *,
         remember_refusals: bool = False,
+        hooks: Sequence[DecisionHook] = (),
     ) -> None:
-        super().__init__(policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers)
+        super().__init__(
+            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers, hooks=hooks
+        )
 
     def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them."""

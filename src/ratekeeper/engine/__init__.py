@@ -5,6 +5,7 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_decisions``   what a decision says: :class:`Decision`, :class:`PolicyDecision`
 ``_charging``    a category and a caller to the charges a store applies
 ``_refusals``    counters known to be over their limit (one cache)
+``_events``      what happened at each decision, told to hooks (metrics, analytics)
 ``_lanes``       requests decided by their route and client IP alone
 ``_leases``      the concurrency slots a decision holds, as an opaque handle (and token)
 ``_flow``        the decision flow, I/O-free: route, identify, plan, refusals, step, answer
@@ -34,6 +35,7 @@ from ._decisions import (
     build_decision,
     tightest,
 )
+from ._events import DecisionEvent, DecisionHook, fan_out
 from ._flow import LimiterCore, Prepared
 from ._lanes import Lane
 from ._leases import Lease, LeaseSeal
@@ -59,6 +61,8 @@ __all__ = [
     "ChargePlan",
     "Charger",
     "Decision",
+    "DecisionEvent",
+    "DecisionHook",
     "Lane",
     "Lease",
     "LeaseSeal",
@@ -72,6 +76,7 @@ __all__ = [
     "RawHeaders",
     "RefusalCache",
     "build_decision",
+    "fan_out",
     "never_waits",
     "one_slot",
     "run",

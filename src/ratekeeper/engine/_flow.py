@@ -30,8 +30,10 @@ limit that refused (``statuses`` and the IETF fields list that one).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
+from time import perf_counter
+from typing import Any
 
 from ..identity import (
     BadRequestError,
@@ -41,13 +43,14 @@ from ..identity import (
     lower_headers,
     peer_text,
 )
-from ..policy import Policy, load_policy
+from ..policy import KeyEntry, Policy, load_policy
 from ..policy.compiler import (
     CompiledCategory,
     CompiledKey,
     CompiledLockout,
     CompiledNetwork,
     CompiledPlan,
+    compile_key,
     compile_policy,
 )
 from ..policy.router import RequestMemo, RouteMemo
@@ -83,7 +86,8 @@ from ._decisions import (
 from ._decisions import (
     BLOCKED as BLOCKED_OUTCOME,
 )
-from ._lanes import Lane
+from ._events import DecisionEvent, DecisionHook, fan_out
+from ._lanes import HookedLane, Lane
 from ._leases import Lease
 from ._refusals import RefusalCache
 from ._slots import check_one_slot
@@ -172,6 +176,7 @@ class LimiterCore:
         *,
         remember_refusals: bool = False,
         answers: AnswersFactory,
+        hooks: Sequence[DecisionHook] = (),
     ) -> None:
         if isinstance(policy, str | Path):
             policy = load_policy(policy)
@@ -191,6 +196,8 @@ class LimiterCore:
         # presented keys to their records by SHA-256; known ones remembered as presented
         self._keys: KnownKeys[CompiledKey] = KnownKeys(compiled.keys)
         self._known_keys = self._keys.known
+        #: ``id(entry)`` -> (entry, compiled) of the keys given to ``use_keys``
+        self._compiled_entries: dict[int, tuple[KeyEntry, CompiledKey]] = {}
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -216,6 +223,61 @@ class LimiterCore:
         # (method, path) as requested -> its lane, or None: see ``lane``
         self._lanes: RequestMemo[Lane | None] = RequestMemo(self._new_lane)
         self._lanes_open = compiled.simple and self._never_waits
+        #: told of every decision (``ratekeeper.engine._events``); ``None``: nobody listens
+        self.hook = fan_out(hooks)
+        if self.hook is not None:
+            self._listen(self.hook)
+
+    def _listen(self, hook: DecisionHook) -> None:
+        """Wrap this limiter's deciding methods so that each decision is told to ``hook``.
+
+        Only a limiter with hooks is wrapped (instance attributes over the
+        methods): one without pays nothing. The runners define it.
+        """
+        raise NotImplementedError
+
+    def event(self, decision: PolicyDecision, cost: int, started: float) -> DecisionEvent:
+        """The event of ``decision``, asked at ``cost``, begun at ``started`` (perf_counter)."""
+        return DecisionEvent(
+            decision.decided_at_ns, decision.outcome, decision.allowed, decision.status_code,
+            decision.category, decision.plan, decision.key_id, decision.refused_by, cost,
+            perf_counter() - started,
+        )  # fmt: skip
+
+    # keys from outside the policy file (the registry of the decision service)
+
+    def use_keys(self, entries: Iterable[KeyEntry]) -> None:
+        """Know ``entries`` besides the policy's own keys, in place of those given before.
+
+        The registry's keys, pushed here whenever its snapshot changes: an entry
+        wins over a policy key with the same id or the same hash; a key left out
+        (revoked) is unknown from the next request on. An entry naming a plan
+        the policy lacks is skipped (a policy reload that drops a used plan is
+        refused before it gets here). Compiled keys are reused for unchanged
+        entries (the same object), so a snapshot of many keys costs its changes.
+        """
+        policy = self.policy
+        own = self.compiled.keys
+        records = dict(own)
+        by_id = {record.id: digest for digest, record in records.items()}
+        compiled = self._compiled_entries
+        kept: dict[int, tuple[KeyEntry, CompiledKey]] = {}
+        for entry in entries:
+            if entry.plan not in policy.plans:
+                continue
+            found = compiled.get(id(entry))
+            record = found[1] if found is not None and found[0] is entry else None
+            if record is None:
+                record = compile_key(policy, entry)
+            kept[id(entry)] = (entry, record)
+            shadowed = by_id.pop(entry.id, None)
+            if shadowed is not None and records.get(shadowed) is own[shadowed]:
+                del records[shadowed]  # the policy's key of that id, not an entry's
+            records[entry.sha256] = record
+        self._compiled_entries = kept
+        keys = KnownKeys(records)
+        # the hot path reads both: either pair answers a request correctly
+        self._keys, self._known_keys = keys, keys.known
 
     # lanes: a route's requests decided by client IP alone (see ratekeeper.engine._lanes)
 
@@ -253,12 +315,18 @@ class LimiterCore:
         if write is None:  # the answer needs more than the numbers
             return None
         compiled = self.compiled
-        return Lane(
-            category, charge_plan.names, head, spec, units, method, path,
-            apply_one=self._apply_one, raw_headers=write,
-            resolve_ip=compiled.ip_resolver.enabled, addresses=compiled.client_addresses,
-            decide=self._lane_decision,
-        )  # fmt: skip
+        settings: dict[str, Any] = {
+            "apply_one": self._apply_one, "raw_headers": write,
+            "resolve_ip": compiled.ip_resolver.enabled, "addresses": compiled.client_addresses,
+            "decide": self._lane_decision,
+        }  # fmt: skip
+        if self.hook is not None:
+            return HookedLane(
+                category, charge_plan.names, head, spec, units, method, path,
+                hook=self.hook, now=self._now, refused_status=self._rate_limited_status,
+                **settings,
+            )  # fmt: skip
+        return Lane(category, charge_plan.names, head, spec, units, method, path, **settings)
 
     def _lane_decision(self, lane: Lane, ip: str, result: ChargeResult) -> PolicyDecision:
         prepared = Prepared(

@@ -20,16 +20,19 @@ refusals), so only admitted requests skip it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
 
 from ..identity import ClientAddresses
 from ..stores.base import ChargeResult, LimitSpec
+from ._decisions import ADMITTED, EXEMPT, LIMITED
+from ._events import DecisionEvent, DecisionHook
 
 if TYPE_CHECKING:
     from ..policy.compiler import CompiledCategory, CompiledNetwork
     from ._decisions import PolicyDecision
 
-__all__ = ["Lane"]
+__all__ = ["HookedLane", "Lane"]
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -104,3 +107,43 @@ class Lane:
     def decision(self, ip: str, result: ChargeResult) -> PolicyDecision:
         """The :class:`PolicyDecision` ``check`` would have made of this result."""
         return self._decide(self, ip, result)
+
+
+class HookedLane(Lane):
+    """A lane of a limiter with decision hooks: every admit told as an event.
+
+    Only limiters built with hooks make these, so the plain lane's admit stays
+    as short as it was. Exempt-network requests are told as ``exempt``.
+    """
+
+    __slots__ = ("_hook", "_now", "_refused_status")
+
+    def __init__(
+        self,
+        *args: Any,
+        hook: DecisionHook,
+        now: Callable[[], int],
+        refused_status: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._hook = hook
+        self._now = now
+        self._refused_status = refused_status
+
+    def admit(self, ip: str) -> ChargeResult | None:
+        start = perf_counter()
+        result = super().admit(ip)
+        if result is None:
+            outcome, allowed, status = EXEMPT, True, 200
+        elif result[0]:
+            outcome, allowed, status = ADMITTED, True, 200
+        else:
+            outcome, allowed, status = LIMITED, False, self._refused_status
+        self._hook(
+            DecisionEvent(
+                self._now(), outcome, allowed, status, self.category.name, None, None, None,
+                self.units, perf_counter() - start,
+            )
+        )  # fmt: skip
+        return result

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from time import perf_counter
+from typing import Any
 
 from ..identity import Caller
 from ..stores.base import StoreUnavailableError
 from ..stores.lockouts import Block
 from ._decisions import PolicyDecision
+from ._events import DecisionHook
 from ._flow import LimiterCore, Prepared
 from ._leases import Lease, held
 from ._stepping import run, run_async
@@ -94,6 +97,25 @@ class Limiter(LimiterCore):
                 return self._unavailable(prepared)
             return self._decided(prepared, admitted, results, self._now())
         return run(self.flow(prepared, lease), self._step)
+
+    def _listen(self, hook: DecisionHook) -> None:
+        check, check_items, event = self.check, self.check_items, self.event
+
+        def checked(**request: Any) -> PolicyDecision:
+            started = perf_counter()
+            decision = check(**request)
+            hook(event(decision, request.get("cost", 1), started))
+            return decision
+
+        def checked_items(
+            items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+        ) -> PolicyDecision:
+            started = perf_counter()
+            decision = check_items(items, cost=cost, lease=lease)
+            hook(event(decision, cost, started))
+            return decision
+
+        vars(self).update(check=checked, check_items=checked_items)
 
     def check_items(
         self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
@@ -185,6 +207,25 @@ class AsyncLimiter(LimiterCore):
                 return self._unavailable(prepared)
             return self._decided(prepared, result[0], [result], self._now())
         return await self._decide(prepared, lease)
+
+    def _listen(self, hook: DecisionHook) -> None:
+        check, check_items, event = self.check, self.check_items, self.event
+
+        async def checked(**request: Any) -> PolicyDecision:
+            started = perf_counter()
+            decision = await check(**request)
+            hook(event(decision, request.get("cost", 1), started))
+            return decision
+
+        async def checked_items(
+            items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+        ) -> PolicyDecision:
+            started = perf_counter()
+            decision = await check_items(items, cost=cost, lease=lease)
+            hook(event(decision, cost, started))
+            return decision
+
+        vars(self).update(check=checked, check_items=checked_items)
 
     async def check_items(
         self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .compiler import CompiledPolicy, compile_policy
+from .compiler import CompiledPolicy, compile_key, compile_policy
 from .errors import PolicyError
 from .model import Category, KeyEntry, LimitDef, Lockout, Penalty, Plan, Policy
-from .schema import build_policy, hash_api_key
+from .schema import build_policy, hash_api_key, key_limits
 from .source import check_plain_data, parse_document, read_document
 
 __all__ = [
@@ -26,8 +26,10 @@ __all__ = [
     "Plan",
     "Policy",
     "PolicyError",
+    "compile_key",
     "compile_policy",
     "hash_api_key",
+    "key_limits",
     "load_policy",
     "policy_from_dict",
     "policy_from_text",

@@ -158,7 +158,7 @@ class CompiledPolicy:
         #: the anonymous plan (401 when there is neither)
         self.unknown_as_anonymous = policy.unknown_key == "anonymous"
         self.keys: dict[str, CompiledKey] = {
-            entry.sha256: _key(policy, entry) for entry in policy.keys
+            entry.sha256: compile_key(policy, entry) for entry in policy.keys
         }
         identity = policy.identity
         self.api_key_headers = tuple(name.lower() for name in identity.api_key_headers)
@@ -179,6 +179,14 @@ class CompiledPolicy:
         overridden = frozenset(
             [name for plan in policy.plans.values() for name in plan.limits]
             + [name for key in policy.keys for name in key.limits]
+        )
+        #: the limits a key of the registry may set for itself: those a plan or a
+        #: policy key sets, every concurrency cap and every limit without a default
+        #: (a limit with one value for every caller is compiled as such)
+        self.overridable = overridden | frozenset(
+            limit.name
+            for limit in policy.limits.values()
+            if limit.rates is None or limit.is_concurrency
         )
         lockouts_of: dict[str, list[CompiledLockout]] = {}
         for lockout in policy.lockouts:
@@ -333,7 +341,8 @@ def _plan(policy: Policy, name: str, values: dict[str, PlanValue]) -> CompiledPl
     return CompiledPlan(name, specs, caps)
 
 
-def _key(policy: Policy, entry: KeyEntry) -> CompiledKey:
+def compile_key(policy: Policy, entry: KeyEntry) -> CompiledKey:
+    """A key as the request path needs it (the policy's own, or a registry's)."""
     specs, caps = _values(policy, entry.limits)
     return CompiledKey(entry.id, entry.plan, entry.user, specs, caps)
 

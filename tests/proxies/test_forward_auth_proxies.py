@@ -182,3 +182,14 @@ def test_a_path_that_is_not_utf_8_gets_400_from_the_proxy(proxied: Proxied) -> N
     else:
         assert response.json() == NGINX_BODIES[400]
     assert proxied.upstream.received == []
+
+
+def test_the_proxy_refuses_every_request_when_the_service_does_not_answer(
+    proxied_without_service: Proxied,
+) -> None:
+    expected = {"nginx": 500, "caddy": 502}[proxied_without_service.name]
+    with httpx.Client(base_url=proxied_without_service.url) as client:
+        answers = [client.get(path, headers=STARTER) for path in ("/api/pages", "/webhooks/x")]
+
+    assert [response.status_code for response in answers] == [expected, expected]
+    assert proxied_without_service.upstream.received == []

@@ -53,6 +53,7 @@ __all__ = [
     "ForwardedRequestError",
     "authorize_route",
     "forwarded_request",
+    "request_path",
 ]
 
 Scope = MutableMapping[str, Any]
@@ -75,12 +76,12 @@ _SPELLED = {
     b"x-forwarded-method": "X-Forwarded-Method",
     b"x-forwarded-uri": "X-Forwarded-Uri",
 }
-#: an HTTP method is a token (RFC 9110, 5.6.2); the longest registered one is 17 characters
 #: each of the four headers to its twin in the other pair
 _OTHER_PAIR = {
     **dict(zip(_ORIGINAL, _FORWARDED, strict=True)),
     **dict(zip(_FORWARDED, _ORIGINAL, strict=True)),
 }
+#: an HTTP method is a token (RFC 9110, 5.6.2); the longest registered one is 17 characters
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
 _JSON_TYPE = [(b"content-type", b"application/json")]
 

@@ -145,7 +145,8 @@ class Registry:
         try:
             with self.engine.begin() as connection:
                 connection.execute(insert(keys).values(**row))
-                self._changed(connection, "key.create", actor, key_id, detail, now)
+                _write_audit(connection, "key.create", actor, key_id, detail, now)
+                self._bump(connection)
         except IntegrityError:
             raise KeyConflictError(f"a key with id {key_id!r} exists already") from None
         return _record(row), raw
@@ -164,23 +165,9 @@ class Registry:
             row = connection.execute(select(keys).where(keys.c.id == key_id)).first()
         return None if row is None else _record(row._mapping)
 
-    def revoke(self, key_id: str, *, actor: str) -> KeyRecord:
-        """Revoke ``key_id``: unknown to every replica's limiter at its watcher's next look.
-
-        :class:`KeyNotFoundError` for no such key, :class:`KeyConflictError`
-        for one revoked already (nothing written then).
-        """
-        now = _now()
-        return self._change(key_id, actor, "key.revoke", {"revoked_at": now}, {}, now)
-
     def set_plan(self, key_id: str, plan: str, *, policy: Policy, actor: str) -> KeyRecord:
         """Move ``key_id`` to ``plan`` (which ``policy`` must have); its overrides stay."""
-        _check_plan(policy, plan)
-        current = self.get_key(key_id)
-        detail: dict[str, object] = {"plan": plan}
-        if current is not None:
-            detail["from"] = current.plan
-        return self._change(key_id, actor, "key.plan", {"plan": plan}, detail, _now())
+        return self.update_key(key_id, {"plan": plan}, policy=policy, actor=actor)
 
     def set_limits(
         self,
@@ -192,49 +179,68 @@ class Registry:
     ) -> KeyRecord:
         """Give ``key_id`` its own ``limits`` in place of any it had (``None`` or ``{}``:
         its plan's again), checked against ``policy`` as ``create_key`` checks them."""
-        given = _checked_limits(policy, limits)
-        detail: dict[str, object] = {"limits": given}
-        return self._change(key_id, actor, "key.limits", {"limits": _dumps(given)}, detail, _now())
+        return self.update_key(key_id, {"limits": limits}, policy=policy, actor=actor)
 
-    def _change(
-        self,
-        key_id: str,
-        actor: str,
-        kind: str,
-        values: dict[str, Any],
-        detail: dict[str, object],
-        now: datetime,
+    def update_key(
+        self, key_id: str, changes: Mapping[str, Any], *, policy: Policy, actor: str
     ) -> KeyRecord:
-        """Change a live key's row, audit it and bump the revision, in one transaction."""
-        with self.engine.begin() as connection:
-            row = connection.execute(
-                select(keys).where(keys.c.id == key_id).with_for_update()
-            ).first()
-            if row is None:
-                raise KeyNotFoundError(f"no key with id {key_id!r} in the registry")
-            if row.revoked_at is not None:
-                raise KeyConflictError(
-                    f"key {key_id!r} was revoked at {_iso(row.revoked_at)}; a revoked key "
-                    "stays revoked (create a new one)"
-                )
-            connection.execute(
-                update(keys).where(keys.c.id == key_id).values(**values, updated_at=now)
+        """Change ``plan`` and/or ``limits`` of ``key_id`` in one transaction.
+
+        Both are checked against ``policy`` before either is written; each
+        is its own audit row (``key.plan`` with the plan it came from,
+        ``key.limits``). :class:`KeyNotFoundError` for no such key,
+        :class:`KeyConflictError` for a revoked one.
+        """
+        unknown = sorted(set(changes) - {"plan", "limits"})
+        if unknown or not changes:
+            raise InvalidKeyError(
+                f"a key's plan and limits can change, not {unknown or 'nothing'}",
+                field=unknown[0] if unknown else None,
             )
-            self._changed(connection, kind, actor, key_id, detail, now)
+        values: dict[str, Any] = {}
+        audits: list[tuple[str, dict[str, object]]] = []
+        if "plan" in changes:
+            _check_plan(policy, changes["plan"])
+            values["plan"] = changes["plan"]
+            audits.append(("key.plan", {"plan": changes["plan"]}))
+        if "limits" in changes:
+            given = _checked_limits(policy, changes["limits"])
+            values["limits"] = _dumps(given)
+            audits.append(("key.limits", {"limits": given}))
+        now = _now()
+        with self.engine.begin() as connection:
+            row = _live_row(connection, key_id)
+            if values:
+                connection.execute(
+                    update(keys).where(keys.c.id == key_id).values(**values, updated_at=now)
+                )
+            for kind, detail in audits:
+                if kind == "key.plan":
+                    detail["from"] = row.plan
+                _write_audit(connection, kind, actor, key_id, detail, now)
+            self._bump(connection)
             changed = dict(row._mapping) | values | {"updated_at": now}
         return _record(changed)
 
-    def _changed(
-        self,
-        connection: Connection,
-        kind: str,
-        actor: str,
-        target: str | None,
-        detail: Mapping[str, object],
-        now: datetime,
-    ) -> None:
-        """A change's audit row and the revision bump, on the change's own transaction."""
-        _write_audit(connection, kind, actor, target, detail, now)
+    def revoke(self, key_id: str, *, actor: str) -> KeyRecord:
+        """Revoke ``key_id``: unknown to every replica's limiter at its watcher's next look.
+
+        :class:`KeyNotFoundError` for no such key, :class:`KeyConflictError`
+        for one revoked already (nothing written then).
+        """
+        now = _now()
+        with self.engine.begin() as connection:
+            row = _live_row(connection, key_id)
+            connection.execute(
+                update(keys).where(keys.c.id == key_id).values(revoked_at=now, updated_at=now)
+            )
+            _write_audit(connection, "key.revoke", actor, key_id, {}, now)
+            self._bump(connection)
+            changed = dict(row._mapping) | {"revoked_at": now, "updated_at": now}
+        return _record(changed)
+
+    def _bump(self, connection: Connection) -> None:
+        """Bump the revision on a change's own transaction: watchers see something moved."""
         connection.execute(
             update(registry_state)
             .where(registry_state.c.id == STATE_ROW)
@@ -355,6 +361,19 @@ def _write_audit(
             at=now, actor=actor[:_MAX_TEXT], kind=kind, target=target, detail=_dumps(detail)
         )
     )
+
+
+def _live_row(connection: Connection, key_id: str) -> Row[Any]:
+    """``key_id``'s row, locked for the change; refused when missing or revoked."""
+    row = connection.execute(select(keys).where(keys.c.id == key_id).with_for_update()).first()
+    if row is None:
+        raise KeyNotFoundError(f"no key with id {key_id!r} in the registry")
+    if row.revoked_at is not None:
+        raise KeyConflictError(
+            f"key {key_id!r} was revoked at {_iso(row.revoked_at)}; a revoked key "
+            "stays revoked (create a new one)"
+        )
+    return row
 
 
 def _dumps(data: Mapping[str, object]) -> str:

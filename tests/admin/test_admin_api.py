@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 import pytest
 from admin_support import AUTH, T0, TOKEN, TinyService, app_of
+from starlette.routing import Mount, Route
 
 from ratekeeper.registry import Registry
+from ratekeeper.server.admin import openapi_paths
 from support.clock import Clock
 
 ACTOR = "admin@127.0.0.1"  # httpx.ASGITransport's client address
@@ -128,11 +131,11 @@ async def test_an_unknown_path_or_method_is_a_json_404_or_405(client: httpx.Asyn
     )  # fmt: skip
     response = await client.put("/admin/keys", headers=AUTH)
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET, POST"
+    assert response.headers["allow"] == "GET, HEAD, POST"
     assert response.json() == {
         "error": {
             "code": "method_not_allowed",
-            "message": "PUT is not allowed here; allowed: GET, POST",
+            "message": "PUT is not allowed here; allowed: GET, HEAD, POST",
         }
     }
 
@@ -537,3 +540,32 @@ async def test_without_a_registry_keys_are_the_policy_files_only(
         )
         reset = await client.post("/admin/keys/demo-free/reset", headers=AUTH)
         assert reset.json() == {"id": "demo-free", "counters": 0}
+
+
+# described as served
+
+
+def test_the_description_names_every_route_served_and_nothing_else(
+    service: TinyService,
+) -> None:
+    served: set[tuple[str, str]] = set()
+
+    def walk(routes: list[Any], prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount):
+                walk(list(route.routes), prefix + route.path)
+            elif isinstance(route, Route):
+                served.update(
+                    (method, prefix + re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path))
+                    for method in route.methods or ()
+                    if method != "HEAD"
+                )
+
+    walk(list(app_of(service).routes), "")
+    described = {
+        (method.upper(), path)
+        for path, operations in openapi_paths().items()
+        for method in operations
+    }
+    assert served == described
+    assert ("DELETE", "/admin/blocks/{block_key}") in served

@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -57,11 +58,10 @@ from ..registry import (
 from ..stores import Store, StoreUnavailableError
 from ._auth import error_response, require_admin
 
-__all__ = ["MAX_BODY", "AdminService", "admin_routes"]
+__all__ = ["MAX_BODY", "AdminService", "admin_routes", "openapi_paths"]
 
 #: bytes of a request body read at most (a key with its limits is well under 1 KB)
 MAX_BODY = 64 * 1024
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 Handler = Callable[[Request, "AdminService"], Awaitable[Response]]
 
@@ -94,61 +94,74 @@ def admin_routes(service: AdminService, *, token: str | None = None) -> list[Bas
 
     ``token`` is the bearer token; ``None`` reads ``service.admin_token`` at
     each request (the service's setting), and no token at all turns the
-    admin API off (every request 404). One route takes every path, so that
-    authentication comes before routing: an unknown path or method is 401
-    before it is 404 or 405.
+    admin API off (every request 404). The routes sit behind one mount that
+    authenticates first: an unknown path or method is 401 before it is 404
+    or 405. The mount lists its routes (``Mount.routes``) for route listings.
     """
-    router = Router(
-        routes=[
-            _route("/keys", {"GET": _list_keys, "POST": _create_key}, service),
-            _route(
-                "/keys/{key_id}",
-                {"GET": _get_key, "PATCH": _patch_key, "DELETE": _revoke_key},
-                service,
-            ),
-            _route("/keys/{key_id}/usage", {"GET": _usage}, service),
-            _route("/keys/{key_id}/reset", {"POST": _reset}, service),
-            _route("/blocks", {"GET": _blocks}, service),
-            _route("/blocks/{block_key:path}", {"DELETE": _lift_block}, service),
-            _route("/audit", {"GET": _audit}, service),
-            _route("/policy/reload", {"POST": _reload}, service),
-        ],
-        default=_not_found,
-    )
 
     def current_token() -> str | None:
         return token if token is not None else getattr(service, "admin_token", None)
 
-    async def gate(scope: Scope, receive: Receive, send: Send) -> None:
+    routes: list[BaseRoute] = [
+        _route("/keys", {"GET": _list_keys, "POST": _create_key}, service),
+        _route(
+            "/keys/{key_id}",
+            {"GET": _get_key, "PATCH": _patch_key, "DELETE": _revoke_key},
+            service,
+        ),
+        _route("/keys/{key_id}/usage", {"GET": _usage}, service),
+        _route("/keys/{key_id}/reset", {"POST": _reset}, service),
+        _route("/blocks", {"GET": _blocks}, service),
+        _route("/blocks/{block_key:path}", {"DELETE": _lift_block}, service),
+        _route("/audit", {"GET": _audit}, service),
+        _route("/policy/reload", {"POST": _reload}, service),
+    ]
+    return [Mount("", app=_AdminApp(routes, current_token))]
+
+
+class _AdminApp:
+    """The admin routes behind the token: authentication before routing, JSON 404 and 405."""
+
+    def __init__(self, routes: list[BaseRoute], token: Callable[[], str | None]) -> None:
+        self.router = Router(routes=routes, default=_not_found)
+        self._token = token
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.router.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refused = require_admin(Request(scope), current_token())
+            refused = require_admin(Request(scope), self._token())
             if refused is not None:
                 await refused(scope, receive, send)
                 return
-        await router(scope, receive, send)
-
-    return [Mount("", app=gate)]
+        try:
+            await self.router(scope, receive, send)
+        except HTTPException as error:  # raised before anything was sent: a route's 405
+            if error.status_code != 405:
+                raise
+            allowed = ", ".join(sorted((error.headers or {}).get("Allow", "").split(", ")))
+            response = error_response(
+                405,
+                "method_not_allowed",
+                f"{scope['method']} is not allowed here; allowed: {allowed}",
+                {"Allow": allowed},
+            )
+            await response(scope, receive, send)
 
 
 def _route(path: str, handlers: dict[str, Handler], service: AdminService) -> Route:
-    """One path: its handlers by method, any other method a JSON 405."""
-    allowed = ", ".join(sorted(handlers))
+    """One path and its handlers by method."""
 
     async def endpoint(request: Request) -> Response:
-        handler = handlers.get(request.method)
-        if handler is None:
-            return error_response(
-                405,
-                "method_not_allowed",
-                f"{request.method} is not allowed here; allowed: {allowed}",
-                {"Allow": allowed},
-            )
         try:
+            handler = handlers.get(request.method) or handlers["GET"]  # HEAD: as GET
             return await handler(request, service)
         except _RefusedError as refused:
             return refused.response
 
-    return Route(path, endpoint, methods=_METHODS)
+    return Route(path, endpoint, methods=list(handlers))
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -544,3 +557,150 @@ async def _reload(request: Request, service: AdminService) -> Response:
         )  # fmt: skip
         return response
     return _answer({"reloaded": True, "policy": service.policy.name})
+
+
+# the admin API described, for the service's /openapi.json
+
+
+def _error_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    }
+
+
+_ERRORS = {
+    401: "No admin token, or a wrong one (`unauthorized`); nothing was read or changed.",
+    404: "No such key or block (`not_found`).",
+    409: "A conflict: the id is taken, the key is revoked (`conflict`), it is the policy "
+    "file's (`policy_key`), or the service has no registry (`no_registry`).",
+    422: "A malformed call (`invalid_request`) or one the policy refuses (`invalid_key`, "
+    "`policy_refused`); nothing was changed.",
+    503: "The store cannot be reached (`store_unavailable`).",
+}
+_KEY = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "plan": {"type": "string"},
+        "user": {"type": ["string", "null"]},
+        "limits": {"type": "object"},
+        "created_at": {"type": ["string", "null"], "format": "date-time"},
+        "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+        "source": {"enum": ["registry", "policy"]},
+    },
+}
+_LIMITS_FIELD = {
+    "type": ["object", "null"],
+    "description": 'The key\'s own limits: {"api": "100/minute", "slots": 5, "x": "unlimited"}',
+}
+
+
+def _operation(
+    summary: str,
+    answer: dict[str, Any],
+    *errors: int,
+    status: int = 200,
+    body: dict[str, Any] | None = None,
+    parameters: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(status): {
+            "description": "Done.",
+            "content": {"application/json": {"schema": answer}},
+        }
+    }
+    for code in (401, *errors):
+        responses[str(code)] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": _error_schema()}},
+        }
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": [{"admin": []}],
+        "responses": responses,
+    }
+    if parameters:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in parameters
+        ]
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": body}},
+        }
+    return operation
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The admin API as OpenAPI 3.1 ``paths`` (mounted at ``/admin``): what it serves."""
+    key_id = ("key_id",)
+    object_of = {"type": "object"}
+    create = {
+        "type": "object",
+        "required": ["plan"],
+        "additionalProperties": False,
+        "properties": {
+            "plan": {"type": "string"},
+            "name": {"type": "string"},
+            "id": {"type": "string"},
+            "user": {"type": ["string", "null"]},
+            "limits": _LIMITS_FIELD,
+        },
+    }
+    patch = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "plan": {"type": "string"},
+            "limits": _LIMITS_FIELD,
+            "unlimited": {"const": True},
+        },
+    }
+    created = {**_KEY, "properties": {**_KEY["properties"], "key": {"type": "string"}}}  # type: ignore[dict-item]
+    return {
+        "/admin/keys": {
+            "get": _operation("API keys of the registry and the policy file (never the keys)",
+                              {"type": "object", "properties": {"keys": {"type": "array",
+                                                                         "items": _KEY}}}, 422),
+            "post": _operation("Create a key; the raw key is in this answer only", created,
+                               409, 422, status=201, body=create),
+        },
+        "/admin/keys/{key_id}": {
+            "get": _operation("One key", _KEY, 404, parameters=key_id),
+            "patch": _operation("Change a key's plan or own limits", _KEY, 404, 409, 422,
+                                body=patch, parameters=key_id),
+            "delete": _operation("Revoke a key", _KEY, 404, 409, parameters=key_id),
+        },
+        "/admin/keys/{key_id}/usage": {
+            "get": _operation("What a key has left of each limit now, consuming nothing",
+                              object_of, 404, 503, parameters=key_id),
+        },
+        "/admin/keys/{key_id}/reset": {
+            "post": _operation("Forget the counters only this key charges", object_of, 404,
+                               503, parameters=key_id),
+        },
+        "/admin/blocks": {
+            "get": _operation("Clients blocked by a lockout or the penalty", object_of, 503),
+        },
+        "/admin/blocks/{block_key}": {
+            "delete": _operation("Lift a block", object_of, 404, 503, parameters=("block_key",)),
+        },
+        "/admin/audit": {
+            "get": _operation("The audit log, oldest first: who changed what, when",
+                              object_of, 409, 422),
+        },
+        "/admin/policy/reload": {
+            "post": _operation("Read the policy file again; refused: the old one stays",
+                               object_of, 422),
+        },
+    }  # fmt: skip

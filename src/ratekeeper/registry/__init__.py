@@ -21,10 +21,12 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_errors``     what is refused, by kind
 ``_registry``   :class:`Registry`
 ``_watch``      :class:`Watcher`
+``_commands``   what ``ratekeeper keys ...`` does besides parsing options
 """
 
 from __future__ import annotations
 
+from ._commands import DEFAULT_REGISTRY, cli_actor, key_table, parse_limits
 from ._errors import InvalidKeyError, KeyConflictError, KeyNotFoundError, RegistryError
 from ._records import AuditEvent, KeyRecord
 from ._registry import KEY_PREFIX, MAX_AUDIT, Registry, new_raw_key
@@ -32,6 +34,7 @@ from ._urls import registry_url
 from ._watch import Watcher
 
 __all__ = [
+    "DEFAULT_REGISTRY",
     "KEY_PREFIX",
     "MAX_AUDIT",
     "AuditEvent",
@@ -42,6 +45,9 @@ __all__ = [
     "Registry",
     "RegistryError",
     "Watcher",
+    "cli_actor",
+    "key_table",
     "new_raw_key",
+    "parse_limits",
     "registry_url",
 ]

@@ -512,7 +512,10 @@ async def test_a_reload_reads_the_file_again_or_keeps_the_policy_in_force(
     )
     assert service.policy is in_force
     bad = await client.post("/admin/policy/reload", json={"path": "/etc/passwd"}, headers=AUTH)
-    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_request")
+    assert bad.status_code == 422
+    assert bad.json()["error"] == {
+        "code": "invalid_request", "message": "unknown field 'path'; it takes none"
+    }  # fmt: skip
     assert service.reloads == [ACTOR, ACTOR]
 
 

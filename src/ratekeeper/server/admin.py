@@ -196,10 +196,8 @@ async def _body(request: Request, fields: Mapping[str, tuple[type, ...]]) -> dic
         raise _RefusedError(422, "invalid_request", "the body must be a JSON object")
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        known = ", ".join(sorted(fields))
-        raise _RefusedError(
-            422, "invalid_request", f"unknown field {unknown[0]!r}; the fields are: {known}"
-        )
+        known = f"the fields are: {', '.join(sorted(fields))}" if fields else "it takes none"
+        raise _RefusedError(422, "invalid_request", f"unknown field {unknown[0]!r}; {known}")
     for name, value in data.items():
         types = fields[name]
         if not isinstance(value, types):

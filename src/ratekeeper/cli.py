@@ -2,12 +2,17 @@
 
 ratekeeper policy check FILE       validate a policy and summarise it
 ratekeeper check --policy FILE ... decide requests against a policy, locally
+ratekeeper keys create|list|revoke|set-plan   API keys of the registry
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,6 +55,152 @@ def policy_check(files: tuple[str, ...], quiet: bool) -> None:
                 click.echo(line)
     if failed:
         sys.exit(1)
+
+
+class _KeysGroup(click.Group):
+    """``keys``: any error, a usage error too, exits 1 with its message on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as error:
+            error.show()
+            ctx.exit(1)
+
+
+@main.group(cls=_KeysGroup)
+def keys() -> None:
+    """API keys of the registry (ratekeeper serve --registry): create, list, revoke, set-plan."""
+
+
+_registry_option = click.option(
+    "--registry",
+    "registry_url",
+    default="sqlite:///./ratekeeper.sqlite3",  # ratekeeper.registry.DEFAULT_REGISTRY, unimported
+    show_default=True,
+    help="sqlite:///FILE or postgresql://user@host/db",
+)
+_policy_option = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False),
+    help="The service's policy file. Default: the built-in one (plans anonymous, default).",
+)
+
+
+def _open_registry(url: str) -> Any:
+    """The registry at ``url``: any trouble (no extra, no database) is a clear exit 1."""
+    try:
+        from .registry import Registry, RegistryError
+    except ModuleNotFoundError as error:
+        raise click.ClickException(
+            f"keys need the server extra (pip install 'ratekeeper[server]'): {error}"
+        ) from None
+    try:
+        return Registry.open(url)
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    except ModuleNotFoundError as error:  # psycopg for postgresql://
+        raise click.ClickException(
+            f"{error}: PostgreSQL needs the postgres extra (pip install 'ratekeeper[postgres]')"
+        ) from None
+
+
+def _key_policy(policy_file: str | None) -> Any:
+    path = policy_file or Path(__file__).parent / "server" / "default_policy.yaml"
+    try:
+        return load_policy(path)
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@contextlib.contextmanager
+def _keys_call(url: str) -> Iterator[Any]:
+    """The registry for one command, closed after it; its refusals exit 1 with their message."""
+    from .registry import RegistryError
+
+    registry = _open_registry(url)
+    try:
+        yield registry
+    except RegistryError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        registry.close()
+
+
+@keys.command("create")
+@click.option("--plan", required=True, help="A plan of the policy.")
+@click.option("--name", default="", help="Who the key is for.")
+@click.option("--id", "key_id", help="Names its counters. Default: a new k-... id.")
+@click.option("--user", help="The user the key belongs to (limits counted by user).")
+@click.option("--limit", "limits", multiple=True, help="Its own limit: api=100/minute; repeatable.")
+@_registry_option
+@_policy_option
+def keys_create(
+    plan: str,
+    name: str,
+    key_id: str | None,
+    user: str | None,
+    limits: tuple[str, ...],
+    registry_url: str,
+    policy_file: str | None,
+) -> None:
+    """Create a key and print it, once, on stdout (only its SHA-256 is stored)."""
+    from .registry import cli_actor, parse_limits
+
+    policy = _key_policy(policy_file)
+    with _keys_call(registry_url) as registry:
+        record, raw = registry.create_key(
+            policy=policy, plan=plan, name=name, key_id=key_id, user=user,
+            limits=parse_limits(limits), actor=cli_actor(),
+        )  # fmt: skip
+    click.echo(raw)
+    click.echo(
+        f"created key {record.id} (plan {record.plan}); it is shown this once: store it now",
+        err=True,
+    )
+
+
+@keys.command("list")
+@click.option("--all", "include_revoked", is_flag=True, help="Revoked keys too.")
+@_registry_option
+def keys_list(include_revoked: bool, registry_url: str) -> None:
+    """List the registry's keys (never the keys themselves)."""
+    from .registry import key_table
+
+    with _keys_call(registry_url) as registry:
+        records = registry.list_keys(include_revoked=include_revoked)
+    for line in key_table(records):
+        click.echo(line)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_registry_option
+def keys_revoke(key_id: str, registry_url: str) -> None:
+    """Revoke KEY_ID: every service refuses it within a second."""
+    from .registry import cli_actor
+
+    with _keys_call(registry_url) as registry:
+        registry.revoke(key_id, actor=cli_actor())
+    click.echo(f"revoked key {key_id}")
+
+
+@keys.command("set-plan")
+@click.argument("key_id")
+@click.argument("plan")
+@_registry_option
+@_policy_option
+def keys_set_plan(key_id: str, plan: str, registry_url: str, policy_file: str | None) -> None:
+    """Move KEY_ID to PLAN (a plan of the policy)."""
+    from .registry import cli_actor
+
+    policy = _key_policy(policy_file)
+    with _keys_call(registry_url) as registry:
+        before = registry.get_key(key_id)
+        registry.set_plan(key_id, plan, policy=policy, actor=cli_actor())
+    was = f" (was {before.plan})" if before is not None else ""
+    click.echo(f"key {key_id}: plan {plan}{was}")
 
 
 def _parse_header(text: str) -> tuple[str, str]:

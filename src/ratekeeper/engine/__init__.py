@@ -12,6 +12,7 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_stepping``    its runners: a flow's steps performed by a store, sync or async
 ``_limiter``     the policy-driven :class:`Limiter` and :class:`AsyncLimiter`: thin runners
 ``_rate_limiter`` the keyed :class:`RateLimiter` and :class:`AsyncRateLimiter`
+``_usage``       one key's counters by its id: read without consuming, or reset (admin API)
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from ._limiter import AsyncLimiter, Limiter
 from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ._refusals import RefusalCache
 from ._stepping import never_waits, one_slot, run, run_async, stepper, stepper_async
+from ._usage import KeyCounters, LimitUsage
 
 __all__ = [
     "ADMITTED",
@@ -63,9 +65,11 @@ __all__ = [
     "Decision",
     "DecisionEvent",
     "DecisionHook",
+    "KeyCounters",
     "Lane",
     "Lease",
     "LeaseSeal",
+    "LimitUsage",
     "Limiter",
     "LimiterCore",
     "PolicyDecision",

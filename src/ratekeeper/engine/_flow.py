@@ -99,6 +99,7 @@ from ._stepping import (
     stepper,
     stepper_async,
 )
+from ._usage import KeyCounters, find_key, key_counters
 
 __all__ = ["DecisionFlow", "LimiterCore", "Prepared"]
 
@@ -196,6 +197,8 @@ class LimiterCore:
         # presented keys to their records by SHA-256; known ones remembered as presented
         self._keys: KnownKeys[CompiledKey] = KnownKeys(compiled.keys)
         self._known_keys = self._keys.known
+        #: every known key by hash: the policy's, then with ``use_keys``'s (``key_counters``)
+        self._records: Mapping[str, CompiledKey] = compiled.keys
         #: ``id(entry)`` -> (entry, compiled) of the keys given to ``use_keys``
         self._compiled_entries: dict[int, tuple[KeyEntry, CompiledKey]] = {}
         self._rate_limited_status = compiled.bodies["rate_limited"].status
@@ -278,6 +281,17 @@ class LimiterCore:
         keys = KnownKeys(records)
         # the hot path reads both: either pair answers a request correctly
         self._keys, self._known_keys = keys, keys.known
+        self._records = records
+
+    # one key's counters (the admin API's usage and reset: ratekeeper.engine._usage)
+
+    def key_counters(self, key_id: str) -> KeyCounters | None:
+        """The counters the key ``key_id`` charges, whatever the request; ``None``: no such key."""
+        record = find_key(self._records, key_id)
+        if record is None:
+            return None
+        plan = self.compiled.plans[record.plan]
+        return key_counters(self._charger, self.compiled.categories, record, plan)
 
     # lanes: a route's requests decided by client IP alone (see ratekeeper.engine._lanes)
 

@@ -26,19 +26,21 @@ The limiters users build are ``ratekeeper.Limiter`` and ``ratekeeper.AsyncLimite
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
 from ..identity import Caller
-from ..stores.base import StoreUnavailableError
+from ..stores.base import ChargeResult, StoreUnavailableError
 from ..stores.lockouts import Block
 from ._decisions import PolicyDecision
 from ._events import DecisionHook
 from ._flow import LimiterCore, Prepared
 from ._leases import Lease, held
 from ._stepping import run, run_async
+from ._usage import LimitUsage, usage_of
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
@@ -152,6 +154,41 @@ class Limiter(LimiterCore):
             return self._decided(prepared, admitted, results, self._now())
         return run(self.flow(prepared, lease), self._step)
 
+    def usage(self, key_id: str) -> list[LimitUsage] | None:
+        """What the key ``key_id`` has left of each of its limits now; consumes nothing.
+
+        ``None`` for a key this limiter does not know. Only counters that
+        depend on the key alone are read (not those counted by the request's
+        client IP, node, header or path: :mod:`ratekeeper.engine._usage`).
+        ``StoreUnavailableError`` when the store cannot say (down, or
+        answering from a fallback).
+        """
+        counters = self.key_counters(key_id)
+        if counters is None:
+            return None
+        store = self.store
+        results = store.apply(counters.charges, consume=False)[1] if counters.charges else []
+        in_use = [store.leases.in_use(lease_key) for _, lease_key, _, _ in counters.caps]
+        if store.degraded:
+            raise StoreUnavailableError("the store answers from its fallback: no usage to read")
+        return usage_of(counters, results, in_use)
+
+    def reset_key(self, key_id: str) -> int | None:
+        """Give the key ``key_id`` its whole quota back: forget the counters it alone charges.
+
+        Counters shared with other callers (by plan, globally, a user's),
+        concurrency leases and lockouts stay. Returns how many counters the
+        store held, ``None`` for an unknown key. A store without ``reset``
+        is a ``TypeError``; one that cannot be reached, ``StoreUnavailableError``.
+        """
+        counters = self.key_counters(key_id)
+        if counters is None:
+            return None
+        own = counters.own
+        dropped = _resetter(self.store)(own) if own else 0
+        self._refusals.forget(own)
+        return dropped
+
     def release(self, decision: PolicyDecision) -> None:
         """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
         lease, decision.lease = decision.lease, None
@@ -257,6 +294,35 @@ class AsyncLimiter(LimiterCore):
             return self._decided(prepared, admitted, results, self._now())
         return await run_async(self.flow(prepared, lease), self._step_async)
 
+    async def usage(self, key_id: str) -> list[LimitUsage] | None:
+        """What the key ``key_id`` has left of each of its limits now; see :meth:`Limiter.usage`."""
+        counters = self.key_counters(key_id)
+        if counters is None:
+            return None
+        store = self.store
+        results: list[ChargeResult] = []
+        if counters.charges:
+            results = (await store.apply_async(counters.charges, consume=False))[1]
+        in_use = store.leases.in_use
+        caps = [lease_key for _, lease_key, _, _ in counters.caps]
+        if self._never_waits:
+            used = [in_use(lease_key) for lease_key in caps]
+        else:  # leases are counted by a sync call only: in a thread, off the event loop
+            used = [await asyncio.to_thread(in_use, lease_key) for lease_key in caps]
+        if store.degraded:
+            raise StoreUnavailableError("the store answers from its fallback: no usage to read")
+        return usage_of(counters, results, used)
+
+    async def reset_key(self, key_id: str) -> int | None:
+        """Forget the counters only the key ``key_id`` charges; see :meth:`Limiter.reset_key`."""
+        counters = self.key_counters(key_id)
+        if counters is None:
+            return None
+        own = counters.own
+        dropped = await _resetter(self.store, asynchronous=True)(own) if own else 0
+        self._refusals.forget(own)
+        return dropped
+
     async def release(self, decision: PolicyDecision) -> None:
         """Give back the concurrency leases ``check(lease=True)`` took for ``decision``."""
         lease, decision.lease = decision.lease, None
@@ -281,3 +347,12 @@ class AsyncLimiter(LimiterCore):
         except StoreUnavailableError:
             return []  # failing closed: the next request is refused anyway
         return [block for block in blocks if block.blocked]
+
+
+def _resetter(store: object, *, asynchronous: bool = False) -> Any:
+    """The store's ``reset`` (or ``reset_async``): a ``TypeError`` for a store without one."""
+    name = "reset_async" if asynchronous else "reset"
+    reset = getattr(store, name, None)
+    if reset is None:
+        raise TypeError(f"{type(store).__name__} cannot reset counters (it has no {name})")
+    return reset

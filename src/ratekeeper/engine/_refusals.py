@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._memo import BoundedMemo
-from ..stores.base import Charge, ChargeResult, Store
+from ..stores.base import Charge, ChargeResult, LimitSpec, Store
 
 __all__ = ["RefusalCache"]
 
@@ -77,3 +77,9 @@ class RefusalCache:
         ):
             if not allowed and not shadow and units == 1:
                 keep(spec.slot + " " + key, reset)
+
+    def forget(self, counters: Sequence[tuple[LimitSpec, str]]) -> None:
+        """Remember nothing of ``counters`` any more (their store counts were reset)."""
+        refused = self.refused
+        for spec, key in counters:
+            refused.pop(spec.slot + " " + key, None)

@@ -52,6 +52,8 @@ __all__ = ["MemoryStats", "MemoryStore"]
 
 #: expired keys checked at the LRU end of a table on each insert
 _TRIM_PER_INSERT = 2
+#: what ``reset`` finds for a key a table does not hold
+_GONE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +273,26 @@ class MemoryStore:
         self, charges: Sequence[Charge], consume: bool = True
     ) -> tuple[bool, list[ChargeResult]]:
         return self.apply(charges, consume)
+
+    def reset(self, counters: Sequence[tuple[LimitSpec, str]]) -> int:
+        """Forget the counters ``(spec, key)``: each starts again with its whole quota.
+
+        For the admin API's reset of one key's counters: exactly those counters
+        go, nothing else (leases, lockouts and other keys stay). Returns how
+        many were there.
+        """
+        dropped = 0
+        with self._lock:
+            for spec, key in counters:
+                table = self._tables.get(spec.slot)
+                if table is not None and table.data.pop(key, _GONE) is not _GONE:
+                    dropped += 1
+            self._size -= dropped
+        return dropped
+
+    async def reset_async(self, counters: Sequence[tuple[LimitSpec, str]]) -> int:
+        """``reset`` for asyncio callers."""
+        return self.reset(counters)
 
     def _unconsumed(self, charge: Charge, evaluation: Any, now: int) -> ChargeResult:
         """A charge's result when the batch was denied: nothing was taken from it."""

@@ -69,6 +69,7 @@ from ..base import (
     LimitSpec,
     Step,
     StepResult,
+    StoreUnavailableError,
 )
 from ..leases import check_lease
 from ..lockouts import Block, LockoutRule
@@ -298,6 +299,41 @@ class RedisStore:
         keys of one step must share a slot.
         """
         return name_slot(self.prefix + tagged(key))
+
+    def reset(self, counters: Sequence[tuple[LimitSpec, str]]) -> int:
+        """Delete the counters ``(spec, key)`` (one ``DEL``; per slot on a Cluster).
+
+        For the admin API's reset of one key's counters: exactly those Redis
+        keys go (leases and lockouts stay); how many there were. Unlike a
+        decision, a reset that cannot reach Redis is not answered by
+        ``on_error``: it raises :class:`StoreUnavailableError`, so the operator
+        hears it did not happen. The local fallback's counters go too.
+        """
+        if self._client is None:
+            raise RuntimeError("this RedisStore has no sync client; use reset_async")
+        names = self._counter_names(counters)
+        try:
+            return int(self._client.delete(*names)) if names else 0
+        except Exception as error:
+            raise StoreUnavailableError(f"could not reset counters: {error}") from error
+
+    async def reset_async(self, counters: Sequence[tuple[LimitSpec, str]]) -> int:
+        """``reset`` on the asyncio client."""
+        names = self._counter_names(counters)
+        try:
+            return int(await self._get_async_client().delete(*names)) if names else 0
+        except Exception as error:
+            raise StoreUnavailableError(f"could not reset counters: {error}") from error
+
+    def _counter_names(self, counters: Sequence[tuple[LimitSpec, str]]) -> list[RedisKey]:
+        """The Redis names of ``counters``, as decisions name them; their local copies go."""
+        if self._local is not None:  # its tables are the same slots
+            self._local.reset(counters)
+        layout = self._layout
+        return [
+            encoded((layout.get(spec) or self._lay_out(spec))[0] + tagged(key))
+            for spec, key in counters
+        ]
 
     # helpers
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from service_client import ServiceClient
-
-MakeService = Callable[..., ServiceClient]
+from service_client import MakeService, ServiceClient
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ through the app, nothing of it is mocked.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class ServiceClient:
 
     def __init__(
         self,
-        policy: Policy | str,
+        policy: Policy | str | None,
         *,
         store: Store | None = None,
         clock: Clock | None = None,
@@ -76,7 +77,7 @@ class ServiceClient:
         loaded = policy_from_text(policy) if isinstance(policy, str) else policy
         self.service = Service(
             store=self.store,
-            policy=loaded if policy_path is None else None,
+            policy=loaded,
             policy_path=policy_path,
             secret=secret,
             registry=registry,
@@ -97,3 +98,7 @@ class ServiceClient:
     async def close(self) -> None:
         await self.http.aclose()
         await self.service.close()
+
+
+#: ``make_service(policy, **options)``: the fixture of tests/server/conftest.py
+MakeService = Callable[..., ServiceClient]

@@ -11,8 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import MakeService
-from service_client import IP, example, scan
+from service_client import IP, MakeService, example, scan
 
 from ratekeeper.server.decisions import MOST_BATCH, MOST_BODY
 

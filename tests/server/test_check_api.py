@@ -7,8 +7,7 @@ boundary: a free key has 60 requests a minute and 20 scans an hour.
 from __future__ import annotations
 
 import pytest
-from conftest import MakeService
-from service_client import IP, T0, example, scan
+from service_client import IP, T0, MakeService, example, scan
 
 from ratekeeper.stores import RedisStore
 

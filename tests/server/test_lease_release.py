@@ -7,8 +7,7 @@ admits the third.
 
 from __future__ import annotations
 
-from conftest import MakeService
-from service_client import CAPPED, IP, T0
+from service_client import CAPPED, IP, T0, MakeService
 
 from ratekeeper import MemoryStore
 from support.clock import Clock

@@ -6,8 +6,7 @@ within 15 minutes block its logins for 15 minutes.
 
 from __future__ import annotations
 
-from conftest import MakeService
-from service_client import IP, T0, example
+from service_client import IP, T0, MakeService, example
 
 LOGIN = {"method": "POST", "path": "/api/authenticate", "client_ip": IP}
 BLOCKED_BODY = {

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,19 @@ def test_a_bad_policy_or_secret_stops_serve_with_the_reason(tmp_path: Path) -> N
     done = run(args, tmp_path)
     assert done.returncode == 1
     assert "at least 16 bytes" in done.stderr
+
+
+def test_a_port_in_use_or_a_wrong_store_url_is_said_plainly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run([*RATEKEEPER, "serve", "--registry", "none", "--port", str(port)], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    done = run([*RATEKEEPER, "serve", "--registry", "none", "--store", "mem://"], tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: --store: unsupported Redis URL scheme 'mem'")
 
 
 def test_python_m_ratekeeper_is_the_ratekeeper_command(tmp_path: Path) -> None:

@@ -17,13 +17,14 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
 
 from .app import build_app, served_routes
 from .service import Service
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 __all__ = ["SMOKE_CALL", "endpoints", "serve"]
 
@@ -92,9 +93,11 @@ async def serve(
             timeout_graceful_shutdown=GRACE,
         )
         server = uvicorn.Server(config)
+        listening = _listen(settings.host, config.port)
+        quiet.callback(listening.close)
         quiet.enter_context(_stopping_quietly())
         service.start()
-        running = asyncio.create_task(server.serve())
+        running = asyncio.create_task(server.serve(sockets=[listening]))
         if not await _started(server, running):
             return 1
         host, port = server.servers[0].sockets[0].getsockname()[:2]
@@ -117,6 +120,22 @@ async def serve(
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         await service.close()
         quiet.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here: a port in use is a :class:`SettingsError`.
+
+    (uvicorn would log it and raise ``SystemExit`` from inside its task.)
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        listening.close()
+        raise SettingsError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return listening
 
 
 @contextlib.contextmanager

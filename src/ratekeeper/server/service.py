@@ -27,7 +27,7 @@ from ..limiter import AsyncLimiter
 from ..policy import KeyEntry, Policy, PolicyError, load_policy
 from ..stores import MemoryStore, RedisStore, Store
 from .metrics import ServiceMetrics
-from .settings import Settings, default_policy_path
+from .settings import Settings, SettingsError, default_policy_path
 
 __all__ = ["Service", "open_registry", "open_store"]
 
@@ -38,13 +38,22 @@ def open_store(url: str) -> Store:
     """The store ``url`` names: ``memory://``, or a Redis URL (``RedisStore.from_url`` forms)."""
     if url in ("memory", "memory://"):
         return MemoryStore()
-    return RedisStore.from_url(url)
+    try:
+        return RedisStore.from_url(url)
+    except ValueError as error:
+        raise SettingsError(f"--store: {error}") from None
 
 
 def open_registry(url: str) -> Any:
     """The registry of API keys at ``url`` (``ratekeeper.registry``: migrations run here)."""
-    registry = importlib.import_module("ratekeeper.registry")
-    return registry.Registry.open(url)
+    try:
+        registry = importlib.import_module("ratekeeper.registry")
+    except ModuleNotFoundError:
+        raise SettingsError("--registry: the registry of API keys is not installed") from None
+    try:
+        return registry.Registry.open(url)
+    except Exception as error:  # a wrong URL, an unreachable database: said, not a traceback
+        raise SettingsError(f"--registry: cannot open {url.split('@')[-1]}: {error}") from None
 
 
 class Service:

@@ -178,22 +178,23 @@ _AUTHORIZE: dict[str, Any] = {
 }
 
 
-def _admin(summary: str, *statuses: int, body: bool = False) -> dict[str, Any]:
+def _admin(summary: str, *statuses: int, body: bool = False, ok: int = 200) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "security": [{"admin": []}],
-        "responses": {"200": _json({"type": "object"}, "Done."), **_errors(401, *statuses)},
+        "responses": {str(ok): _json({"type": "object"}, "Done."), **_errors(401, *statuses)},
     }
     if body:
         operation["requestBody"] = _body({"type": "object"})
     return operation
 
 
-#: the admin API (issue 12's paths), when its module does not describe itself
+#: the admin API (``ratekeeper.server.admin``; docs/admin-api.md has every body), when
+#: its module does not describe itself
 ADMIN_PATHS: dict[str, Any] = {
     "/admin/keys": {
         "get": _admin("List API keys (never the keys themselves)"),
-        "post": _admin("Create a key; the raw key is in this answer only", 409, 422, body=True),
+        "post": _admin("Create a key; the raw key is shown this once", 409, 422, body=True, ok=201),
     },
     "/admin/keys/{key_id}": {
         "get": _admin("One key", 404),
@@ -207,8 +208,10 @@ ADMIN_PATHS: dict[str, Any] = {
         "post": _admin("Reset one key's counters", 404),
     },
     "/admin/blocks": {
-        "get": _admin("Clients blocked by a lockout or the penalty"),
-        "delete": _admin("Lift a block", 404, 422, body=True),
+        "get": _admin("Lockout and penalty blocks in force"),
+    },
+    "/admin/blocks/{block_key}": {
+        "delete": _admin("Lift one block", 404),
     },
     "/admin/policy/reload": {
         "post": _admin("Load the policy file again; refused with its errors, old policy kept", 409),

@@ -160,7 +160,7 @@ _AUTHORIZE: dict[str, Any] = {
                 "Method and URI from X-Original-Method / X-Original-URI or X-Forwarded-Method / "
                 "X-Forwarded-Uri. 200 with the rate-limit headers, or the refusal. "
                 "`?deny_status=403` answers every refusal 403 with X-Ratekeeper-Status. No "
-                "concurrency leases, no lockouts (docs/service.md)."
+                "concurrency leases, no lockouts (docs/forward-auth.md)."
             ),
             "parameters": [
                 {"name": "deny_status", "in": "query", "schema": {"type": "integer"}},

@@ -3,6 +3,7 @@
 ratekeeper policy check FILE       validate a policy and summarise it
 ratekeeper check --policy FILE ... decide requests against a policy, locally
 ratekeeper keys create|list|revoke|set-plan   API keys of the registry
+ratekeeper serve [--policy FILE]   the decision service (docs/service.md)
 """
 
 from __future__ import annotations
@@ -264,3 +265,69 @@ def check(
             click.echo(f"  {name}: {value}")
         if body:
             click.echo(f"  body: {body}")
+
+
+@main.command("serve")
+@click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False), help="Default: the built-in one."
+)
+@click.option("--store", default="memory://", show_default=True, help="memory:// or a Redis URL.")
+@click.option(
+    "--registry",
+    help="Registry of API keys: sqlite:///FILE or postgresql://...; 'none' for none. "
+    "Default: sqlite:///ratekeeper.sqlite3.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False),
+    help="Bearer token of the admin API (or $RATEKEEPER_ADMIN_TOKEN); none: admin API off.",
+)
+@click.option(
+    "--check-token-file",
+    type=click.Path(dir_okay=False),
+    help="Bearer token /v1/* requires (or $RATEKEEPER_CHECK_TOKEN); none: open.",
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False),
+    help="Secret sealing lease handles (or $RATEKEEPER_SECRET); share it between replicas.",
+)
+@click.option("--smoke", is_flag=True, help="Start on a free port, answer one /v1/check, exit.")
+def serve(
+    policy_file: str | None,
+    store: str,
+    registry: str | None,
+    host: str,
+    port: int,
+    admin_token_file: str | None,
+    check_token_file: str | None,
+    secret_file: str | None,
+    smoke: bool,
+) -> None:
+    """Run the decision service: /v1/check, /v1/authorize, /admin, /healthz, /metrics."""
+    try:
+        import asyncio
+
+        from .server.run import serve as run_service
+        from .server.settings import Settings, SettingsError
+    except ModuleNotFoundError as error:
+        raise click.ClickException(
+            f"the service needs the server extra (pip install 'ratekeeper[server]'): {error}"
+        ) from None
+    try:
+        settings = Settings.from_options(
+            policy=policy_file,
+            store=store,
+            registry=registry,
+            host=host,
+            port=port,
+            admin_token_file=admin_token_file,
+            check_token_file=check_token_file,
+            secret_file=secret_file,
+        )
+        status = asyncio.run(run_service(settings, smoke=smoke, echo=click.echo))
+    except (SettingsError, PolicyError) as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(status)

@@ -18,6 +18,18 @@ Each test that takes the ``example`` fixture runs once per *face*:
     :class:`WsgiApi`: the same through ``httpx.WSGITransport`` and
     ``ratekeeper.integrations.wsgi.RateLimitMiddleware`` in front of
     ``upstreams.WsgiUpstream``.
+``service``
+    :class:`ServiceApi`: the decision service (``ratekeeper serve``'s app)
+    through ``httpx.ASGITransport``: each request is a ``POST /v1/check``; a
+    lease it returns is given back at once with ``POST /v1/release`` (the
+    upstream answered at once), and a login's upstream status is sent with
+    ``POST /v1/report``, as an app calling the service would.
+
+The service face returns a :class:`ServiceAnswer`: status, header fields,
+allowed, plan, category and key id from the service's JSON; the body is the
+JSON's ``body`` written back as JSON (the policy's own bytes, when they are
+JSON as ``json.dumps`` writes it). Each is checked against the decision the
+service made, and the answer against leaking any counter key.
 
 The HTTP faces return an :class:`HttpAnswer`, which reads like a decision: its
 ``status_code``, ``headers`` (the header fields the middleware added), ``body``
@@ -41,6 +53,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib.util
+import json
 import math
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -70,7 +83,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 #: the default client address of a request (TEST-NET-3)
 CLIENT_IP = "203.0.113.7"
 #: the faces every example test runs on, in order
-FACES = ("limiter", "asgi", "wsgi")
+FACES = ("limiter", "asgi", "wsgi", "service")
 LOGIN = ("POST", "/api/authenticate")
 
 #: the request header that carries a path exactly as the test wrote it (see ``as_sent``)
@@ -511,6 +524,135 @@ class WsgiApi(HttpApi):
             client.close()
 
 
+class ServiceAnswer:
+    """One ``/v1/check`` answer of the decision service, readable like a :class:`PolicyDecision`.
+
+    ``status_code``, ``allowed``, ``headers``, ``plan``, ``category``,
+    ``key_id`` and ``body`` come from the service's answer; other attributes
+    are the decision's.
+    """
+
+    def __init__(self, response: httpx.Response, decision: PolicyDecision) -> None:
+        self.response = response
+        self.decision = decision
+        self.json: dict[str, Any] = response.json()
+        self.status_code = response.status_code
+        self.allowed: bool = self.json["allowed"]
+        self.headers: dict[str, str] = self.json["headers"]
+        self.plan = self.json["plan"]
+        self.category = self.json["category"]
+        self.key_id = self.json["key_id"]
+        body = self.json["body"]
+        self.body: bytes | None = None
+        if body is not None:
+            self.body = (json.dumps(body) if not isinstance(body, str) else body).encode()
+        self.content_type = decision.content_type
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decision, name)
+
+    def __repr__(self) -> str:
+        return f"ServiceAnswer({self.status_code}, {self.json})"
+
+
+class ServiceApi(ExampleApi):
+    """The decision service's app (``build_app``) through ``httpx.ASGITransport``.
+
+    The service decides on the face's store, so the fake clock rules it too.
+    """
+
+    face = "service"
+
+    def __init__(self, name: str, start: float, spy: DecisionSpy) -> None:
+        from ratekeeper.server.app import build_app
+        from ratekeeper.server.service import Service
+
+        super().__init__(name, start)
+        self.spy = spy
+        self.service = Service(
+            store=self.store, policy=example_policy(name), policy_path=EXAMPLES / f"{name}.yaml"
+        )
+        transport = httpx.ASGITransport(app=build_app(self.service))
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://ratekeeper")
+        self._runner = asyncio.Runner()
+
+    def post(self, path: str, body: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            return await self.client.post(path, json=body)
+
+        return self._runner.run(send())
+
+    @staticmethod
+    def call(
+        method: str, path: str, key: str | None, headers: Mapping[str, str] | None, ip: str
+    ) -> dict[str, Any]:
+        """The ``/v1/check`` JSON of a request (path decoded and without its query, as ASGI)."""
+        return {
+            "method": method,
+            "path": unquote(path.split("?")[0]),
+            "headers": with_key(headers, key),
+            "client_ip": ip,
+        }
+
+    def check(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        ip: str = CLIENT_IP,
+        body: bytes = b"",
+    ) -> ServiceAnswer:
+        call = self.call(method, path, key, headers, ip)
+        response, decision = self.spy.during(lambda: self.post("/v1/check", call))
+        got = ServiceAnswer(response, decision)
+        self.check_against_decision(got)
+        lease = got.json["lease"]
+        if lease is not None:  # the upstream has answered: give the slots back, as middleware
+            released = self.post("/v1/release", {"lease": lease})
+            assert released.status_code == 200, released.text
+            assert released.json()["released"] >= 1
+        return got
+
+    def check_against_decision(self, got: ServiceAnswer) -> None:
+        """The service's JSON says what the decision says, and names no counter key."""
+        decision, answer = got.decision, got.json
+        assert got.status_code == answer["status"] == decision.status_code, got
+        assert got.allowed == decision.allowed, got
+        assert got.headers == decision.headers, got
+        assert (got.plan, got.category, got.key_id) == (
+            decision.plan, decision.category, decision.key_id,
+        ), got  # fmt: skip
+        if decision.allowed:
+            assert answer["body"] is None, got
+        elif decision.content_type is not None and "json" in decision.content_type:
+            assert decision.body is not None
+            assert answer["body"] == json.loads(decision.body), got
+        assert answer["lease"] is None or decision.allowed, got
+        if answer["limits"]:
+            assert answer["reset"] == math.ceil(decision.reset_at), got
+        if got.status_code == 429:
+            assert answer["retry_after"] == int(got.headers["Retry-After"]), got
+        for status in decision.statuses:
+            assert status.key not in got.response.text, got
+
+    def login(
+        self, upstream_status: int, *, ip: str = CLIENT_IP, headers: Mapping[str, str] | None = None
+    ) -> ServiceAnswer:
+        """A login, and the upstream's status reported to the service when it got through."""
+        got = self.check(*LOGIN, ip=ip, headers=headers)
+        if got.allowed:
+            report = {**self.call(*LOGIN, None, headers, ip), "status": upstream_status}
+            response = self.post("/v1/report", report)
+            assert response.status_code == 200, response.text
+        return got
+
+    def close(self) -> None:
+        self._runner.run(self.client.aclose())
+        self._runner.close()
+
+
 ExampleFactory = Callable[[str, float], Any]
 
 
@@ -519,7 +661,7 @@ def example(face: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleFacto
     """``example(name, start)``: a fresh face of example ``name`` whose clock reads ``start``."""
     made: list[ExampleApi] = []
     spy = DecisionSpy(monkeypatch) if face != "limiter" else None
-    if face == "asgi" and importlib.util.find_spec("sniffio") is None:
+    if face in ("asgi", "service") and importlib.util.find_spec("sniffio") is None:
         # httpx's ASGITransport imports sniffio on every request to ask for trio;
         # without it each request pays a failed import that searches sys.path
         # (most of a request's cost). ``None`` in sys.modules fails it at once.
@@ -533,6 +675,9 @@ def example(face: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleFacto
         elif face == "wsgi":
             assert spy is not None
             api = WsgiApi(name, start, spy)
+        elif face == "service":
+            assert spy is not None
+            api = ServiceApi(name, start, spy)
         else:
             api = LimiterApi(name, start)
         made.append(api)

@@ -1,4 +1,21 @@
-"""The decision service: Starlette routes for ``ratekeeper serve``.
+"""The decision service: ``ratekeeper serve`` (docs/service.md).
 
-(A placeholder on the forward-auth branch: the service's own ``__init__`` replaces it.)
+A Starlette app around the engine's :class:`~ratekeeper.AsyncLimiter`:
+``POST /v1/check`` (+ ``:batch``, ``/v1/release``, ``/v1/report``) decides
+requests for any API in any language, ``GET /v1/authorize`` answers proxies'
+forward-auth, ``/admin`` manages API keys, ``/healthz``, ``/metrics`` and
+``/openapi.json`` serve operators.
+
+Modules, each with one job:
+
+``settings``   options, environment and secret files; the built-in policy's path
+``service``    the running state every route shares: policy, limiter, store, registry, seal
+``decisions``  the decision API's JSON, read strictly and written plainly
+``metrics``    Prometheus: the decision hook's adapter, the store's state
+``openapi``    ``/openapi.json``
+``app``        the Starlette app: routes, check token, JSON errors
+``run``        running it under uvicorn: SIGHUP reloads, graceful shutdown, ``--smoke``
+
+Needs the ``server`` extra (Starlette, uvicorn, prometheus-client): nothing
+here is imported by ``import ratekeeper``.
 """

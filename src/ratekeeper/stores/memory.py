@@ -373,6 +373,14 @@ class MemoryStore:
         self._size -= len(dead)
         self._expired += len(dead)
 
+    def ping(self) -> bool:
+        """Is the store there? Always: memory answers while the process lives (``/healthz``)."""
+        return True
+
+    async def ping_async(self) -> bool:
+        """``ping`` for asyncio callers."""
+        return True
+
     def stats(self) -> MemoryStats:
         """How many keys are tracked, and how many were evicted or expired."""
         with self._lock:

@@ -524,6 +524,27 @@ class RedisStore:
             self._local.clear()  # Redis is the truth again
             self.generation += 1  # and refusals remembered from local counts are void
 
+    def ping(self) -> bool:
+        """Does Redis answer ``PING``? For health checks: never raises, never counts an outage.
+
+        A failing ping leaves ``degraded`` and ``errors`` as they were: only
+        decisions say the store is failing. A store made with an asyncio
+        client alone answers ``ping_async`` only.
+        """
+        if self._client is None:
+            raise RuntimeError("this RedisStore has no sync client; use ping_async")
+        try:
+            return bool(self._client.ping())
+        except Exception:  # a health check answers "no", whatever went wrong
+            return False
+
+    async def ping_async(self) -> bool:
+        """``ping`` on the asyncio client (made on first use, as decisions make it)."""
+        try:
+            return bool(await self._get_async_client().ping())
+        except Exception:  # a health check answers "no", whatever went wrong
+            return False
+
     def close(self) -> None:
         """Close the sync client's connections, to the Sentinels too."""
         if self._client is not None:

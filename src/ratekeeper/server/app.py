@@ -1,0 +1,319 @@
+"""The service's Starlette app: decision API, health, metrics, OpenAPI; admin, forward-auth.
+
+Routes (docs/service.md):
+
+==========================  ======================================================
+``POST /v1/check``          decide one request (JSON in, the decision's status out)
+``POST /v1/check:batch``    decide a list of requests, one by one, in order
+``POST /v1/release``        give back a decision's concurrency slots (its lease)
+``POST /v1/report``         the upstream's status for a decision: feeds its lockouts
+``GET /v1/authorize``       forward-auth (``ratekeeper.server.authorize``, when present)
+``/admin/...``              the admin API (``ratekeeper.server.admin``), only with a token
+``GET /healthz``            pings the store: 200 or 503
+``GET /metrics``            Prometheus text format
+``GET /openapi.json``       what is served here, described
+==========================  ======================================================
+
+Every handler is thin: read the call (``decisions``), ask the service's
+current limiter, write the answer. Every error is JSON,
+``{"error": {"code", "message"}}``. ``/v1/*`` may require a token
+(``check_token``): ``Authorization: Bearer`` on the JSON endpoints, or
+``X-Ratekeeper-Token`` on any of them (forward-auth passes the client's own
+``Authorization`` on), compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..engine import Prepared
+from ..stores import StoreUnavailableError
+from .decisions import (
+    MOST_BODY,
+    InvalidRequestError,
+    check_call,
+    check_calls,
+    decision_json,
+    error_json,
+    lease_token,
+    parse_body,
+    report_call,
+)
+from .openapi import openapi_document
+from .service import Service
+
+__all__ = ["CheckTokenGuard", "DecisionApi", "build_app", "served_routes"]
+
+_log = logging.getLogger("ratekeeper.server")
+#: the header that carries the check token where ``Authorization`` is the client's
+TOKEN_HEADER = b"x-ratekeeper-token"
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(error_json(code, message), status_code=status, headers=headers or None)
+
+
+def _invalid(error: InvalidRequestError) -> JSONResponse:
+    return _error(error.status, error.code, error.message)
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused past :data:`MOST_BODY` bytes without reading the rest."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MOST_BODY):
+        raise InvalidRequestError(f"the body is over {MOST_BODY:,} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MOST_BODY:
+            raise InvalidRequestError(f"the body is over {MOST_BODY:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class DecisionApi:
+    """The handlers of ``/v1/*``, ``/healthz`` and ``/metrics`` on one service."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def check(self, request: Request) -> Response:
+        try:
+            call = check_call(parse_body(await read_body(request)))
+        except InvalidRequestError as error:
+            return _invalid(error)
+        try:
+            decision = await self.service.limiter.check(
+                method=call.method,
+                path=call.path,
+                headers=call.headers,
+                client_ip=call.client_ip,
+                cost=call.cost,
+                lease=True,
+            )
+        except ValueError as error:  # the engine refused the call before charging anything
+            return _error(422, "invalid_request", str(error))
+        return JSONResponse(
+            decision_json(decision, self.service.seal), status_code=decision.status_code
+        )
+
+    async def check_batch(self, request: Request) -> Response:
+        try:
+            calls = check_calls(parse_body(await read_body(request)))
+        except InvalidRequestError as error:
+            return _invalid(error)
+        limiter, seal = self.service.limiter, self.service.seal  # one policy for the batch
+        answers = []
+        for call in calls:
+            decision = await limiter.check(
+                method=call.method,
+                path=call.path,
+                headers=call.headers,
+                client_ip=call.client_ip,
+                cost=call.cost,
+                lease=True,
+            )
+            answers.append(decision_json(decision, seal))
+        return JSONResponse(answers)
+
+    async def release(self, request: Request) -> Response:
+        try:
+            token = lease_token(parse_body(await read_body(request)))
+        except InvalidRequestError as error:
+            return _invalid(error)
+        lease = self.service.seal.open(token)
+        if lease is None:
+            return _error(404, "unknown_lease", "no lease of this service has that handle")
+        released = await self.service.limiter.release_lease(lease)
+        return JSONResponse({"released": released})
+
+    async def report(self, request: Request) -> Response:
+        """Feed the upstream's status to the lockouts of the request it answered.
+
+        The request is planned again from the same fields (route, identity,
+        lockout counters: no store call, nothing charged), and each of its
+        lockouts that counts ``status`` as a failure is fed, as the middleware
+        does with ``record_response`` once the app has answered.
+        """
+        try:
+            report = report_call(parse_body(await read_body(request)))
+        except InvalidRequestError as error:
+            return _invalid(error)
+        limiter, call = self.service.limiter, report.call
+        prepared = limiter.prepare(call.method, call.path, call.headers, call.client_ip, call.cost)
+        answered: list[dict[str, Any]] = []
+        if isinstance(prepared, Prepared):
+            record = limiter.store.lockouts.record_failure_async
+            for lockout, key in prepared.lockouts:
+                failure = report.status in lockout.failure_status
+                entry: dict[str, Any] = {"name": lockout.name, "failure": failure}
+                entry.update(blocked=False, until=None)
+                if failure:
+                    try:
+                        block = await record(key, lockout.rule)
+                    except StoreUnavailableError:
+                        return _error(503, "store_unavailable", "the store cannot be reached")
+                    if block.blocked:
+                        entry.update(blocked=True, until=-(-block.until_ns // 1_000_000_000))
+                answered.append(entry)
+        return JSONResponse({"lockouts": answered})
+
+    async def healthz(self, request: Request) -> Response:
+        service = self.service
+        try:
+            there = await service.ping()
+        except Exception:  # a health check answers, whatever went wrong
+            _log.exception("store ping failed")
+            there = False
+        body = {
+            "status": "ok" if there else "unavailable",
+            "store": "ok" if there else "unreachable",
+            "degraded": bool(service.store.degraded),
+            "policy": service.policy.name,
+        }
+        return JSONResponse(body, status_code=200 if there else 503)
+
+    async def metrics(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(self.service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+class CheckTokenGuard:
+    """Refuses ``/v1/*`` without the check token (401, JSON); everything else passes."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self._presented(scope):
+            await self.app(scope, receive, send)
+            return
+        response = _error(
+            401,
+            "unauthorized",
+            "this service needs its check token",
+            **{"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+    def _presented(self, scope: Scope) -> bool:
+        bearer_allowed = scope["path"] != "/v1/authorize"
+        found = False
+        for name, value in scope["headers"]:
+            if name == TOKEN_HEADER:
+                found |= hmac.compare_digest(value.strip(), self._token)
+            elif name == b"authorization" and bearer_allowed:
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    found |= hmac.compare_digest(token.strip(), self._token)
+        return found
+
+
+def _optional(module: str, name: str) -> Callable[..., Any] | None:
+    """``module.name`` when the module is installed (built by another part of the service)."""
+    try:
+        found = importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != module:
+            raise  # the module is there but something it imports is not: say so
+        return None
+    named: Callable[..., Any] | None = getattr(found, name, None)
+    return named
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return _error(
+        error.status_code,
+        codes.get(error.status_code, "http_error"),
+        str(error.detail),
+        **(error.headers or {}),
+    )
+
+
+async def _server_error(request: Request, error: Exception) -> Response:
+    return _error(500, "internal_error", "the service failed to answer; see its log")
+
+
+def served_routes(app: Starlette) -> set[tuple[str, str]]:
+    """``(METHOD, path)`` of every route the app serves, mounts walked (for the OpenAPI test)."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes: list[BaseRoute], prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount):
+                walk(list(route.routes), prefix + route.path)
+            elif isinstance(route, Route):
+                for method in route.methods or ():
+                    if method != "HEAD":
+                        found.add((method, prefix + route.path))
+
+    walk(list(app.routes), "")
+    return found
+
+
+def build_app(
+    service: Service, *, admin_token: str | None = None, check_token: str | None = None
+) -> Starlette:
+    """The service's app. No ``admin_token``: no admin API (``/admin/*`` is 404).
+
+    The admin routes (``ratekeeper.server.admin``) read the token from
+    ``service.admin_token``, set here.
+    """
+    api = DecisionApi(service)
+    routes: list[BaseRoute] = [
+        Route("/v1/check", api.check, methods=["POST"]),
+        Route("/v1/check:batch", api.check_batch, methods=["POST"]),
+        Route("/v1/release", api.release, methods=["POST"]),
+        Route("/v1/report", api.report, methods=["POST"]),
+        Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+    ]
+    authorize_route = _optional("ratekeeper.server.authorize", "authorize_route")
+    if authorize_route is not None:
+        routes.append(authorize_route(service))
+    service.admin_token = admin_token
+    admin = None
+    admin_paths: dict[str, Any] | None = None
+    if admin_token:
+        admin = _optional("ratekeeper.server.admin", "admin_routes")
+        if admin is not None:
+            routes.append(Mount("/admin", routes=admin(service)))
+            describe = _optional("ratekeeper.server.admin", "openapi_paths")
+            admin_paths = describe() if describe is not None else None
+        else:
+            _log.warning("an admin token is set but the admin API is not installed")
+    document = openapi_document(
+        authorize=authorize_route is not None, admin=admin is not None, admin_paths=admin_paths
+    )
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+    app.state.service = service
+    if check_token:
+        app.add_middleware(CheckTokenGuard, token=check_token)
+    return app

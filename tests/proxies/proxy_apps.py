@@ -1,11 +1,8 @@
 """The two servers a proxy sits between in these tests: the decision service and an upstream.
 
 The decision service runs as a process of its own on a free loopback port,
-started by ONE function, :func:`decision_service`: until
-``ratekeeper serve`` exists on this branch it is uvicorn serving
-``decision_app.py`` (the ``/v1/authorize`` route over an
-:class:`~ratekeeper.AsyncLimiter` of the policy on a memory store, on the real
-clock); then it is that command, and nothing else here changes.
+started by ONE function, :func:`decision_service`: ``ratekeeper serve`` with
+the test's policy, a memory store on the real clock and a registry of its own.
 
 The upstream is a plain ASGI app served in the test process
 (:class:`~support.loopback.ThreadedServer`): it answers every path with JSON
@@ -20,12 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decision_app import POLICY_ENV
-
 from support.loopback import LoopbackProcess
 
 __all__ = [
-    "POLICY_ENV",
     "UPSTREAM_HEADER",
     "Received",
     "Upstream",
@@ -37,25 +31,20 @@ UPSTREAM_HEADER = "X-Upstream"
 
 
 def decision_service(policy: Path, directory: Path) -> LoopbackProcess:
-    """The decision service deciding with ``policy``, to start on a free loopback port.
+    """``ratekeeper serve`` deciding with ``policy``, to start on a free loopback port.
 
-    The one place that says how the service starts. Once ``ratekeeper serve``
-    is merged, ``command`` returns (and ``env`` is empty)::
-
-        [sys.executable, "-m", "ratekeeper", "serve", "--policy", str(policy),
-         "--host", "127.0.0.1", "--port", str(port),
-         "--registry", f"sqlite:///{directory / 'registry.sqlite3'}"]
+    The one place that says how the service starts: the real command, as an
+    operator runs it, with a registry of its own in ``directory``.
     """
 
     def command(port: int, directory: Path) -> list[str]:
         return [
-            sys.executable, "-m", "uvicorn", "--factory", "decision_app:decision_app",
-            "--app-dir", str(Path(__file__).parent),
+            sys.executable, "-m", "ratekeeper", "serve", "--policy", str(policy),
             "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--no-access-log",
+            "--registry", f"sqlite:///{directory / 'registry.sqlite3'}",
         ]  # fmt: skip
 
-    return LoopbackProcess("ratekeeper", command, directory, env={POLICY_ENV: str(policy)})
+    return LoopbackProcess("ratekeeper", command, directory, env={})
 
 
 @dataclass(frozen=True)

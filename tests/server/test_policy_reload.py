@@ -7,16 +7,15 @@ With a registry, each attempt is written to its audit log.
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from service_client import IP, MakeService
 
-from ratekeeper import Policy
-from ratekeeper.policy import KeyEntry
+from ratekeeper import load_policy
+from ratekeeper.registry import Registry
 
 TEMPLATE = """
 version: 1
@@ -90,40 +89,10 @@ async def test_reload_from_another_path_makes_it_the_policy_file(
     assert await limit_and_remaining(client) == ("5", "4")
 
 
-class StubRegistry:
-    """Stands in for ``ratekeeper.registry.Registry`` until it is installed (interfaces.md)."""
-
-    def __init__(self, plans: set[str]) -> None:
-        self.plans = plans
-        self.recorded: list[tuple[str, str, dict[str, Any]]] = []
-        self.closed = False
-
-    def plans_in_use(self) -> set[str]:
-        return set(self.plans)
-
-    def entries(self, policy: Policy) -> tuple[KeyEntry, ...]:
-        return ()
-
-    def record(
-        self, kind: str, *, actor: str, target: str | None = None, detail: Any = None
-    ) -> None:
-        self.recorded.append((kind, actor, dict(detail or {})))
-
-    def audited(self, kind: str) -> list[dict[str, Any]]:
-        return [detail for done, _actor, detail in self.recorded if done == kind]
-
-    def close(self) -> None:
-        self.closed = True
-
-
 class RealRegistry:
     """The registry on SQLite with a key of plan ``pro``; ``audited`` reads its audit log."""
 
     def __init__(self, path: Path, policy: Path) -> None:
-        from ratekeeper.registry import Registry  # type: ignore[import-not-found,unused-ignore]
-
-        from ratekeeper import load_policy
-
         self.registry = Registry.open(f"sqlite:///{path}")
         self.registry.create_key(policy=load_policy(policy), plan="pro", name="acme", actor="test")
 
@@ -131,24 +100,19 @@ class RealRegistry:
         return [dict(event.detail) for event in self.registry.audit(kind=kind)]
 
 
-RegistryFactory = Callable[[Path], Any]
-
-
 @pytest.fixture
-def registry_with_a_pro_key(tmp_path: Path) -> Iterator[Any]:
-    """A registry whose keys use plan ``pro``: the real one when installed, else the stub."""
-    policy = write(tmp_path / "policy.yaml")
-    if importlib.util.find_spec("ratekeeper.registry") is not None:
-        yield RealRegistry(tmp_path / "registry.sqlite3", policy)
-    else:
-        yield StubRegistry({"pro"})
+def registry_with_a_pro_key(tmp_path: Path) -> Iterator[RealRegistry]:
+    """A registry on SQLite whose one key uses plan ``pro``."""
+    found = RealRegistry(tmp_path / "registry.sqlite3", write(tmp_path / "policy.yaml"))
+    yield found
+    found.registry.close()
 
 
 async def test_a_policy_dropping_a_plan_registry_keys_use_is_refused(
-    make_service: MakeService, tmp_path: Path, registry_with_a_pro_key: Any
+    make_service: MakeService, tmp_path: Path, registry_with_a_pro_key: RealRegistry
 ) -> None:
     found = registry_with_a_pro_key
-    registry = found.registry if isinstance(found, RealRegistry) else found
+    registry = found.registry
     policy = tmp_path / "policy.yaml"
     client = make_service(None, policy_path=policy, registry=registry)
     write(policy, anonymous=100, extra_plans="")

@@ -25,9 +25,7 @@ current limiter, write the answer. Every error is JSON,
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,6 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..engine import Prepared
 from ..stores import StoreUnavailableError
+from .admin import admin_routes, openapi_paths
+from .authorize import authorize_route
 from .decisions import (
     MOST_BODY,
     InvalidRequestError,
@@ -226,18 +226,6 @@ class CheckTokenGuard:
         return found
 
 
-def _optional(module: str, name: str) -> Callable[..., Any] | None:
-    """``module.name`` when the module is installed (built by another part of the service)."""
-    try:
-        found = importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if error.name != module:
-            raise  # the module is there but something it imports is not: say so
-        return None
-    named: Callable[..., Any] | None = getattr(found, name, None)
-    return named
-
-
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
@@ -287,23 +275,11 @@ def build_app(
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
     ]
-    authorize_route = _optional("ratekeeper.server.authorize", "authorize_route")
-    if authorize_route is not None:
-        routes.append(authorize_route(service))
+    routes.append(authorize_route(service))
     service.admin_token = admin_token
-    admin = None
-    admin_paths: dict[str, Any] | None = None
     if admin_token:
-        admin = _optional("ratekeeper.server.admin", "admin_routes")
-        if admin is not None:
-            routes.append(Mount("/admin", routes=admin(service)))
-            describe = _optional("ratekeeper.server.admin", "openapi_paths")
-            admin_paths = describe() if describe is not None else None
-        else:
-            _log.warning("an admin token is set but the admin API is not installed")
-    document = openapi_document(
-        authorize=authorize_route is not None, admin=admin is not None, admin_paths=admin_paths
-    )
+        routes.append(Mount("/admin", routes=admin_routes(service)))
+    document = openapi_document(admin_paths=openapi_paths() if admin_token else None)
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)

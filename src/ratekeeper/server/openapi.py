@@ -4,8 +4,8 @@ Written by hand, next to nothing else: the routes are few and their JSON is
 the contract clients are written against. A test compares it with the routes
 the app serves, both ways (tests/server/test_openapi.py), so a route added or
 removed without its description fails there. Forward-auth and the admin API
-are described only when they are mounted; the admin module may describe its
-own routes (``openapi_paths()``), else the description below is used.
+are described only when they are mounted; the admin module describes its own
+routes (``ratekeeper.server.admin.openapi_paths``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from .decisions import MOST_BATCH, MOST_COST, MOST_HEADERS
 
-__all__ = ["ADMIN_PATHS", "openapi_document"]
+__all__ = ["openapi_document"]
 
 #: every key of a decision's JSON, always present (``null`` when it does not apply)
 _DECISION_KEYS = ("allowed", "status", "plan", "category", "key_id", "retry_after", "reset",
@@ -178,49 +178,6 @@ _AUTHORIZE: dict[str, Any] = {
 }
 
 
-def _admin(summary: str, *statuses: int, body: bool = False, ok: int = 200) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "security": [{"admin": []}],
-        "responses": {str(ok): _json({"type": "object"}, "Done."), **_errors(401, *statuses)},
-    }
-    if body:
-        operation["requestBody"] = _body({"type": "object"})
-    return operation
-
-
-#: the admin API (``ratekeeper.server.admin``; docs/admin-api.md has every body), when
-#: its module does not describe itself
-ADMIN_PATHS: dict[str, Any] = {
-    "/admin/keys": {
-        "get": _admin("List API keys (never the keys themselves)"),
-        "post": _admin("Create a key; the raw key is shown this once", 409, 422, body=True, ok=201),
-    },
-    "/admin/keys/{key_id}": {
-        "get": _admin("One key", 404),
-        "patch": _admin("Change a key's plan or overrides", 404, 409, 422, body=True),
-        "delete": _admin("Revoke a key", 404, 409),
-    },
-    "/admin/keys/{key_id}/usage": {
-        "get": _admin("A key's remaining per limit, consuming nothing", 404),
-    },
-    "/admin/keys/{key_id}/reset": {
-        "post": _admin("Reset one key's counters", 404),
-    },
-    "/admin/blocks": {
-        "get": _admin("Lockout and penalty blocks in force"),
-    },
-    "/admin/blocks/{block_key}": {
-        "delete": _admin("Lift one block", 404),
-    },
-    "/admin/policy/reload": {
-        "post": _admin("Load the policy file again; refused with its errors, old policy kept", 409),
-    },
-    "/admin/audit": {
-        "get": _admin("The audit log: who changed what, when"),
-    },
-}
-
 _SCHEMAS: dict[str, Any] = {
     "CheckCall": {
         "type": "object",
@@ -325,15 +282,11 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def openapi_document(
-    *, authorize: bool, admin: bool, admin_paths: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The description of what an app serves: forward-auth and admin only when mounted."""
-    paths = dict(_DECISION_API)
-    if authorize:
-        paths.update(_AUTHORIZE)
-    if admin:
-        paths.update(admin_paths if admin_paths is not None else ADMIN_PATHS)
+def openapi_document(*, admin_paths: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The description of what an app serves: the admin API's paths only when it is mounted."""
+    paths = {**_DECISION_API, **_AUTHORIZE}
+    if admin_paths is not None:
+        paths.update(admin_paths)
     return {
         "openapi": "3.1.0",
         "info": {

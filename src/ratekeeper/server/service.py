@@ -16,7 +16,6 @@ current one before it takes over.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 from ..engine import DecisionHook, LeaseSeal
 from ..limiter import AsyncLimiter
 from ..policy import KeyEntry, Policy, PolicyError, load_policy
+from ..registry import Registry, Watcher
 from ..stores import MemoryStore, RedisStore, Store
 from .metrics import ServiceMetrics
 from .settings import Settings, SettingsError, default_policy_path
@@ -44,14 +44,10 @@ def open_store(url: str) -> Store:
         raise SettingsError(f"--store: {error}") from None
 
 
-def open_registry(url: str) -> Any:
-    """The registry of API keys at ``url`` (``ratekeeper.registry``: migrations run here)."""
+def open_registry(url: str) -> Registry:
+    """The registry of API keys at ``url`` (migrations run here)."""
     try:
-        registry = importlib.import_module("ratekeeper.registry")
-    except ModuleNotFoundError:
-        raise SettingsError("--registry: the registry of API keys is not installed") from None
-    try:
-        return registry.Registry.open(url)
+        return Registry.open(url)
     except Exception as error:  # a wrong URL, an unreachable database: said, not a traceback
         raise SettingsError(f"--registry: cannot open {url.split('@')[-1]}: {error}") from None
 
@@ -78,7 +74,7 @@ class Service:
         store: Store,
         policy_path: str | Path | None = None,
         policy: Policy | None = None,
-        registry: Any | None = None,
+        registry: Registry | None = None,
         secret: bytes | None = None,
         hooks: Sequence[DecisionHook] = (),
         admin_token: str | None = None,
@@ -93,7 +89,7 @@ class Service:
         self.policy_path = Path(policy_path) if policy_path is not None else default_policy_path()
         self.seal = LeaseSeal(secret)
         self._registry_every = registry_every
-        self._watcher: Any = None
+        self._watcher: Watcher | None = None
         self._entries: tuple[KeyEntry, ...] = ()
         self._reloading = asyncio.Lock()
         loaded = policy if policy is not None else load_policy(self.policy_path)

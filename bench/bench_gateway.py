@@ -171,6 +171,9 @@ def print_section(name: str, load: Load, results: dict[str, Measurement], python
     rows = []
     for variant, m in results.items():
         own = variant == "upstream"
+        if m.best == 0:  # no answer within a window: said, not divided by
+            rows.append([variant, "0", "0", *["-"] * 5, "-"])
+            continue
         rows.append(
             [
                 variant,
@@ -295,11 +298,14 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     gateway = results["gateway"].best
                     peer = results.get("nginx limit_req")
-                    against = (
-                        f"; nginx limit_req {peer.best:,.0f} req/s ({gateway / peer.best:.0%})"
-                        if peer is not None
-                        else "; no nginx here to compare with"
-                    )
+                    if peer is None:
+                        against = "; no nginx here to compare with"
+                    elif peer.best == 0:
+                        against = "; nginx limit_req answered nothing in its windows"
+                    else:
+                        against = (
+                            f"; nginx limit_req {peer.best:,.0f} req/s ({gateway / peer.best:.0%})"
+                        )
                     summary.append(f"gateway throughput {gateway:,.0f} req/s{against}")
         finally:
             for server in reversed(servers):

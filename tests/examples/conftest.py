@@ -1,4 +1,4 @@
-"""Shared ground for the example policies' tests: one example on a fake clock, three faces.
+"""Shared ground for the example policies' tests: one example on a fake clock, four faces.
 
 Every test drives a real policy file from ``examples/``; time moves by
 assignment on a :class:`~support.clock.Clock`, never by sleeping. The

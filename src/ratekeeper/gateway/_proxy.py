@@ -58,6 +58,10 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200,
                               keepalive_expiry=5.0)  # fmt: skip
 _END = {"type": "http.response.body", "body": b""}
+#: the pool is this many httpcore pools, taken in turn: httpcore's pool looks at every
+#: connection it holds (a poll(2) each) on every request, so its cost per request grows
+#: with the connections open; small pools keep it flat (bench_gateway.py, 32 connections)
+SHARDS = 8
 
 
 class ClientGoneError(Exception):
@@ -161,23 +165,38 @@ class ProxyApp:
         self._preserve_host = preserve_host
         self._max_body_size = max_body_size
         self._given_transport = transport
-        self._transport: httpx.AsyncBaseTransport | None = None
+        self._shards: list[httpx.AsyncBaseTransport] = []
+        self._turn = 0
 
     # the upstream pool
 
     def _pool(self) -> httpx.AsyncBaseTransport:
-        transport = self._transport
-        if transport is None:
-            transport = self._given_transport or httpx.AsyncHTTPTransport(
-                limits=self._limits, trust_env=False
-            )
-            self._transport = transport
-        return transport
+        shards = self._shards
+        if not shards:
+            shards = self._shards = self._open_shards()
+        self._turn = turn = (self._turn + 1) % len(shards)
+        return shards[turn]
+
+    def _open_shards(self) -> list[httpx.AsyncBaseTransport]:
+        if self._given_transport is not None:
+            return [self._given_transport]
+        limits = self._limits
+        count = SHARDS
+
+        def share(total: int | None) -> int | None:
+            return None if total is None else max(1, -(-total // count))
+
+        each = httpx.Limits(
+            max_connections=share(limits.max_connections),
+            max_keepalive_connections=share(limits.max_keepalive_connections),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        return [httpx.AsyncHTTPTransport(limits=each, trust_env=False) for _ in range(count)]
 
     async def aclose(self) -> None:
         """Close the upstream connections (the next request opens a new pool)."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
+        shards, self._shards = self._shards, []
+        for transport in shards:
             await transport.aclose()
 
     # ASGI

@@ -4,6 +4,7 @@ ratekeeper policy check FILE       validate a policy and summarise it
 ratekeeper check --policy FILE ... decide requests against a policy, locally
 ratekeeper keys create|list|revoke|set-plan   API keys of the registry
 ratekeeper serve [--policy FILE]   the decision service (docs/service.md)
+ratekeeper proxy --upstream URL    the gateway in front of an API (docs/gateway.md)
 """
 
 from __future__ import annotations
@@ -331,3 +332,130 @@ def serve(
     except (SettingsError, PolicyError) as error:
         raise click.ClickException(str(error)) from None
     sys.exit(status)
+
+
+@main.command("proxy")
+@click.option("--upstream", required=True, help="The API behind the gateway: http://HOST:PORT.")
+@click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False), help="Default: the built-in one."
+)
+@click.option("--store", default="memory://", show_default=True, help="memory:// or a Redis URL.")
+@click.option(
+    "--registry",
+    help="Registry of API keys: sqlite:///FILE or postgresql://...; 'none' for none. "
+    "Default: sqlite:///ratekeeper.sqlite3.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait on the upstream (connect, send, each read) before a 504.",
+)
+@click.option(
+    "--admin-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the admin API, metrics and dashboard on this port (same --host).",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False),
+    help="Bearer token of the admin API (or $RATEKEEPER_ADMIN_TOKEN); none: admin API off.",
+)
+@click.option("--preserve-host", is_flag=True, help="Send the client's Host to the upstream.")
+@click.option(
+    "--max-body-size",
+    type=click.IntRange(min=0),
+    help="Refuse request bodies over this many bytes (413). Default: no limit.",
+)
+def proxy(
+    upstream: str,
+    policy_file: str | None,
+    store: str,
+    registry: str | None,
+    host: str,
+    port: int,
+    timeout: float,
+    admin_port: int | None,
+    admin_token_file: str | None,
+    preserve_host: bool,
+    max_body_size: int | None,
+) -> None:
+    """Run the gateway: every request goes to --upstream, the policy enforced in front."""
+    try:
+        import asyncio
+
+        from .gateway import Gateway, ProxyApp
+        from .gateway.run import Listener, run_gateway, startup_lines
+    except ModuleNotFoundError as error:
+        raise click.ClickException(
+            f"the gateway needs the server extra (pip install 'ratekeeper[server]'): {error}"
+        ) from None
+    try:
+        proxy_app = ProxyApp(
+            upstream, timeout=timeout, preserve_host=preserve_host, max_body_size=max_body_size
+        )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--upstream") from None
+    service, check_token = _proxy_service(policy_file, store, registry, admin_token_file)
+    gateway = Gateway(proxy_app, service.limiter, follow=lambda: service.limiter)
+    listeners = [Listener(gateway, host, port)]
+    admin = _admin_app(service, check_token) if admin_port is not None else None
+    if admin is not None and admin_port is not None:
+        listeners.append(Listener(admin, host, admin_port, lifespan="off"))
+
+    def started(urls: list[str]) -> None:
+        for line in startup_lines(urls, proxy_app.upstream, admin=admin is not None):
+            click.echo(line)
+
+    async def run() -> int:
+        service.start()
+        try:
+            return await run_gateway(
+                listeners, on_started=started, on_hangup=lambda: _reload(service)
+            )
+        finally:
+            await service.close()
+
+    sys.exit(asyncio.run(run()))
+
+
+def _proxy_service(
+    policy_file: str | None,
+    store: str,
+    registry: str | None,
+    admin_token_file: str | None,
+) -> tuple[Any, str | None]:
+    """The service state the gateway decides with (:class:`ratekeeper.server.service.Service`).
+
+    Policy, store, registry (its watcher gives the limiter the registry's keys)
+    and reloads are the service's, as for ``serve``; the gateway follows its
+    current limiter. With it, the check token the service's app requires
+    (``$RATEKEEPER_CHECK_TOKEN``) for ``--admin-port``.
+    """
+    from .server.service import Service
+    from .server.settings import Settings
+
+    try:
+        settings = Settings.from_options(
+            policy=policy_file, store=store, registry=registry, admin_token_file=admin_token_file
+        )
+        return Service.open(settings), settings.check_token
+    except (ValueError, OSError) as error:  # SettingsError, PolicyError, an unreadable file
+        raise click.ClickException(str(error)) from None
+
+
+def _admin_app(service: Any, check_token: str | None) -> Any:
+    """The service's app for ``--admin-port``: admin API, metrics, health, decisions."""
+    from .server.app import build_app
+
+    return build_app(service, admin_token=service.admin_token, check_token=check_token)
+
+
+async def _reload(service: Any) -> None:
+    """SIGHUP: load the policy file again; the gateway follows the service's new limiter."""
+    errors = await service.reload_policy(actor="sighup")
+    for error in errors:
+        click.echo(f"ratekeeper proxy: policy reload refused: {error}", err=True)

@@ -1,4 +1,4 @@
-"""Shared ground for the example policies' tests: one example on a fake clock, three faces.
+"""Shared ground for the example policies' tests: one example on a fake clock, four faces.
 
 Every test drives a real policy file from ``examples/``; time moves by
 assignment on a :class:`~support.clock.Clock`, never by sleeping. The
@@ -24,6 +24,12 @@ Each test that takes the ``example`` fixture runs once per *face*:
     lease it returns is given back at once with ``POST /v1/release`` (the
     upstream answered at once), and a login's upstream status is sent with
     ``POST /v1/report``, as an app calling the service would.
+``gateway``
+    :class:`GatewayApi`: real HTTP requests through ``httpx.ASGITransport`` to
+    the gateway (``ratekeeper.gateway.build_gateway``: the ASGI middleware around
+    the proxy), which sends them on over loopback to the example's upstream
+    (``upstreams.AsgiUpstream``) under a real uvicorn; the gateway's store is
+    the face's, on the fake clock.
 
 The service face returns a :class:`ServiceAnswer`: status, header fields,
 allowed, plan, category and key id from the service's JSON; the body is the
@@ -51,6 +57,7 @@ picks whichever conftest pytest loaded last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import json
@@ -83,7 +90,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 #: the default client address of a request (TEST-NET-3)
 CLIENT_IP = "203.0.113.7"
 #: the faces every example test runs on, in order
-FACES = ("limiter", "asgi", "wsgi", "service")
+FACES = ("limiter", "asgi", "wsgi", "service", "gateway")
 LOGIN = ("POST", "/api/authenticate")
 
 #: the request header that carries a path exactly as the test wrote it (see ``as_sent``)
@@ -490,6 +497,67 @@ class AsgiApi(HttpApi):
         self._runner.close()
 
 
+def _fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (uvicorn's ``auto`` picks it too), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
+class GatewayApi(HttpApi):
+    """The gateway in front of the example's upstream served on loopback.
+
+    The client reaches the gateway through ``httpx.ASGITransport`` (so each
+    request says its client address, as on the other faces); the gateway
+    reaches the upstream over a real connection: a uvicorn running in this
+    face's own event loop, on a free port. The fake clock is the gateway's
+    store's, so the documented numbers, header fields and bodies are asserted
+    through the gateway exactly as through the middleware.
+    """
+
+    face = "gateway"
+
+    def __init__(self, name: str, start: float, spy: DecisionSpy) -> None:
+        from ratekeeper.gateway import build_gateway
+        from support.asgi_server import serving
+
+        super().__init__(name, start, spy)
+        self.upstream = AsgiUpstream(name)
+        self._runner = asyncio.Runner(loop_factory=_fast_loop())
+        self._servers = contextlib.AsyncExitStack()
+        self.upstream_url = self.run(
+            self._servers.enter_async_context(serving(self.upstream, lifespan="off"))
+        )
+        self.gateway = build_gateway(example_policy(name), self.store, self.upstream_url)
+        self.app = as_sent_asgi(self.gateway)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(self, ip: str) -> httpx.AsyncClient:
+        client = self._clients.get(ip)
+        if client is None:
+            transport = httpx.ASGITransport(app=self.app, client=(ip, 51000))
+            client = self._clients[ip] = httpx.AsyncClient(transport=transport)
+        return client
+
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        async def wait() -> Any:
+            return await awaitable
+
+        return self._runner.run(wait())
+
+    def send(self, ip: str, request: httpx.Request) -> httpx.Response:
+        return self.run(self.client(ip).send(request))  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            self.run(client.aclose())
+        self.run(self.gateway.aclose())
+        self.run(self._servers.aclose())
+        self._runner.close()
+
+
 class WsgiApi(HttpApi):
     """The WSGI middleware in front of the WSGI upstream, through ``httpx.WSGITransport``.
 
@@ -661,7 +729,7 @@ def example(face: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleFacto
     """``example(name, start)``: a fresh face of example ``name`` whose clock reads ``start``."""
     made: list[ExampleApi] = []
     spy = DecisionSpy(monkeypatch) if face != "limiter" else None
-    if face in ("asgi", "service") and importlib.util.find_spec("sniffio") is None:
+    if face in ("asgi", "service", "gateway") and importlib.util.find_spec("sniffio") is None:
         # httpx's ASGITransport imports sniffio on every request to ask for trio;
         # without it each request pays a failed import that searches sys.path
         # (most of a request's cost). ``None`` in sys.modules fails it at once.
@@ -678,6 +746,9 @@ def example(face: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ExampleFacto
         elif face == "service":
             assert spy is not None
             api = ServiceApi(name, start, spy)
+        elif face == "gateway":
+            assert spy is not None
+            api = GatewayApi(name, start, spy)
         else:
             api = LimiterApi(name, start)
         made.append(api)

@@ -12,8 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -109,7 +108,10 @@ def _open_registry(url: str) -> Any:
 
 
 def _key_policy(policy_file: str | None) -> Any:
-    path = policy_file or Path(__file__).parent / "server" / "default_policy.yaml"
+    """The policy keys are checked against: ``--policy``, else the service's built-in one."""
+    from .server.settings import default_policy_path
+
+    path = policy_file or default_policy_path()
     try:
         return load_policy(path)
     except PolicyError as error:
@@ -268,18 +270,33 @@ def check(
             click.echo(f"  body: {body}")
 
 
+def _service_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options ``serve`` and ``proxy`` share: policy, store, registry, where to listen."""
+    options = [
+        click.option(
+            "--policy",
+            "policy_file",
+            type=click.Path(dir_okay=False),
+            help="Default: the built-in one.",
+        ),
+        click.option(
+            "--store", default="memory://", show_default=True, help="memory:// or a Redis URL."
+        ),
+        click.option(
+            "--registry",
+            help="Registry of API keys: sqlite:///FILE or postgresql://...; 'none' for none. "
+            "Default: sqlite:///ratekeeper.sqlite3.",
+        ),
+        click.option("--host", default="127.0.0.1", show_default=True),
+        click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535)),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command("serve")
-@click.option(
-    "--policy", "policy_file", type=click.Path(dir_okay=False), help="Default: the built-in one."
-)
-@click.option("--store", default="memory://", show_default=True, help="memory:// or a Redis URL.")
-@click.option(
-    "--registry",
-    help="Registry of API keys: sqlite:///FILE or postgresql://...; 'none' for none. "
-    "Default: sqlite:///ratekeeper.sqlite3.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@_service_options
 @click.option(
     "--admin-token-file",
     type=click.Path(dir_okay=False),
@@ -336,17 +353,7 @@ def serve(
 
 @main.command("proxy")
 @click.option("--upstream", required=True, help="The API behind the gateway: http://HOST:PORT.")
-@click.option(
-    "--policy", "policy_file", type=click.Path(dir_okay=False), help="Default: the built-in one."
-)
-@click.option("--store", default="memory://", show_default=True, help="memory:// or a Redis URL.")
-@click.option(
-    "--registry",
-    help="Registry of API keys: sqlite:///FILE or postgresql://...; 'none' for none. "
-    "Default: sqlite:///ratekeeper.sqlite3.",
-)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@_service_options
 @click.option(
     "--timeout",
     default=30.0,

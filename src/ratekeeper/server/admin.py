@@ -560,20 +560,6 @@ async def _reload(request: Request, service: AdminService) -> Response:
 # the admin API described, for the service's /openapi.json
 
 
-def _error_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            }
-        },
-    }
-
-
 _ERRORS = {
     401: "No admin token, or a wrong one (`unauthorized`); nothing was read or changed.",
     404: "No such key or block (`not_found`).",
@@ -619,7 +605,7 @@ def _operation(
     for code in (401, *errors):
         responses[str(code)] = {
             "description": _ERRORS[code],
-            "content": {"application/json": {"schema": _error_schema()}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
     operation: dict[str, Any] = {
         "summary": summary,

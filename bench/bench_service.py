@@ -281,7 +281,9 @@ def run(settings: ServiceSettings, redis: RedisServer | None, stack: ExitStack) 
     if redis is not None:
         stores["service redis"] = redis.url
     for name, url in stores.items():
-        servers.append(start_app(name, settings, "service", "--policy", str(policy), "--store", url))
+        servers.append(
+            start_app(name, settings, "service", "--policy", str(policy), "--store", url)
+        )
     key, key_id = service_apps.KEY, service_apps.KEY_ID
     probe = settings.load("check", key, connections=1)
     summary: list[str] = []

@@ -161,6 +161,8 @@ def lease_token(data: Any) -> str:
 def _object(data: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequestError(f"{where or 'the body'}: must be a JSON object")
+    if data.keys() <= allowed:  # the usual call: no set made
+        return data
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise InvalidRequestError(
@@ -221,6 +223,8 @@ def _headers(value: Any, where: str) -> dict[str, str]:
 
 def _valid_text(text: str) -> bool:
     """No lone surrogate (what undecodable bytes and ``\\udcXX`` escapes become)."""
+    if text.isascii():  # a flag of the string: no encoding made
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

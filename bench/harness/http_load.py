@@ -40,7 +40,13 @@ BENCH = Path(__file__).resolve().parent.parent  # where ``-m harness.http_load``
 
 @dataclass(frozen=True)
 class Load:
-    """How every server is loaded: the one request, the windows, the generator."""
+    """How every server is loaded: the one request, the windows, the generator.
+
+    The request is a ``GET`` unless ``method`` says otherwise; a ``body`` is
+    sent with its ``Content-Length`` (and ``headers`` should give its type).
+    wrk sends ``GET`` only here: a load with another method or a body needs
+    the Python generator.
+    """
 
     path: str
     headers: dict[str, str]  # sent with every request
@@ -50,13 +56,17 @@ class Load:
     generator: str  # "wrk" or "python"
     wrk: str  # wrk's path
     client_cpu: int | None  # pin the load generator to this CPU
+    method: str = "GET"
+    body: bytes = b""
 
     def request(self, port: int, *, close: bool = False) -> bytes:
-        head = [f"GET {self.path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+        head = [f"{self.method} {self.path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
         head += [f"{name}: {value}" for name, value in self.headers.items()]
+        if self.body or self.method != "GET":
+            head.append(f"Content-Length: {len(self.body)}")
         if close:
             head.append("Connection: close")
-        return ("\r\n".join(head) + "\r\n\r\n").encode()
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + self.body
 
 
 # --------------------------------------------------------------------------- #
@@ -208,6 +218,8 @@ def _wrk_ms(text: str) -> float:
 
 
 def run_wrk(server: Server, load: Load) -> Pass:
+    if load.method != "GET" or load.body:
+        sys.exit(f"{server.name}: wrk sends GET only here; use the Python load generator")
     url = f"http://127.0.0.1:{server.port}{load.path}"
     headers = [arg for name, value in load.headers.items() for arg in ("-H", f"{name}: {value}")]
 

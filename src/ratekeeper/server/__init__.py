@@ -14,6 +14,7 @@ Modules, each with one job:
 ``metrics``    Prometheus: the decision hook's adapter, the store's state
 ``openapi``    ``/openapi.json``
 ``app``        the Starlette app: routes, check token, JSON errors
+``_asgi``      the hot paths' body reader and answer writer on raw ASGI calls
 ``run``        running it under uvicorn: SIGHUP reloads, graceful shutdown, ``--smoke``
 
 Needs the ``server`` extra (Starlette, uvicorn, prometheus-client): nothing

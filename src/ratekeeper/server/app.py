@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..engine import Prepared
 from ..stores import StoreUnavailableError
+from ._asgi import JSON_TYPE, BodyTooLargeError, ClientGoneError, read_body, send_answer
 from .admin import admin_routes, openapi_paths
 from .authorize import authorize_route
 from .decisions import (
@@ -45,6 +46,7 @@ from .decisions import (
     check_call,
     check_calls,
     decision_json,
+    encode_json,
     error_json,
     lease_token,
     parse_body,
@@ -53,7 +55,7 @@ from .decisions import (
 from .openapi import openapi_document
 from .service import Service
 
-__all__ = ["CheckTokenGuard", "DecisionApi", "build_app", "served_routes"]
+__all__ = ["CheckEndpoint", "CheckTokenGuard", "DecisionApi", "build_app", "served_routes"]
 
 _log = logging.getLogger("ratekeeper.server")
 #: the header that carries the check token where ``Authorization`` is the client's
@@ -68,34 +70,38 @@ def _invalid(error: InvalidRequestError) -> JSONResponse:
     return _error(error.status, error.code, error.message)
 
 
-async def read_body(request: Request) -> bytes:
-    """The request body, refused past :data:`MOST_BODY` bytes without reading the rest."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MOST_BODY):
-        raise InvalidRequestError(f"the body is over {MOST_BODY:,} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MOST_BODY:
-            raise InvalidRequestError(f"the body is over {MOST_BODY:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def call_body(scope: Scope, receive: Receive) -> bytes:
+    """The body of a call, refused past :data:`MOST_BODY` bytes without reading the rest."""
+    try:
+        return await read_body(scope, receive, MOST_BODY)
+    except BodyTooLargeError:
+        raise InvalidRequestError(f"the body is over {MOST_BODY:,} bytes") from None
 
 
-class DecisionApi:
-    """The handlers of ``/v1/*``, ``/healthz`` and ``/metrics`` on one service."""
+class CheckEndpoint:
+    """``POST /v1/check`` as a plain ASGI app: the hot path, no ``Request``/``Response`` objects.
+
+    Reads the call, decides it with the service's current limiter (taking a
+    cap's lease), answers the decision's status and JSON; a malformed call
+    gets its 422 (or 400) and nothing is charged.
+    """
+
+    __slots__ = ("service",)
 
     def __init__(self, service: Service) -> None:
         self.service = service
 
-    async def check(self, request: Request) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            call = check_call(parse_body(await read_body(request)))
+            call = check_call(parse_body(await call_body(scope, receive)))
         except InvalidRequestError as error:
-            return _invalid(error)
+            await _answer(scope, send, error.status, error_json(error.code, error.message))
+            return
+        except ClientGoneError:
+            return
+        service = self.service
         try:
-            decision = await self.service.limiter.check(
+            decision = await service.limiter.check(
                 method=call.method,
                 path=call.path,
                 headers=call.headers,
@@ -104,14 +110,25 @@ class DecisionApi:
                 lease=True,
             )
         except ValueError as error:  # the engine refused the call before charging anything
-            return _error(422, "invalid_request", str(error))
-        return JSONResponse(
-            decision_json(decision, self.service.seal), status_code=decision.status_code
-        )
+            await _answer(scope, send, 422, error_json("invalid_request", str(error)))
+            return
+        await _answer(scope, send, decision.status_code, decision_json(decision, service.seal))
+
+
+async def _answer(scope: Scope, send: Send, status: int, content: Any) -> None:
+    await send_answer(scope, send, status, [JSON_TYPE], encode_json(content))
+
+
+class DecisionApi:
+    """The handlers of ``/v1/check:batch``, ``/v1/release``, ``/v1/report``, ``/healthz``
+    and ``/metrics`` on one service (``/v1/check`` is :class:`CheckEndpoint`)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
 
     async def check_batch(self, request: Request) -> Response:
         try:
-            calls = check_calls(parse_body(await read_body(request)))
+            calls = check_calls(parse_body(await call_body(request.scope, request.receive)))
         except InvalidRequestError as error:
             return _invalid(error)
         limiter, seal = self.service.limiter, self.service.seal  # one policy for the batch
@@ -130,7 +147,7 @@ class DecisionApi:
 
     async def release(self, request: Request) -> Response:
         try:
-            token = lease_token(parse_body(await read_body(request)))
+            token = lease_token(parse_body(await call_body(request.scope, request.receive)))
         except InvalidRequestError as error:
             return _invalid(error)
         lease = self.service.seal.open(token)
@@ -148,7 +165,7 @@ class DecisionApi:
         does with ``record_response`` once the app has answered.
         """
         try:
-            report = report_call(parse_body(await read_body(request)))
+            report = report_call(parse_body(await call_body(request.scope, request.receive)))
         except InvalidRequestError as error:
             return _invalid(error)
         limiter, call = self.service.limiter, report.call
@@ -268,7 +285,7 @@ def build_app(
     """
     api = DecisionApi(service)
     routes: list[BaseRoute] = [
-        Route("/v1/check", api.check, methods=["POST"]),
+        Route("/v1/check", CheckEndpoint(service), methods=["POST"]),
         Route("/v1/check:batch", api.check_batch, methods=["POST"]),
         Route("/v1/release", api.release, methods=["POST"]),
         Route("/v1/report", api.report, methods=["POST"]),

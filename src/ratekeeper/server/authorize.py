@@ -37,14 +37,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 from starlette.routing import Route
 
 from ..limiter import AsyncLimiter, PolicyDecision
 from ..policy import Policy
+from ._asgi import JSON_TYPE, Receive, Scope, Send, send_answer
 
 __all__ = [
     "DENY_STATUS",
@@ -55,11 +56,6 @@ __all__ = [
     "forwarded_request",
     "request_path",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 #: the one status ``?deny_status=`` accepts: nginx passes on 401 and 403 only, and 401 asks
 #: the client for credentials
@@ -83,7 +79,7 @@ _OTHER_PAIR = {
 }
 #: an HTTP method is a token (RFC 9110, 5.6.2); the longest registered one is 17 characters
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")
-_JSON_TYPE = [(b"content-type", b"application/json")]
+_JSON_TYPE = [JSON_TYPE]
 
 
 class AuthorizeService(Protocol):
@@ -198,7 +194,7 @@ class _Authorize:
         try:
             deny = _deny_status(scope.get("query_string", b""))
         except ForwardedRequestError as error:
-            await _send(scope, send, 400, _JSON_TYPE, _error_body(str(error)))
+            await send_answer(scope, send, 400, _JSON_TYPE, _error_body(str(error)))
             return
         try:
             method, path = forwarded_request(raw_headers)
@@ -214,7 +210,7 @@ class _Authorize:
             client_ip=client[0] if client else "",
         )
         if decision.allowed:  # exempt ones too: they carry no header fields
-            await _send(scope, send, 200, limiter.raw_headers(decision), b"")
+            await send_answer(scope, send, 200, limiter.raw_headers(decision), b"")
             return
         status, headers, body = limiter.answers.refusal_raw(decision)
         await _refuse(scope, send, deny, status, headers, body)
@@ -231,16 +227,7 @@ async def _refuse(
     if deny:
         headers = [*headers, (STATUS_HEADER.lower().encode(), b"%d" % status)]
         status = DENY_STATUS
-    await _send(scope, send, status, headers, body)
-
-
-async def _send(
-    scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
-    if not any(name == b"content-length" for name, _ in headers):
-        headers = [*headers, (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+    await send_answer(scope, send, status, headers, body)
 
 
 def authorize_route(service: AuthorizeService) -> Route:

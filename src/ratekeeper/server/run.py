@@ -91,6 +91,13 @@ async def serve(
             log_level="warning" if smoke else "info",
             lifespan="off",
             timeout_graceful_shutdown=GRACE,
+            # one log line per decision would cost more than the decision (the metrics
+            # and, with a registry, the usage analytics count them instead)
+            access_log=False,
+            # the policy's trusted proxies decide whose forwarding header to believe
+            # (/v1/authorize): uvicorn must not rewrite the peer from it first
+            proxy_headers=False,
+            server_header=False,
         )
         server = uvicorn.Server(config)
         listening = _listen(settings.host, config.port)

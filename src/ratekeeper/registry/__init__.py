@@ -31,6 +31,7 @@ from ._commands import DEFAULT_REGISTRY, cli_actor, key_table, parse_limits
 from ._errors import InvalidKeyError, KeyConflictError, KeyNotFoundError, RegistryError
 from ._records import AuditEvent, KeyRecord
 from ._registry import KEY_PREFIX, MAX_AUDIT, Registry, new_raw_key
+from ._tables import USAGE_COUNTS
 from ._urls import registry_url
 from ._usage import ANONYMOUS, Retention, UsagePoint, UsageRow
 from ._watch import Watcher
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_REGISTRY",
     "KEY_PREFIX",
     "MAX_AUDIT",
+    "USAGE_COUNTS",
     "AuditEvent",
     "InvalidKeyError",
     "KeyConflictError",

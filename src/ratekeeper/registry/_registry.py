@@ -319,13 +319,23 @@ class Registry:
         )
 
     def top_keys(
-        self, *, by: str = "requests", since: datetime, limit: int = 10
+        self,
+        *,
+        by: str = "requests",
+        since: datetime,
+        limit: int = 10,
+        now: datetime | None = None,
     ) -> list[tuple[str, int]]:
         """``(key id, count)`` of the keys with the most ``requests`` (or ``refusals``)
-        since ``since``, most first; ``anonymous`` is the callers without a key."""
+        since ``since``, most first; ``anonymous`` is the callers without a key.
+
+        ``now`` (the wall clock when not given) picks the finest rows still
+        covering ``since`` under the retention.
+        """
         return top_keys(
-            self.engine, by=by, since=since, limit=limit, now=_now(), retention=self.retention
-        )
+            self.engine, by=by, since=since, limit=limit, now=now or _now(),
+            retention=self.retention,
+        )  # fmt: skip
 
     def roll_up(self, now: datetime) -> None:
         """Recompute the hour and day rows from the finer ones, drop rows past retention.

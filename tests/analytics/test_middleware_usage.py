@@ -93,10 +93,14 @@ async def test_requests_through_the_middleware_are_counted_and_read_back(tmp_pat
             (3, 2, 1)
         ]  # fmt: skip
         service.registry.roll_up(datetime.fromtimestamp(T0 + 60, UTC))
-        hours = await service.admin("/usage", step="hour", **{"from": str(int(T0)),
-                                                               "to": str(int(T0 + 60))})
+        hours = await service.admin(
+            "/usage", step="hour", **{"from": str(int(T0)), "to": str(int(T0 + 60))}
+        )
         totals = hours.json()["totals"]
-        assert (totals["allowed"], totals["refused"]) == (statuses[200], statuses[429] + statuses[401])
+        assert (totals["allowed"], totals["refused"]) == (
+            statuses[200],
+            statuses[429] + statuses[401],
+        )
     finally:
         await service.close()
 
@@ -121,7 +125,10 @@ async def test_the_metrics_app_answers_the_text_format(tmp_path: Path) -> None:
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith("text/plain; version=")
         found = samples(answer.text)
-        assert found['ratekeeper_decisions_total{category="api",outcome="allowed",plan="anonymous"}'] == 1
+        assert (
+            found['ratekeeper_decisions_total{category="api",outcome="allowed",plan="anonymous"}']
+            == 1
+        )
         assert (await scrape.post("/metrics")).status_code == 405
     assert app.recorder is None  # no registry: no analytics
 

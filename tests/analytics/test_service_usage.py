@@ -65,11 +65,20 @@ async def test_rolled_up_hours_and_days_sum_the_minutes(usage: UsageService) -> 
     statuses = await traffic(usage)
     usage.flush()
     assert usage.recorder.roll_up()  # at the store's clock, as the service's thread does
-    hours = (await usage.admin("/usage", step="hour", **{"from": str(int(HOUR)),
-                                                          "to": str(int(HOUR + 7200))})).json()
+    hours = (
+        await usage.admin(
+            "/usage", step="hour", **{"from": str(int(HOUR)), "to": str(int(HOUR + 7200))}
+        )
+    ).json()
     assert [(p["allowed"], p["refused"]) for p in hours["points"]] == [(9, 5), (0, 0)]
-    days = (await usage.admin("/usage", step="day", key="demo-free",
-                              **{"from": str(int(DAY)), "to": str(int(DAY + 86400))})).json()
+    days = (
+        await usage.admin(
+            "/usage",
+            step="day",
+            key="demo-free",
+            **{"from": str(int(DAY)), "to": str(int(DAY + 86400))},
+        )
+    ).json()
     assert [counts(point) for point in days["points"]] == [(6, 2, 0, 2, 7)]
     assert hours["totals"]["requests"] == sum(statuses.values())
 
@@ -79,7 +88,7 @@ async def test_top_keys_by_requests_and_by_refusals(usage: UsageService) -> None
     usage.flush()
     top = (await usage.admin("/usage/top", since=str(int(T0)))).json()
     assert top["keys"] == [{"id": "demo-free", "count": 8}, {"id": "anonymous", "count": 6}]
-    refusals = (await usage.admin("/usage/top", by="refusals", since=str(int(T0)), limit="1"))
+    refusals = await usage.admin("/usage/top", by="refusals", since=str(int(T0)), limit="1")
     assert refusals.json()["keys"] == [{"id": "anonymous", "count": 3}]
 
 
@@ -116,6 +125,7 @@ async def test_bad_parameters_are_422_and_no_token_is_401_first(
     assert message in answer.json()["error"]["message"]
     unauthenticated = await usage.http.get(f"/admin{path}", params=params)
     assert unauthenticated.status_code == 401
-    wrong = await usage.http.get(f"/admin{path}", params=params,
-                                 headers={"Authorization": AUTH["Authorization"] + "x"})
+    wrong = await usage.http.get(
+        f"/admin{path}", params=params, headers={"Authorization": AUTH["Authorization"] + "x"}
+    )
     assert wrong.status_code == 401

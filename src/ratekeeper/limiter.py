@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .engine import AsyncLimiter as _AsyncLimiter
-from .engine import DecisionHook, PolicyDecision
+from .engine import BlockHook, DecisionHook, PolicyDecision
 from .engine import Limiter as _Limiter
 from .http.answers import PolicyAnswers, RawHeaders
 from .policy import Policy
@@ -34,7 +34,8 @@ class Limiter(_Limiter):
 
     ``policy`` is a loaded :class:`~ratekeeper.policy.Policy` or a path to a
     policy file; ``store`` defaults to a new :class:`MemoryStore`; each of
-    ``hooks`` is told of every decision (:class:`~ratekeeper.engine.DecisionEvent`).
+    ``hooks`` is told of every decision (:class:`~ratekeeper.engine.DecisionEvent`), each of
+    ``block_hooks`` of every block a response starts (:class:`~ratekeeper.engine.BlockEvent`).
     """
 
     answers: PolicyAnswers
@@ -46,10 +47,12 @@ class Limiter(_Limiter):
         *,
         remember_refusals: bool = False,
         hooks: Sequence[DecisionHook] = (),
+        block_hooks: Sequence[BlockHook] = (),
     ) -> None:
         super().__init__(
-            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers, hooks=hooks
-        )
+            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers,
+            hooks=hooks, block_hooks=block_hooks,
+        )  # fmt: skip
 
     def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them."""
@@ -68,10 +71,12 @@ class AsyncLimiter(_AsyncLimiter):
         *,
         remember_refusals: bool = False,
         hooks: Sequence[DecisionHook] = (),
+        block_hooks: Sequence[BlockHook] = (),
     ) -> None:
         super().__init__(
-            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers, hooks=hooks
-        )
+            policy, store, remember_refusals=remember_refusals, answers=PolicyAnswers,
+            hooks=hooks, block_hooks=block_hooks,
+        )  # fmt: skip
 
     def raw_headers(self, decision: PolicyDecision) -> RawHeaders:
         """``decision.headers`` as lower-case latin-1 byte pairs, as ASGI sends them."""

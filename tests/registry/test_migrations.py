@@ -22,13 +22,14 @@ def test_the_tables_the_queries_use_are_what_the_migrations_make(database_url: s
     registry = Registry.open(database_url)
     try:
         with registry.engine.connect() as connection:
-            assert current_revision(connection) == head_revision() == "0001"
+            assert current_revision(connection) == head_revision() == "0002"
             context = MigrationContext.configure(
                 connection, opts={"version_table": VERSION_TABLE, "compare_type": True}
             )
             assert compare_metadata(context, metadata) == []
             assert set(inspect(connection).get_table_names()) == {
-                "keys", "audit", "registry_state", VERSION_TABLE
+                "keys", "audit", "registry_state", VERSION_TABLE,
+                "usage_minute", "usage_hour", "usage_day", "usage_state",
             }  # fmt: skip
     finally:
         registry.close()

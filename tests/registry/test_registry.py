@@ -243,7 +243,7 @@ def test_the_schema_is_made_by_the_migrations_and_opening_again_changes_nothing(
             version = connection.execute(
                 text("SELECT version_num FROM ratekeeper_alembic_version")
             ).scalar()
-        assert version == "0001"
+        assert version == "0002"
         assert first.revision() == 0
     finally:
         first.close()

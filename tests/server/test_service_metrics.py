@@ -1,4 +1,4 @@
-"""``GET /metrics``: decisions counted by plan, category and outcome; no per-caller labels."""
+"""``GET /metrics``: decisions counted by plan, category and outcome word; no per-caller labels."""
 
 from __future__ import annotations
 
@@ -35,10 +35,10 @@ async def test_decisions_are_counted_by_plan_category_and_outcome(
     found = samples(response.text)
     decisions = {name: value for name, value in found.items() if "decisions_total" in name}
     assert decisions == {
-        'ratekeeper_decisions_total{category="scans",outcome="admitted",plan="free"}': 20.0,
-        'ratekeeper_decisions_total{category="scans",outcome="limited",plan="free"}': 1.0,
-        'ratekeeper_decisions_total{category="scans",outcome="admitted",plan="pro"}': 3.0,
-        'ratekeeper_decisions_total{category="scans",outcome="unauthorized",plan=""}': 1.0,
+        'ratekeeper_decisions_total{category="scans",outcome="allowed",plan="free"}': 20.0,
+        'ratekeeper_decisions_total{category="scans",outcome="rate",plan="free"}': 1.0,
+        'ratekeeper_decisions_total{category="scans",outcome="allowed",plan="pro"}': 3.0,
+        'ratekeeper_decisions_total{category="scans",outcome="unknown_key",plan=""}': 1.0,
     }
     assert found["ratekeeper_decision_seconds_count"] == 25.0
     assert found['ratekeeper_decision_seconds_bucket{le="+Inf"}'] == 25.0
@@ -64,5 +64,5 @@ async def test_a_failing_redis_store_shows_degraded_and_its_errors(
     found = samples((await client.http.get("/metrics")).text)
     assert found["ratekeeper_store_degraded"] == 1.0
     assert found["ratekeeper_store_errors_total"] >= 1.0
-    outcome = re.escape('{category="scans",outcome="admitted",plan="free"}')
+    outcome = re.escape('{category="scans",outcome="allowed",plan="free"}')  # failing open
     assert any(re.fullmatch("ratekeeper_decisions_total" + outcome, name) for name in found)

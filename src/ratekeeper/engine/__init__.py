@@ -36,7 +36,7 @@ from ._decisions import (
     build_decision,
     tightest,
 )
-from ._events import DecisionEvent, DecisionHook, fan_out
+from ._events import BlockEvent, BlockHook, DecisionEvent, DecisionHook, fan_out
 from ._flow import LimiterCore, Prepared
 from ._lanes import Lane
 from ._leases import Lease, LeaseSeal
@@ -60,6 +60,8 @@ __all__ = [
     "AsyncLimiter",
     "AsyncRateLimiter",
     "BadRequestError",
+    "BlockEvent",
+    "BlockHook",
     "ChargePlan",
     "Charger",
     "Decision",

@@ -66,7 +66,7 @@ from ..stores.base import (
     Store,
     StoreUnavailableError,
 )
-from ..stores.lockouts import LockoutRule
+from ..stores.lockouts import Block, LockoutRule
 from ..stores.memory import MemoryStore
 from ..text import safe_text
 from ._charging import Charger
@@ -86,7 +86,7 @@ from ._decisions import (
 from ._decisions import (
     BLOCKED as BLOCKED_OUTCOME,
 )
-from ._events import DecisionEvent, DecisionHook, fan_out
+from ._events import BlockEvent, BlockHook, DecisionEvent, DecisionHook, fan_out
 from ._lanes import HookedLane, Lane
 from ._leases import Lease
 from ._refusals import RefusalCache
@@ -178,6 +178,7 @@ class LimiterCore:
         remember_refusals: bool = False,
         answers: AnswersFactory,
         hooks: Sequence[DecisionHook] = (),
+        block_hooks: Sequence[BlockHook] = (),
     ) -> None:
         if isinstance(policy, str | Path):
             policy = load_policy(policy)
@@ -230,6 +231,8 @@ class LimiterCore:
         self.hook = fan_out(hooks)
         if self.hook is not None:
             self._listen(self.hook)
+        #: told of every block a response starts (``record_response``); ``None``: nobody
+        self.block_hook = fan_out(block_hooks)
 
     def _listen(self, hook: DecisionHook) -> None:
         """Wrap this limiter's deciding methods so that each decision is told to ``hook``.
@@ -758,6 +761,35 @@ class LimiterCore:
         )  # fmt: skip
 
     # after the response: what to ask the store (the runners do the asking)
+
+    def tell_block(
+        self, block: Block, *, lockout: str, category: str | None, key_id: str | None
+    ) -> None:
+        """Tell the block hooks of ``block`` if a failure just started it.
+
+        A store answers a failure with the block it started (its
+        ``failures`` at the threshold) or, while one is in force, with that
+        one (no failure counted: ``failures`` 0); only the first is told.
+        ``/v1/report`` feeds lockouts itself and calls this too.
+        """
+        hook = self.block_hook
+        if hook is not None and block.blocked and block.failures > 0:
+            hook(
+                BlockEvent(
+                    self._now(), block.key, lockout, block.until_ns, block.streak, category, key_id
+                )
+            )
+
+    def tell_blocks(self, decision: PolicyDecision, blocks: list[Block]) -> None:
+        """:meth:`tell_block` for the blocks ``record_response`` got for ``decision``."""
+        names = {key: lockout.name for lockout, key in decision.lockouts}
+        for block in blocks:
+            self.tell_block(
+                block,
+                lockout=names.get(block.key, ""),
+                category=decision.category,
+                key_id=decision.key_id,
+            )
 
     def failures(self, decision: PolicyDecision, status_code: int) -> list[tuple[str, LockoutRule]]:
         """The lockout counters a response status feeds."""

@@ -215,7 +215,10 @@ class Limiter(LimiterCore):
             blocks = [record(key, rule) for key, rule in self.failures(decision, status_code)]
         except StoreUnavailableError:
             return []  # failing closed: the next request is refused anyway
-        return [block for block in blocks if block.blocked]
+        blocked = [block for block in blocks if block.blocked]
+        if blocked and self.block_hook is not None:
+            self.tell_blocks(decision, blocked)
+        return blocked
 
 
 class AsyncLimiter(LimiterCore):
@@ -346,7 +349,10 @@ class AsyncLimiter(LimiterCore):
             blocks = [await record(key, rule) for key, rule in failures]
         except StoreUnavailableError:
             return []  # failing closed: the next request is refused anyway
-        return [block for block in blocks if block.blocked]
+        blocked = [block for block in blocks if block.blocked]
+        if blocked and self.block_hook is not None:
+            self.tell_blocks(decision, blocked)
+        return blocked
 
 
 def _resetter(store: object, *, asynchronous: bool = False) -> Any:

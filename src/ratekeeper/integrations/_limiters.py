@@ -8,10 +8,11 @@ policy and store: the counters are the store's, so both see the same state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from ..engine import LimiterCore
+from ..engine import BlockHook, DecisionHook, LimiterCore
 from ..limiter import AsyncLimiter, Limiter
 from ..policy import Policy
 from ..stores.base import Store
@@ -38,22 +39,37 @@ def _core(
 
 
 def _face(
-    face: type[_Face], policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+    face: type[_Face],
+    policy: PolicyLike | None,
+    store: Store | None,
+    limiter: AnyLimiter | None,
+    hooks: Sequence[DecisionHook] = (),
+    block_hooks: Sequence[BlockHook] = (),
 ) -> _Face:
     core = _core(policy, store, limiter)
     if core is None:
         assert policy is not None
-        return face(policy, store)
-    if isinstance(core, face):
+        return face(policy, store, hooks=hooks, block_hooks=block_hooks)
+    if isinstance(core, face) and not hooks and not block_hooks:
         return core
-    return face(core.policy, core.store, remember_refusals=core._remember)
+    # a twin on the same policy and store, told what the given limiter was told and more
+    hooks = ((core.hook,) if core.hook is not None else ()) + tuple(hooks)
+    block_hooks = ((core.block_hook,) if core.block_hook is not None else ()) + tuple(block_hooks)
+    return face(
+        core.policy, core.store, remember_refusals=core._remember, hooks=hooks,
+        block_hooks=block_hooks,
+    )  # fmt: skip
 
 
 def async_limiter(
-    policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+    policy: PolicyLike | None,
+    store: Store | None,
+    limiter: AnyLimiter | None,
+    hooks: Sequence[DecisionHook] = (),
+    block_hooks: Sequence[BlockHook] = (),
 ) -> AsyncLimiter:
-    """The :class:`AsyncLimiter` an ASGI middleware decides with."""
-    return _face(AsyncLimiter, policy, store, limiter)
+    """The :class:`AsyncLimiter` an ASGI middleware decides with, told of ``hooks``."""
+    return _face(AsyncLimiter, policy, store, limiter, hooks, block_hooks)
 
 
 def sync_limiter(

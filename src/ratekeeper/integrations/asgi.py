@@ -17,14 +17,23 @@ with the policy's status, body and headers; admitted requests take their
 concurrency leases, go to the app with the headers added to its response, feed
 its status to the login lockouts, and give the leases back when the app
 returns, however it returns (finished, raised, cancelled, client gone).
+
+Metrics and usage analytics are off unless asked for (docs/analytics.md):
+``metrics=RateLimitMetrics()`` counts every decision for Prometheus (mount
+``metrics.app`` at ``/metrics``); ``usage_registry="sqlite:///usage.sqlite3"``
+(or a :class:`~ratekeeper.registry.Registry`) counts every decision per
+minute, key and category into that registry, as ``ratekeeper serve`` does,
+flushed every second and at the app's shutdown (its lifespan, or
+:meth:`RateLimitMiddleware.close`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..http.answers import PolicyAnswers, RawHeaders, merge_raw
 from ..identity import peer_text
@@ -32,6 +41,12 @@ from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
 from ._limiters import async_limiter
+
+if TYPE_CHECKING:
+    from ..analytics import UsageRecorder
+    from ..analytics.prometheus import RateLimitMetrics
+    from ..engine import BlockHook, DecisionHook
+    from ..registry import Registry
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -87,7 +102,14 @@ class RateLimitMiddleware:
     ``policy`` is a path to a policy file or a loaded :class:`Policy`; ``store``
     defaults to a new :class:`MemoryStore`. Or pass ``limiter=``, an existing
     :class:`AsyncLimiter` (a :class:`Limiter` is turned into its async twin on
-    the same policy and store).
+    the same policy and store; so is any limiter when ``metrics`` or
+    ``usage_registry`` are given, told what it was told and them besides).
+
+    ``metrics``: a :class:`ratekeeper.integrations.metrics.RateLimitMetrics` that
+    counts every decision and reads the store at scrape time. ``usage_registry``:
+    a registry URL (or an open :class:`~ratekeeper.registry.Registry`) that every
+    decision is counted into, per minute, key and category (``self.recorder``);
+    without one, no analytics.
     """
 
     def __init__(
@@ -97,9 +119,25 @@ class RateLimitMiddleware:
         store: Store | None = None,
         *,
         limiter: AsyncLimiter | Limiter | None = None,
+        metrics: RateLimitMetrics | None = None,
+        usage_registry: str | Registry | None = None,
     ) -> None:
         self.app = app
-        self.limiter = async_limiter(policy, store, limiter)
+        hooks: list[DecisionHook] = []
+        block_hooks: list[BlockHook] = []
+        if metrics is not None:
+            hooks.append(metrics.hook)
+        #: counts decisions into ``usage_registry`` (``None``: analytics off)
+        self.recorder: UsageRecorder | None = None
+        self._owned_registry: Registry | None = None
+        if usage_registry is not None:
+            self.recorder = self._recorder(usage_registry, policy, store, limiter)
+            hooks.append(self.recorder)
+            block_hooks.append(self.recorder.block_hook)
+        self.limiter = async_limiter(policy, store, limiter, hooks, block_hooks)
+        if metrics is not None:
+            decided_by = self.limiter
+            metrics.watch(lambda: decided_by.store)
         compiled = self.limiter.compiled
         #: reads the request headers the policy reads, and no other
         self._headers = compiled.header_reader
@@ -107,8 +145,62 @@ class RateLimitMiddleware:
         #: writes the answers (the limiter's own renderer: its decisions carry it too)
         self._answers = self.limiter.answers
 
+    def _recorder(
+        self,
+        usage_registry: str | Registry,
+        policy: Policy | str | Path | None,
+        store: Store | None,
+        limiter: AsyncLimiter | Limiter | None,
+    ) -> UsageRecorder:
+        """The usage recorder of ``usage_registry``, its thread started, closed at exit."""
+        from ..analytics import UsageRecorder
+        from ..registry import Registry
+
+        registry = usage_registry
+        if isinstance(registry, str):
+            registry = self._owned_registry = Registry.open(registry)
+        decided = limiter.store if limiter is not None else store
+        if decided is None:  # the limiter makes its own memory store: read its clock later
+            recorder = UsageRecorder(registry, clock=lambda: self.limiter.store.now_ns() / 1e9)
+        else:
+            recorder = UsageRecorder(registry, clock=lambda: decided.now_ns() / 1e9)
+        watch = getattr(getattr(decided, "outage", None), "watch", None)
+        if watch is not None:
+            watch(recorder.store_watcher)
+        recorder.start()
+        atexit.register(self.close)
+        return recorder
+
+    def close(self) -> None:
+        """Flush the usage counts and close the registry this middleware opened (if any).
+
+        Called at the app's lifespan shutdown and at interpreter exit; again, it
+        does nothing.
+        """
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()
+            atexit.unregister(self.close)
+        registry, self._owned_registry = self._owned_registry, None
+        if registry is not None:
+            registry.close()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app's lifespan, the usage counts flushed when it shuts down."""
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await asyncio.to_thread(self.close)
+            return message
+
+        await self.app(scope, receiving, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self.recorder is not None:
+                await self._lifespan(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         limiter = self.limiter

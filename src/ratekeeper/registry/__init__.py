@@ -21,6 +21,7 @@ Private modules, each with its own ``__all__``, re-exported here:
 ``_errors``     what is refused, by kind
 ``_registry``   :class:`Registry`
 ``_watch``      :class:`Watcher`
+``_usage``      usage counts: added by every replica, rolled up, kept a while
 ``_commands``   what ``ratekeeper keys ...`` does besides parsing options
 """
 
@@ -30,13 +31,17 @@ from ._commands import DEFAULT_REGISTRY, cli_actor, key_table, parse_limits
 from ._errors import InvalidKeyError, KeyConflictError, KeyNotFoundError, RegistryError
 from ._records import AuditEvent, KeyRecord
 from ._registry import KEY_PREFIX, MAX_AUDIT, Registry, new_raw_key
+from ._tables import USAGE_COUNTS
 from ._urls import registry_url
+from ._usage import ANONYMOUS, Retention, UsagePoint, UsageRow
 from ._watch import Watcher
 
 __all__ = [
+    "ANONYMOUS",
     "DEFAULT_REGISTRY",
     "KEY_PREFIX",
     "MAX_AUDIT",
+    "USAGE_COUNTS",
     "AuditEvent",
     "InvalidKeyError",
     "KeyConflictError",
@@ -44,6 +49,9 @@ __all__ = [
     "KeyRecord",
     "Registry",
     "RegistryError",
+    "Retention",
+    "UsagePoint",
+    "UsageRow",
     "Watcher",
     "cli_actor",
     "key_table",

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from ._migrate import upgrade
 from ._records import AuditEvent, KeyRecord
 from ._tables import STATE_ROW, audit, keys, registry_state
 from ._urls import engine_for, registry_url, shown
+from ._usage import Retention, UsagePoint, UsageRow, add_usage, roll_up, top_keys, usage_series
 from ._watch import Watcher
 
 __all__ = ["KEY_PREFIX", "MAX_AUDIT", "Registry", "new_raw_key"]
@@ -68,14 +69,19 @@ class Registry:
     ``"admin@10.0.0.5"``): it is written to the audit log with the change.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        """Wrap ``engine`` (a migrated database); :meth:`open` is the usual way in."""
+    def __init__(self, engine: Engine, *, retention: Retention | None = None) -> None:
+        """Wrap ``engine`` (a migrated database); :meth:`open` is the usual way in.
+
+        ``retention``: how long usage rows are kept (:class:`Retention`'s defaults:
+        minutes 48 hours, hours 35 days, days 13 months).
+        """
         self.engine = engine
+        self.retention = retention if retention is not None else Retention()
         #: live keys as the engine wants them, by policy: see :meth:`entries`
         self._entries_of: tuple[Policy | None, dict[tuple[Any, ...], KeyEntry]] = (None, {})
 
     @classmethod
-    def open(cls, url: str) -> Registry:
+    def open(cls, url: str, *, retention: Retention | None = None) -> Registry:
         """The registry at ``url`` (``sqlite:///path.sqlite3``, ``postgresql://...``),
         migrated to the newest schema first (under a lock other replicas wait on).
 
@@ -94,7 +100,7 @@ class Registry:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine)
+        return cls(engine, retention=retention)
 
     def close(self) -> None:
         """Close the pool's connections (a watcher must be stopped first)."""
@@ -286,6 +292,57 @@ class Registry:
                 AuditEvent(row.id, row.at, row.actor, row.kind, row.target, json.loads(row.detail))
                 for row in connection.execute(query)
             ]
+
+    # usage analytics (ratekeeper.registry._usage; docs/analytics.md)
+
+    def add_usage(self, rows: Iterable[UsageRow]) -> None:
+        """Add ``rows`` to the per-minute counts: several processes each add theirs."""
+        add_usage(self.engine, rows)
+
+    def usage_series(
+        self,
+        *,
+        key: str | None = None,
+        category: str | None = None,
+        start: datetime,
+        end: datetime,
+        step: str = "minute",
+    ) -> list[UsagePoint]:
+        """Counts per ``step`` (minute, hour, day) from ``start`` to before ``end``, zeros
+        included; summed over keys (categories) unless ``key`` (``category``) is given.
+
+        Hour and day rows are as fresh as the last :meth:`roll_up`.
+        ``ValueError`` for a step, range or length it cannot answer.
+        """
+        return usage_series(
+            self.engine, key=key, category=category, start=start, end=end, step=step
+        )
+
+    def top_keys(
+        self,
+        *,
+        by: str = "requests",
+        since: datetime,
+        limit: int = 10,
+        now: datetime | None = None,
+    ) -> list[tuple[str, int]]:
+        """``(key id, count)`` of the keys with the most ``requests`` (or ``refusals``)
+        since ``since``, most first; ``anonymous`` is the callers without a key.
+
+        ``now`` (the wall clock when not given) picks the finest rows still
+        covering ``since`` under the retention.
+        """
+        return top_keys(
+            self.engine, by=by, since=since, limit=limit, now=now or _now(),
+            retention=self.retention,
+        )  # fmt: skip
+
+    def roll_up(self, now: datetime) -> None:
+        """Recompute the hour and day rows from the finer ones, drop rows past retention.
+
+        Idempotent: any replica may run it any number of times.
+        """
+        roll_up(self.engine, now, self.retention)
 
     # what the engine needs
 

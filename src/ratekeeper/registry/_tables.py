@@ -8,6 +8,11 @@ migration leaves, and ``tests/registry/test_migrations.py`` checks that they do.
 ``audit``            append-only: who changed what, when
 ``registry_state``   one row: ``revision``, bumped by every change of ``keys`` in the
                      same transaction, so a watcher asks one integer per interval
+``usage_minute``     decisions counted per (minute, key id, category): what every replica
+                     adds (``Registry.add_usage``)
+``usage_hour``       the same per hour, and per UTC day in ``usage_day``: recomputed from the
+``usage_day``        finer rows by ``Registry.roll_up`` (docs/analytics.md)
+``usage_state``      one row: ``dirty_from``, the oldest minute added since the last roll-up
 """
 
 from __future__ import annotations
@@ -29,7 +34,19 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["STATE_ROW", "UtcDateTime", "audit", "keys", "metadata", "registry_state"]
+__all__ = [
+    "STATE_ROW",
+    "USAGE_COUNTS",
+    "UtcDateTime",
+    "audit",
+    "keys",
+    "metadata",
+    "registry_state",
+    "usage_day",
+    "usage_hour",
+    "usage_minute",
+    "usage_state",
+]
 
 #: the id of ``registry_state``'s one row
 STATE_ROW = 1
@@ -97,4 +114,47 @@ registry_state = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("revision", BigInteger, nullable=False),
+)
+
+
+#: the counts of a usage row, in the order of ``ratekeeper.registry.UsageRow``'s fields
+USAGE_COUNTS = (
+    "allowed",
+    "refused_rate",
+    "refused_cap",
+    "refused_block",
+    "refused_unknown_key",
+    "refused_other",
+    "cost",
+)
+
+
+def _usage_table(name: str) -> Table:
+    """Counts per (bucket start, key id, category); ``start`` in epoch seconds (UTC).
+
+    Whole seconds rather than a ``DateTime``: a bucket is ``start - start % 3600``
+    on SQLite and PostgreSQL alike, so the roll-ups are one portable
+    ``INSERT ... SELECT ... GROUP BY``.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("start", BigInteger, primary_key=True, autoincrement=False),
+        Column("key_id", String(64), primary_key=True),
+        Column("category", String(64), primary_key=True),
+        *(Column(count, BigInteger, nullable=False, default=0) for count in USAGE_COUNTS),
+    )
+
+
+usage_minute = _usage_table("usage_minute")
+usage_hour = _usage_table("usage_hour")
+usage_day = _usage_table("usage_day")
+
+usage_state = Table(
+    "usage_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    # the start of the oldest minute added since the last roll-up (epoch seconds): the
+    # roll-up recomputes the hours and days from there on
+    Column("dirty_from", BigInteger, nullable=False),
 )

@@ -8,8 +8,11 @@ Mounted under ``/admin`` by the service (``admin_routes(service)``)::
     GET    /keys/{id}               one key
     PATCH  /keys/{id}               {"plan"?, "limits"? (object or null), "unlimited"?: true}
     DELETE /keys/{id}               revoke it (every replica refuses it within a second)
-    GET    /keys/{id}/usage         what it has left of each limit now; consumes nothing
+    GET    /keys/{id}/limits        what it has left of each limit now; consumes nothing
+                                    (``/keys/{id}/usage``: the same, its issue-12 name)
     POST   /keys/{id}/reset         forget the counters it alone charges
+    GET    /usage?key=&category=&from=&to=&step=   decisions counted per minute, hour, day
+    GET    /usage/top?by=&since=&limit=            keys with the most requests (refusals)
     GET    /blocks                  lockout and penalty blocks in force
     DELETE /blocks/{key}            lift one
     GET    /audit?since=&key=&kind=&limit=   the audit log, oldest first
@@ -35,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -49,6 +52,7 @@ from ..limiter import AsyncLimiter
 from ..policy import KeyEntry, Policy, compile_policy
 from ..registry import (
     MAX_AUDIT,
+    USAGE_COUNTS,
     InvalidKeyError,
     KeyConflictError,
     KeyNotFoundError,
@@ -109,8 +113,11 @@ def admin_routes(service: AdminService, *, token: str | None = None) -> list[Bas
             {"GET": _get_key, "PATCH": _patch_key, "DELETE": _revoke_key},
             service,
         ),
-        _route("/keys/{key_id}/usage", {"GET": _usage}, service),
+        _route("/keys/{key_id}/limits", {"GET": _limits}, service),
+        _route("/keys/{key_id}/usage", {"GET": _limits}, service),  # issue 12's name
         _route("/keys/{key_id}/reset", {"POST": _reset}, service),
+        _route("/usage", {"GET": _usage_series}, service),
+        _route("/usage/top", {"GET": _usage_top}, service),
         _route("/blocks", {"GET": _blocks}, service),
         _route("/blocks/{block_key:path}", {"DELETE": _lift_block}, service),
         _route("/audit", {"GET": _audit}, service),
@@ -403,7 +410,7 @@ def _no_live_key(key_id: str) -> _RefusedError:
     return _RefusedError(404, "not_found", f"no live key with id {key_id!r}")
 
 
-async def _usage(request: Request, service: AdminService) -> Response:
+async def _limits(request: Request, service: AdminService) -> Response:
     key_id = request.path_params["key_id"]
     limiter = service.limiter
     counters = limiter.key_counters(key_id)
@@ -457,6 +464,96 @@ async def _audit_record(
         )
 
 
+# usage analytics (docs/analytics.md)
+
+#: the range a series covers when ``from`` is not given, by step
+_DEFAULT_SPAN = {
+    "minute": timedelta(hours=1), "hour": timedelta(hours=24), "day": timedelta(days=30),
+}  # fmt: skip
+#: keys ``/usage/top`` lists at most
+_MOST_TOP = 100
+
+
+def _now(service: AdminService) -> datetime:
+    """The service's now: its store's clock (``Service.now``), else the wall clock."""
+    now: Callable[[], datetime] | None = getattr(service, "now", None)
+    return now() if now is not None else datetime.now(UTC)
+
+
+def _known_parameters(request: Request, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        raise _RefusedError(
+            422, "invalid_request", f"unknown parameter {unknown[0]!r}; use {', '.join(known)}"
+        )
+
+
+async def _usage_series(request: Request, service: AdminService) -> Response:
+    _known_parameters(request, ("key", "category", "from", "to", "step"))
+    query = request.query_params
+    step = query.get("step", "minute")
+    if step not in _DEFAULT_SPAN:
+        raise _RefusedError(
+            422, "invalid_request", f"step must be minute, hour or day, got {step!r}"
+        )
+    end = _moment(query.get("to"), "to") or _now(service)
+    start = _moment(query.get("from"), "from") or end - _DEFAULT_SPAN[step]
+    key, category = query.get("key") or None, query.get("category")
+    registry = _registry(service)
+    try:
+        points = await run_in_threadpool(
+            lambda: registry.usage_series(
+                key=key, category=category, start=start, end=end, step=step
+            )
+        )
+    except ValueError as error:
+        raise _RefusedError(422, "invalid_request", str(error)) from None
+    data = [point.as_json() for point in points]
+    totals = {
+        name: sum(point[name] for point in data) for name in (*USAGE_COUNTS, "requests", "refused")
+    }
+    return _answer(
+        {
+            "key": key,
+            "category": category,
+            "step": step,
+            "from": _iso(points[0].at),
+            "to": _iso(end),
+            "points": data,
+            "totals": totals,
+        }
+    )
+
+
+async def _usage_top(request: Request, service: AdminService) -> Response:
+    _known_parameters(request, ("by", "since", "limit"))
+    query = request.query_params
+    by = query.get("by", "requests")
+    if by not in ("requests", "refusals"):
+        raise _RefusedError(422, "invalid_request", f"by must be requests or refusals, got {by!r}")
+    now = _now(service)
+    since = _moment(query.get("since"), "since") or now - timedelta(hours=1)
+    limit_text = query.get("limit", "10")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MOST_TOP:
+        raise _RefusedError(
+            422, "invalid_request", f"limit must be 1 to {_MOST_TOP}, got {limit_text!r}"
+        )
+    registry = _registry(service)
+    try:
+        top = await run_in_threadpool(
+            lambda: registry.top_keys(by=by, since=since, limit=int(limit_text), now=now)
+        )
+    except ValueError as error:
+        raise _RefusedError(422, "invalid_request", str(error)) from None
+    return _answer(
+        {"by": by, "since": _iso(since), "keys": [{"id": key, "count": n} for key, n in top]}
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 # blocks
 
 
@@ -502,7 +599,7 @@ async def _audit(request: Request, service: AdminService) -> Response:
         raise _RefusedError(
             422, "invalid_request", f"unknown parameter {unknown[0]!r}; use since, key, kind, limit"
         )
-    since = _since(query.get("since"))
+    since = _moment(query.get("since"), "since")
     limit = _limit(query.get("limit"))
     registry = _registry(service)
     events = await run_in_threadpool(
@@ -513,8 +610,9 @@ async def _audit(request: Request, service: AdminService) -> Response:
     return _answer({"events": [event.as_json() for event in events]})
 
 
-def _since(text: str | None) -> datetime | None:
-    """ISO 8601 (``2025-01-31T12:00:00Z``; UTC when no offset) or epoch seconds."""
+def _moment(text: str | None, name: str) -> datetime | None:
+    """The parameter ``name``: ISO 8601 (``2025-01-31T12:00:00Z``; UTC when no offset)
+    or epoch seconds; ``None`` when not given."""
     if text is None:
         return None
     try:
@@ -524,12 +622,12 @@ def _since(text: str | None) -> datetime | None:
     else:
         if math.isfinite(seconds) and 0 <= seconds < 253402300800:  # before year 10000
             return datetime.fromtimestamp(seconds, UTC)
-        raise _RefusedError(422, "invalid_request", f"since is out of range: {text!r}")
+        raise _RefusedError(422, "invalid_request", f"{name} is out of range: {text!r}")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise _RefusedError(
-            422, "invalid_request", f"since must be ISO 8601 or epoch seconds, got {text!r}"
+            422, "invalid_request", f"{name} must be ISO 8601 or epoch seconds, got {text!r}"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -625,6 +723,27 @@ def _operation(
     return operation
 
 
+_QUERY = {
+    "key": "A key id (`anonymous`: callers without a key); all keys summed when absent.",
+    "category": "A category; all summed when absent.",
+    "from": "Start (ISO 8601 or epoch seconds), floored to its bucket; default: `to` less "
+    "an hour (minute), a day (hour) or 30 days (day).",
+    "to": "End, excluded (ISO 8601 or epoch seconds); default: now.",
+    "step": "`minute` (default), `hour` or `day` (hours and days as of the last roll-up).",
+    "by": "`requests` (default) or `refusals`.",
+    "since": "ISO 8601 or epoch seconds; default: an hour ago.",
+    "limit": "How many keys, 1 to 100 (default 10).",
+}
+
+
+def _query(names: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+         "description": _QUERY[name]}
+        for name in names
+    ]  # fmt: skip
+
+
 def openapi_paths() -> dict[str, Any]:
     """The admin API as OpenAPI 3.1 ``paths`` (mounted at ``/admin``): what it serves."""
     key_id = ("key_id",)
@@ -665,13 +784,27 @@ def openapi_paths() -> dict[str, Any]:
                                 body=patch, parameters=key_id),
             "delete": _operation("Revoke a key", _KEY, 404, 409, parameters=key_id),
         },
-        "/admin/keys/{key_id}/usage": {
+        "/admin/keys/{key_id}/limits": {
             "get": _operation("What a key has left of each limit now, consuming nothing",
                               object_of, 404, 503, parameters=key_id),
+        },
+        "/admin/keys/{key_id}/usage": {
+            "get": {**_operation("The same as /admin/keys/{key_id}/limits (its former name)",
+                                 object_of, 404, 503, parameters=key_id), "deprecated": True},
         },
         "/admin/keys/{key_id}/reset": {
             "post": _operation("Forget the counters only this key charges", object_of, 404,
                                503, parameters=key_id),
+        },
+        "/admin/usage": {
+            "get": {**_operation("Decisions counted per minute, hour or day (zeros included)",
+                                 object_of, 409, 422),
+                    "parameters": _query(("key", "category", "from", "to", "step"))},
+        },
+        "/admin/usage/top": {
+            "get": {**_operation("The keys with the most requests or refusals since a time",
+                                 object_of, 409, 422),
+                    "parameters": _query(("by", "since", "limit"))},
         },
         "/admin/blocks": {
             "get": _operation("Clients blocked by a lockout or the penalty", object_of, 503),

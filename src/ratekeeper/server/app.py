@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -184,6 +185,12 @@ class DecisionApi:
                         return _error(503, "store_unavailable", "the store cannot be reached")
                     if block.blocked:
                         entry.update(blocked=True, until=-(-block.until_ns // 1_000_000_000))
+                        limiter.tell_block(
+                            block,
+                            lockout=lockout.name,
+                            category=prepared.category.name,
+                            key_id=prepared.key_id,
+                        )
                 answered.append(entry)
         return JSONResponse({"lockouts": answered})
 
@@ -205,7 +212,9 @@ class DecisionApi:
     async def metrics(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(self.service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        # read in a thread: counting a Redis store's blocks scans its keys
+        body = await run_in_threadpool(self.service.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class CheckTokenGuard:

@@ -11,6 +11,14 @@ cannot serve) changes nothing and says why.
 Keys from the registry reach the limiter through ``limiter.use_keys``: its
 watcher pushes every new snapshot, and a reload gives the new limiter the
 current one before it takes over.
+
+With a registry, usage analytics are on (``service.recorder``, a
+:class:`~ratekeeper.server.analytics.UsageRecorder`): every decision is counted
+in memory, flushed every second by its thread (started by :meth:`Service.start`)
+and rolled up every minute; :meth:`Service.close` flushes the rest before the
+registry closes, so a graceful shutdown (SIGTERM) loses no count. The recorder
+also writes the audit rows of blocks that responses start and of the store
+failing and recovering (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -18,14 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..engine import DecisionHook, LeaseSeal
+from ..engine import BlockHook, DecisionHook, LeaseSeal
 from ..limiter import AsyncLimiter
 from ..policy import KeyEntry, Policy, PolicyError, load_policy
 from ..registry import Registry, Watcher
 from ..stores import MemoryStore, RedisStore, Store
+from .analytics import UsageRecorder
 from .metrics import ServiceMetrics
 from .settings import Settings, SettingsError, default_policy_path
 
@@ -62,7 +72,9 @@ class Service:
     ``secret`` seals lease handles: every replica that releases another's
     lease needs the same one; ``None`` is a random secret of this process.
     ``hooks`` are told of every decision besides the service's own metrics
-    (``metrics``: :class:`~ratekeeper.server.metrics.ServiceMetrics`).
+    (``metrics``: :class:`~ratekeeper.server.metrics.ServiceMetrics`; ``metrics=False``
+    leaves the decisions uncounted there) and, with a registry, its usage recorder
+    (``analytics=False``: none).
     """
 
     policy: Policy
@@ -79,11 +91,26 @@ class Service:
         hooks: Sequence[DecisionHook] = (),
         admin_token: str | None = None,
         registry_every: float = 1.0,
+        analytics: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.store = store
         self.registry = registry
         self.metrics = ServiceMetrics(lambda: self.store)
-        self.hooks = (self.metrics.hook, *hooks)
+        #: counts every decision for the registry (``None``: no registry, or analytics off)
+        self.recorder: UsageRecorder | None = None
+        if registry is not None and analytics:
+            self.recorder = UsageRecorder(registry, clock=self._store_seconds)
+            watch = getattr(getattr(store, "outage", None), "watch", None)
+            if watch is not None:  # a Redis store: its failures and recoveries are audited
+                watch(self.recorder.store_watcher)
+        own: list[DecisionHook] = [self.metrics.hook] if metrics else []
+        if self.recorder is not None:
+            own.append(self.recorder)
+        self.hooks: tuple[DecisionHook, ...] = (*own, *hooks)
+        self.block_hooks: tuple[BlockHook, ...] = (
+            (self.recorder.block_hook,) if self.recorder is not None else ()
+        )
         #: the admin API's bearer token (``None``: the admin API is off)
         self.admin_token = admin_token
         self.policy_path = Path(policy_path) if policy_path is not None else default_policy_path()
@@ -119,29 +146,42 @@ class Service:
         return tuple(self.registry.entries(policy)) if self.registry is not None else ()
 
     def _limiter_for(self, policy: Policy, entries: tuple[KeyEntry, ...]) -> AsyncLimiter:
-        limiter = AsyncLimiter(policy, self.store, hooks=self.hooks)
+        limiter = AsyncLimiter(policy, self.store, hooks=self.hooks, block_hooks=self.block_hooks)
         if entries:
             limiter.use_keys(entries)
         return limiter
 
     # the registry's keys
 
+    def _store_seconds(self) -> float:
+        """The store's clock in epoch seconds: the one decisions are filed under."""
+        return self.store.now_ns() / 1e9
+
     def start(self) -> None:
-        """Follow the registry: its watcher pushes each new snapshot of keys to the limiter."""
+        """Follow the registry: its watcher pushes each new snapshot of keys to the limiter;
+        the usage recorder flushes every second and rolls up every minute."""
         if self.registry is not None and self._watcher is None:
             self._watcher = self.registry.watch(
                 lambda: self.policy, self._use_keys, every=self._registry_every
             )
+        if self.recorder is not None:
+            self.recorder.start()
+
+    def now(self) -> datetime:
+        """The store's clock as an aware UTC ``datetime`` (the admin API's "now")."""
+        return datetime.fromtimestamp(self._store_seconds(), UTC)
 
     def _use_keys(self, entries: tuple[KeyEntry, ...]) -> None:
         self._entries = tuple(entries)
         self.limiter.use_keys(self._entries)
 
     async def close(self) -> None:
-        """Stop following the registry, close it and the store's connections."""
+        """Flush the usage counts, stop following the registry, close it and the store."""
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.close)
         if self.registry is not None:
             self.registry.close()
         closing: Callable[[], Any] | None = getattr(self.store, "aclose", None)

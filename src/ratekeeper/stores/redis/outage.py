@@ -2,12 +2,14 @@
 
 Every part of the Redis store (decisions, steps, leases, lockouts) shares one
 :class:`Outage`, so an incident is one warning however many parts notice it,
-and one more when Redis answers again.
+and one more when Redis answers again. Whoever wants to know besides the log
+(the service's audit log) watches it: :meth:`Outage.watch`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ..base import StoreUnavailableError
 
@@ -27,6 +29,20 @@ class Outage:
         self.on_error = on_error
         self.errors = 0
         self.failing = False
+        self._watchers: list[Callable[[bool, str], None]] = []
+
+    def watch(self, watcher: Callable[[bool, str], None]) -> None:
+        """Call ``watcher(failing, what)`` when an incident starts (``True``, the error)
+        and when it ends (``False``, the failed calls so far), on the caller's path:
+        it must be quick and not raise (gather, write elsewhere)."""
+        self._watchers.append(watcher)
+
+    def _tell(self, failing: bool, what: str) -> None:
+        for watcher in self._watchers:
+            try:
+                watcher(failing, what)
+            except Exception:  # a watcher never changes what the store answers
+                _log.exception("outage watcher %r failed", watcher)
 
     def failed(self, error: Exception) -> None:
         self.errors += 1
@@ -38,6 +54,8 @@ class Outage:
                 error,
                 self.on_error,
             )
+            if self._watchers:
+                self._tell(True, f"{type(error).__name__}: {error}")
         if self.on_error == "closed":
             raise StoreUnavailableError(str(error)) from error
 
@@ -45,3 +63,5 @@ class Outage:
         if self.failing:
             self.failing = False
             _log.warning("Redis answers again (%d failed calls so far)", self.errors)
+            if self._watchers:
+                self._tell(False, f"{self.errors} failed calls so far")

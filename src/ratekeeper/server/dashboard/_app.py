@@ -270,20 +270,24 @@ def _same_origin(request: Request) -> bool:
 
 def _local(path: str, base: str) -> str:
     """``path`` when it is a page of this dashboard, else the overview: never another site."""
-    if path == base or (
-        path.startswith(base + "/") and "//" not in path and "\\" not in path and path.isprintable()
-    ):
+    if path == base:
+        return path
+    segments = path.partition("?")[0].split("/")
+    local = path.startswith(base + "/") and "//" not in path and "\\" not in path
+    if local and path.isprintable() and not {".", ".."} & set(segments):
         return path
     return base
 
 
 async def _form(request: Request) -> dict[str, str] | Response:
-    """The POST's URL-encoded form, first value of each field; or the answer refusing it."""
+    """The POST's URL-encoded form, first value of each field; or the answer refusing it.
+
+    A body of another type has no fields: a cookie session's POST is then
+    refused for its missing CSRF token, before anything reads it.
+    """
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        return _plain(
-            415, "Unsupported Media Type: send a form (application/x-www-form-urlencoded)"
-        )
+    if kind != "application/x-www-form-urlencoded":  # no form: no fields (nor a CSRF token)
+        return {}
     body = b""
     async for chunk in request.stream():
         body += chunk

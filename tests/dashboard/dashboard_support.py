@@ -193,7 +193,5 @@ async def check(service: Service, key: str | None = None, *, path: str = "/api/t
                 method: str = "GET", ip: str = "203.0.113.7") -> int:  # fmt: skip
     """One request decided by the service's real limiter; its status."""
     headers = {"X-API-Key": key} if key is not None else {}
-    decision = await service.limiter.check(
-        method=method, path=path, headers=headers, client_ip=ip
-    )
+    decision = await service.limiter.check(method=method, path=path, headers=headers, client_ip=ip)
     return decision.status_code

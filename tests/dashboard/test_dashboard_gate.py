@@ -109,7 +109,8 @@ async def test_without_credentials_anything_but_a_page_is_401_before_it_is_read(
 
 
 @pytest.mark.parametrize(
-    "path", ["/dashboard/keys/ghost?range=nonsense", "/dashboard/nowhere", "/dashboard/audit?since=x"]
+    "path",
+    ["/dashboard/keys/ghost?range=nonsense", "/dashboard/nowhere", "/dashboard/audit?since=x"],
 )
 async def test_without_credentials_any_page_is_the_login_form_whatever_its_parameters(
     client: httpx.AsyncClient, path: str

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from dashboard_support import (
     BASE,
+    T0,
     TOKEN,
     FixedAnalytics,
-    T0,
     dashboard_app,
     is_login_form,
     log_in,
@@ -99,7 +99,9 @@ async def test_login_sends_back_only_to_a_page_of_the_dashboard(
     for elsewhere in ("https://evil.test/", "//evil.test/dashboard", "/admin/keys",
                       "/dashboard/../admin", "/dashboard//evil.test", "/dashboardx"):  # fmt: skip
         response = await client.post("/dashboard/login", data={"token": TOKEN, "next": elsewhere})
-        assert (response.status_code, response.headers["location"]) == (303, "/dashboard"), elsewhere
+        assert (response.status_code, response.headers["location"]) == (303, "/dashboard"), (
+            elsewhere
+        )
 
 
 async def test_a_login_posted_from_another_site_is_refused(client: httpx.AsyncClient) -> None:
@@ -182,7 +184,8 @@ async def test_logging_out_clears_the_cookie_and_needs_the_csrf_token(
     assert response.headers["location"] == "/dashboard"
     cleared = response.headers["set-cookie"]
     assert cleared.startswith('rk_dashboard=""; ')
-    assert "Max-Age=0" in cleared and "Path=/dashboard" in cleared
+    assert "Max-Age=0" in cleared
+    assert "Path=/dashboard" in cleared
     assert "rk_dashboard" not in client.cookies
     assert is_login_form((await client.get("/dashboard")).text)
 

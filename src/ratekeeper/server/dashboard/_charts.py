@@ -24,7 +24,7 @@ __all__ = ["Series", "bar", "line_chart", "nice_ceiling", "usage_chart"]
 
 WIDTH, HEIGHT = 1000, 240
 _NOTHING = Markup("")
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 12, 30
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def _y(value: float, top: int) -> float:
     return TOP + inner - inner * value / top
 
 
-def _grid(top: int, unit: str) -> list[Markup]:
+def _grid(top: int, axis: str) -> list[Markup]:
     """Four horizontal lines with their values, on the left."""
     parts = []
     for step in range(5):
@@ -74,7 +74,7 @@ def _grid(top: int, unit: str) -> list[Markup]:
     parts.append(
         fill(
             '<text class="tick unit" x="{x}" y="{y}" text-anchor="start">{unit}</text>',
-            x=4, y=TOP + 4, unit=unit,
+            x=LEFT - 40, y=14, unit=axis,
         )
     )  # fmt: skip
     return parts
@@ -151,7 +151,7 @@ def line_chart(
     """
     count = len(labels)
     top = nice_ceiling(max((max(line.values, default=0) for line in series), default=0))
-    drawing = _grid(top, unit) + _x_ticks(labels, tick_every)
+    drawing = _grid(top, f"requests per {unit}") + _x_ticks(labels, tick_every)
     for line in series:
         points = " ".join(
             f"{_x(index, count):.1f},{_y(value, top):.1f}"
@@ -197,7 +197,7 @@ def usage_chart(
     """
     count = len(labels)
     top = nice_ceiling(max(max(used, default=0), limit or 0))
-    drawing = _grid(top, unit) + _x_ticks(labels, tick_every)
+    drawing = _grid(top, f"used per {unit}") + _x_ticks(labels, tick_every)
     inner = WIDTH - LEFT - RIGHT
     slot = inner / max(count, 1)
     for index, value in enumerate(used):

@@ -106,7 +106,7 @@ def page(
     )  # fmt: skip
     return fill(
         '{head}<body><a class="skip" href="#main">Skip to the content</a>'
-        '<header class="top"><a class="brand" href="{base}">ratekeeper</a>'
+        '<header class="topbar"><a class="brand" href="{base}">ratekeeper</a>'
         '<nav aria-label="Dashboard">{links}</nav>'
         '<form class="logout" method="post" action="{base}/logout">{csrf}'
         '<button type="submit">Log out</button></form></header>'
@@ -175,16 +175,22 @@ def _health(health: Health) -> Markup:
         "<dt>Usage analytics</dt><dd>{analytics}</dd></dl></section>",
         state=state, kind=health.store, store=store, policy=health.policy,
         registry="yes" if health.registry else "none (start with --registry)",
-        analytics="on" if health.analytics else "off (they need a registry)",
+        analytics=_analytics_state(health),
     )  # fmt: skip
+
+
+def _analytics_state(health: Health) -> str:
+    if health.analytics:
+        return "on"
+    return "off" if health.registry else "off (they need a registry)"
 
 
 def rate_chart(recent: Sequence[tuple[int, int, int]] | None, now: float) -> Markup:
     """Requests per second allowed and refused in this process, over the last 5 minutes."""
     if recent is None:
         return Markup(
-            '<p class="empty" data-chart-empty="off">Usage analytics are off: this service has '
-            "no registry to count into (start it with <code>--registry URL</code>).</p>"
+            '<p class="empty" data-chart-empty="off">Usage analytics are off: this service '
+            "counts nothing (they need a registry: <code>--registry URL</code>).</p>"
         )
     last = int(now)
     first = last - RATE_SECONDS + 1
@@ -227,8 +233,9 @@ def _top_table(
         )  # fmt: skip
         body = fill(
             '<table class="top" data-top="{name}"><thead><tr><th scope="col">Key</th>'
-            '<th scope="col">{what}</th><th scope="col"><span class="visually-hidden">'
-            "Share</span></th></tr></thead><tbody>{lines}</tbody></table>",
+            '<th scope="col" class="number">{what}</th><th scope="col">'
+            '<span class="visually-hidden">Share</span></th></tr></thead>'
+            "<tbody>{lines}</tbody></table>",
             name=name, what=what.capitalize(), lines=lines,
         )  # fmt: skip
     return fill(
@@ -267,8 +274,8 @@ def _blocks(frame: Frame, blocks: Sequence[Block] | None, now: float) -> Markup:
         )  # fmt: skip
         body = fill(
             '<table class="blocks"><thead><tr><th scope="col">Blocked</th>'
-            '<th scope="col">Until (UTC)</th><th scope="col">Failures</th>'
-            '<th scope="col">Streak</th><th scope="col">Action</th></tr></thead>'
+            '<th scope="col">Until (UTC)</th><th scope="col" class="number">Failures</th>'
+            '<th scope="col" class="number">Streak</th><th scope="col">Action</th></tr></thead>'
             "<tbody>{rows}</tbody></table>",
             rows=rows,
         )
@@ -403,7 +410,8 @@ def _limits(usage: Sequence[LimitUsage] | None, problem: str) -> Markup:
     )  # fmt: skip
     return fill(
         '<table class="limits"><thead><tr><th scope="col">Limit</th><th scope="col">Per</th>'
-        '<th scope="col">Limit</th><th scope="col">Remaining now</th><th scope="col">Used'
+        '<th scope="col" class="number">Allowed</th><th scope="col" class="number">Remaining now'
+        '</th><th scope="col">Used'
         '</th><th scope="col">Full again (UTC)</th></tr></thead><tbody>{rows}</tbody></table>',
         rows=rows,
     )
@@ -425,8 +433,8 @@ def utilization_chart(
     """What a key used in each period of ``period``, against what it may use."""
     if points is None:
         return Markup(
-            '<p class="empty">Usage analytics are off: this service has no registry to count '
-            "into.</p>"
+            '<p class="empty">Usage analytics are off: this service counts nothing (they '
+            "need a registry: <code>--registry URL</code>).</p>"
         )
     used, refused = [0] * period.count, [0] * period.count
     for point in points:
@@ -463,13 +471,22 @@ _REASONS = (
 )
 
 
+def _moment(point: object) -> float:
+    at = getattr(point, "at", None)
+    if not isinstance(at, datetime):
+        return 0.0
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
 def _refusals(points: Sequence[object] | None) -> Markup:
     if points is None:
         return Markup('<p class="empty">No usage analytics on this service.</p>')
     refused = [point for point in points if int(getattr(point, "refused", 0))]
     if not refused:
         return Markup('<p class="empty">No refusals in the last hour.</p>')
-    head = join(fill('<th scope="col">{label}</th>', label=label) for _, label in _REASONS)
+    head = join(
+        fill('<th scope="col" class="number">{label}</th>', label=label) for _, label in _REASONS
+    )
     rows = join(
         Markup("<tr>")
         + fill('<th scope="row">{at}</th>', at=when(getattr(point, "at", None))[:16])
@@ -478,7 +495,7 @@ def _refusals(points: Sequence[object] | None) -> Markup:
             for field, _ in _REASONS
         )
         + Markup("</tr>")
-        for point in reversed(refused)
+        for point in sorted(refused, key=_moment, reverse=True)
     )
     return fill(
         '<table class="refusals"><thead><tr><th scope="col">Minute (UTC)</th>{head}</tr>'
@@ -612,7 +629,8 @@ def audit_page(
     form = fill(
         '<form class="filters" method="get" action="{base}/audit">'
         '<div><label for="since">Since (UTC)</label><input id="since" name="since" '
-        'value="{since}" placeholder="2026-12-07T10:00 or epoch seconds"></div>'
+        'value="{since}" placeholder="blank: the last 24 hours" aria-describedby="since-hint">'
+        '<small id="since-hint">2026-12-07T10:00, or epoch seconds</small></div>'
         '<div><label for="key">Key</label><input id="key" name="key" value="{key}"></div>'
         '<div><label for="kind">Kind</label><input id="kind" name="kind" value="{kind}" '
         'list="kinds"><datalist id="kinds">{suggestions}</datalist></div>'
@@ -650,11 +668,11 @@ def audit_page(
             else Markup("")
         )
         body = fill(
-            '<p class="hint">{n} events, newest first.</p>{more}<table class="audit"><thead><tr>'
+            '<p class="hint">{n}, newest first.</p>{more}<table class="audit"><thead><tr>'
             '<th scope="col">When (UTC)</th><th scope="col">Who</th><th scope="col">What</th>'
             '<th scope="col">On</th><th scope="col">Detail</th></tr></thead>'
             "<tbody>{rows}</tbody></table>",
-            n=len(events), more=more, rows=rows,
+            n="1 event" if len(events) == 1 else f"{len(events)} events", more=more, rows=rows,
         )  # fmt: skip
     content = fill("<h1>Audit log</h1>{form}{body}", form=form, body=body)
     return page(frame, "Audit log", content, current="audit")

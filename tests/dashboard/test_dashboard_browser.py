@@ -182,9 +182,11 @@ def operate(browser: Any, served: LoopbackProcess, tmp_path: Path, traffic: Traf
     complaints: list[str] = []
     page.on(
         "console",
-        lambda message: complaints.append(f"console {message.type}: {message.text}")
-        if message.type in ("error", "warning")
-        else None,
+        lambda message: (
+            complaints.append(f"console {message.type}: {message.text}")
+            if message.type in ("error", "warning")
+            else None
+        ),
     )
     page.on("pageerror", lambda error: complaints.append(f"page error: {error}"))
 
@@ -202,7 +204,8 @@ def operate(browser: Any, served: LoopbackProcess, tmp_path: Path, traffic: Traf
         page.keyboard.press("Enter")
     assert page.get_by_role("heading", name="Overview").is_visible()
     (cookie,) = [c for c in context.cookies() if c["name"] == "rk_dashboard"]
-    assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/dashboard")
+    attributes = (cookie["httpOnly"], cookie["sameSite"], cookie["path"])
+    assert attributes == (True, "Strict", "/dashboard")
 
     # the overview's numbers: traffic per second, top keys, the block
     if ANALYTICS:
@@ -302,4 +305,5 @@ def test_without_the_token_the_dashboard_is_the_login_form_and_admin_401(
     assert complaints == []
     with httpx.Client(base_url=served.url, timeout=10) as http:
         assert http.get("/admin/keys").status_code == 401
-        assert http.get("/admin/blocks", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        wrong = {"Authorization": "Bearer wrong"}
+        assert http.get("/admin/blocks", headers=wrong).status_code == 401

@@ -611,8 +611,9 @@ class AuditFilters:
 
 #: kinds the filter suggests (others may be written: any text is accepted)
 AUDIT_KINDS = (
-    "key.create", "key.revoke", "key.plan", "key.limits", "key.reset", "block.lift",
-    "policy.reload", "policy.reload_refused",
+    "key.create", "key.revoke", "key.plan", "key.limits", "key.reset", "block.start",
+    "block.lift", "block.end", "policy.reload", "policy.reload_refused", "store.failure",
+    "store.recovery",
 )  # fmt: skip
 
 

@@ -195,3 +195,20 @@ async def check(service: Service, key: str | None = None, *, path: str = "/api/t
     headers = {"X-API-Key": key} if key is not None else {}
     decision = await service.limiter.check(method=method, path=path, headers=headers, client_ip=ip)
     return decision.status_code
+
+
+#: the address two failed logins block (the policy's lockout: 2 failures in 15 minutes)
+BLOCKED_IP = "198.51.100.9"
+
+
+async def block_a_client(service: Service) -> str:
+    """Two failed logins from one address: the lockout blocks it. Returns its block's key."""
+    for _ in range(2):
+        decision = await service.limiter.check(
+            method="POST", path="/login", headers={}, client_ip=BLOCKED_IP
+        )
+        assert decision.allowed
+        await service.limiter.record_response(decision, 401)
+    (block,) = service.store.lockouts.blocks()
+    assert BLOCKED_IP in block.key
+    return block.key

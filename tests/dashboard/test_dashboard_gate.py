@@ -12,26 +12,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from dashboard_support import BASE, TOKEN, check, is_login_form, log_in
+from dashboard_support import BASE, TOKEN, block_a_client, is_login_form, log_in
 
 from ratekeeper import MemoryStore
 from ratekeeper.server.app import build_app
 from ratekeeper.server.service import Service
-
-LOGIN = {"method": "POST", "path": "/login", "ip": "198.51.100.9"}
-BLOCK = "lockout:login:198.51.100.9"
-
-
-async def block_a_client(service: Service) -> str:
-    """Two failed logins from one address: the lockout blocks it. Returns its block's key."""
-    for _ in range(2):
-        assert await check(service, **LOGIN) == 200
-        decision = await service.limiter.check(
-            method="POST", path="/login", headers={}, client_ip=LOGIN["ip"]
-        )
-        await service.limiter.record_response(decision, 401)
-    (block,) = service.store.lockouts.blocks()
-    return block.key
 
 
 async def test_unblocking_needs_the_csrf_token_of_this_session(

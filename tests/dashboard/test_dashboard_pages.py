@@ -20,11 +20,11 @@ from dashboard_support import (
     FixedAnalytics,
     NoAnalytics,
     Point,
+    block_a_client,
     check,
     dashboard_app,
     log_in,
 )
-from test_dashboard_gate import block_a_client
 
 from ratekeeper.engine import LimitUsage
 from ratekeeper.registry import Registry

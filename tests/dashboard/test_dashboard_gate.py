@@ -95,7 +95,12 @@ async def test_without_credentials_anything_but_a_page_is_401_before_it_is_read(
 
 @pytest.mark.parametrize(
     "path",
-    ["/dashboard/keys/ghost?range=nonsense", "/dashboard/nowhere", "/dashboard/audit?since=x"],
+    [
+        "/dashboard/keys/ghost?range=nonsense",
+        "/dashboard/nowhere",
+        "/dashboard/audit?since=x",
+        "/dashboard/partials/rate",  # the overview's refresh: its script stops on this header
+    ],
 )
 async def test_without_credentials_any_page_is_the_login_form_whatever_its_parameters(
     client: httpx.AsyncClient, path: str
@@ -103,6 +108,7 @@ async def test_without_credentials_any_page_is_the_login_form_whatever_its_param
     response = await client.get(path)
     assert response.status_code == 200
     assert is_login_form(response.text)
+    assert response.headers["x-ratekeeper-login"] == "required"
 
 
 async def test_with_credentials_the_parameters_are_checked(client: httpx.AsyncClient) -> None:

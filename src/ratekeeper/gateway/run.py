@@ -46,7 +46,10 @@ def startup_lines(urls: Sequence[str], upstream: str, *, admin: bool) -> list[st
         f"  upstream       {upstream} (every path goes there)",
     ]
     if admin:
-        lines.append(f"  admin          {urls[1]}: admin API /admin/, metrics /metrics, /healthz")
+        lines.append(
+            f"  admin          {urls[1]}: admin API /admin/, dashboard /dashboard (both with "
+            "an admin token), metrics /metrics, /healthz"
+        )
     else:
         lines.append(
             "  admin          none: this proxy serves no admin API, metrics or dashboard "

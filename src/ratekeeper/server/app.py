@@ -9,6 +9,7 @@ Routes (docs/service.md):
 ``POST /v1/report``         the upstream's status for a decision: feeds its lockouts
 ``GET /v1/authorize``       forward-auth (``ratekeeper.server.authorize``, when present)
 ``/admin/...``              the admin API (``ratekeeper.server.admin``), only with a token
+``/dashboard``              the dashboard (``ratekeeper.server.dashboard``), only with a token
 ``GET /healthz``            pings the store: 200 or 503
 ``GET /metrics``            Prometheus text format
 ``GET /openapi.json``       what is served here, described
@@ -41,6 +42,7 @@ from ..stores import StoreUnavailableError
 from ._asgi import JSON_TYPE, BodyTooLargeError, ClientGoneError, read_body, send_answer
 from .admin import admin_routes, openapi_paths
 from .authorize import authorize_route
+from .dashboard import dashboard_route
 from .decisions import (
     MOST_BODY,
     InvalidRequestError,
@@ -287,7 +289,7 @@ def served_routes(app: Starlette) -> set[tuple[str, str]]:
 def build_app(
     service: Service, *, admin_token: str | None = None, check_token: str | None = None
 ) -> Starlette:
-    """The service's app. No ``admin_token``: no admin API (``/admin/*`` is 404).
+    """The service's app. No ``admin_token``: no admin API nor dashboard (both 404).
 
     The admin routes (``ratekeeper.server.admin``) read the token from
     ``service.admin_token``, set here.
@@ -305,6 +307,7 @@ def build_app(
     service.admin_token = admin_token
     if admin_token:
         routes.append(Mount("/admin", routes=admin_routes(service)))
+        routes.append(dashboard_route(service))
     document = openapi_document(admin_paths=openapi_paths() if admin_token else None)
 
     async def openapi(request: Request) -> Response:

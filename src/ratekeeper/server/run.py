@@ -47,6 +47,9 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         admin = "off (not installed)"
     else:
         admin = "off (no admin token: --admin-token-file or $RATEKEEPER_ADMIN_TOKEN)"
+    dashboard = "off (it needs the admin token too)"
+    if admin.startswith(base):
+        dashboard = f"{base}/dashboard (log in with the admin token)"
     authorize = f"GET  {base}/v1/authorize" if "/v1/authorize" in served else "not installed"
     check = " (needs the check token)" if settings.check_token else ""
     return [
@@ -54,6 +57,7 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         f"  decision API   POST {base}/v1/check, /v1/check:batch, /v1/release, /v1/report{check}",
         f"  forward-auth   {authorize}",
         f"  admin API      {admin}",
+        f"  dashboard      {dashboard}",
         f"  health         GET  {base}/healthz",
         f"  metrics        GET  {base}/metrics",
         f"  OpenAPI        GET  {base}/openapi.json",

@@ -38,7 +38,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BLOCKED_IP = "198.51.100.9"
 #: usage analytics (``ratekeeper.server.analytics``) come with issue 13's analytics half:
 #: with them the charts carry the traffic's numbers, without them they say they are off
-ANALYTICS = importlib.util.find_spec("ratekeeper.server.analytics") is not None
 
 POLICY = textwrap.dedent("""\
     version: 1
@@ -208,26 +207,22 @@ def operate(browser: Any, served: LoopbackProcess, tmp_path: Path, traffic: Traf
     assert attributes == (True, "Strict", "/dashboard")
 
     # the overview's numbers: traffic per second, top keys, the block
-    if ANALYTICS:
+    def top_counted() -> bool:
+        page.reload()
+        return page.locator('table[data-top="requests"] tr[data-key="acme"]').count() == 1
 
-        def top_counted() -> bool:
-            page.reload()
-            return page.locator('table[data-top="requests"] tr[data-key="acme"]').count() == 1
-
-        wait_until(top_counted, "the counts to reach the registry")
-        rate = page.locator("#chart-rate")
-        assert rate.locator('[data-series="allowed"]').get_attribute("data-total") == str(
-            traffic.allowed
-        )
-        assert rate.locator('[data-series="refused"]').get_attribute("data-total") == str(
-            traffic.refused
-        )
-        top = page.locator('table[data-top="requests"] tr[data-key="acme"]')
-        assert top.get_attribute("data-value") == "7"
-        refusers = page.locator('table[data-top="refusals"] tr[data-key="acme"]')
-        assert refusers.get_attribute("data-value") == "2"
-    else:
-        assert page.get_by_text("Usage analytics are off").is_visible()
+    wait_until(top_counted, "the counts to reach the registry")
+    rate = page.locator("#chart-rate")
+    assert rate.locator('[data-series="allowed"]').get_attribute("data-total") == str(
+        traffic.allowed
+    )
+    assert rate.locator('[data-series="refused"]').get_attribute("data-total") == str(
+        traffic.refused
+    )
+    top = page.locator('table[data-top="requests"] tr[data-key="acme"]')
+    assert top.get_attribute("data-value") == "7"
+    refusers = page.locator('table[data-top="refusals"] tr[data-key="acme"]')
+    assert refusers.get_attribute("data-value") == "2"
     rows = page.locator("tr[data-block]")
     assert rows.count() == 1
     assert rows.first.get_attribute("data-block") == block["key"]
@@ -243,11 +238,10 @@ def operate(browser: Any, served: LoopbackProcess, tmp_path: Path, traffic: Traf
     assert page.get_by_role("heading", name="Key acme").is_visible()
     api = page.locator('tr[data-limit-name="api"]')
     assert (api.get_attribute("data-limit"), api.get_attribute("data-remaining")) == ("5", "0")
-    if ANALYTICS:
-        usage = page.locator("#chart-usage")
-        assert usage.get_attribute("data-used") == "5"
-        assert usage.get_attribute("data-refused") == "2"
-        assert usage.get_attribute("data-limit") == "5"
+    usage = page.locator("#chart-usage")
+    assert usage.get_attribute("data-used") == "5"
+    assert usage.get_attribute("data-refused") == "2"
+    assert usage.get_attribute("data-limit") == "5"
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.screenshot(path=str(shots / "3-key.png"), full_page=True)
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
 
+from ...analytics import UsageRecorder
 from ...limiter import AsyncLimiter
 from ...policy import Policy
 from ...registry import Registry
@@ -38,6 +39,8 @@ class DashboardService(Protocol):
     limiter: AsyncLimiter
     store: Store
     registry: Registry | None
+    #: usage analytics of this process; ``None`` without a registry (nothing counted)
+    recorder: UsageRecorder | None
 
     async def ping(self) -> bool: ...
 
@@ -83,44 +86,30 @@ class Analytics(Protocol):
 class ServiceAnalytics:
     """:class:`Analytics` of a running service: its recorder's and its registry's numbers.
 
-    The service's recorder and the registry's usage queries come with usage
-    analytics (``ratekeeper.server.analytics``); they are looked up here,
-    and only here, so a service without them shows "no analytics".
+    A service without a registry counts nothing (``recorder`` is ``None``):
+    its pages say "no analytics" rather than draw an empty chart.
     """
 
     def __init__(self, service: DashboardService) -> None:
         self.service = service
 
     def recent(self, seconds: int) -> list[tuple[int, int, int]] | None:
-        recorder: Any = getattr(self.service, "recorder", None)
-        if recorder is None:
-            return None
-        return [
-            (int(at), int(allowed), int(refused))
-            for at, allowed, refused in recorder.recent(seconds)
-        ]
-
-    def _registry(self) -> Any:
-        registry = self.service.registry
-        return registry if registry is not None and hasattr(registry, "usage_series") else None
+        recorder = self.service.recorder
+        return None if recorder is None else recorder.recent(seconds)
 
     def usage_series(
         self, *, key: str, start: datetime, end: datetime, step: str
     ) -> Sequence[Point] | None:
-        registry = self._registry()
+        registry = self.service.registry
         if registry is None:
             return None
-        points: Sequence[Point] = registry.usage_series(key=key, start=start, end=end, step=step)
-        return points
+        return registry.usage_series(key=key, start=start, end=end, step=step)
 
     def top_keys(self, *, by: str, since: datetime, limit: int) -> list[tuple[str, int]] | None:
-        registry = self._registry()
+        registry = self.service.registry
         if registry is None:
             return None
-        return [
-            (str(key), int(count))
-            for key, count in registry.top_keys(by=by, since=since, limit=limit)
-        ]
+        return registry.top_keys(by=by, since=since, limit=limit)
 
 
 async def refresh_keys(service: DashboardService) -> None:

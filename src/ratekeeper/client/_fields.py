@@ -43,6 +43,8 @@ __all__ = [
 
 #: a wait longer than a day is read as garbage, not as advice (and ignored)
 MOST_SECONDS = 86_400.0
+#: how far after a ``Date`` the local clock may read and still agree with the server's
+SKEW_SLACK = 2.0
 #: an X-RateLimit-Reset at or above this is an epoch time in seconds (2001-09-09) ...
 EPOCH_SECONDS_FROM = 1_000_000_000
 #: ... at or above this, an epoch time in milliseconds (the same date, in ms) ...
@@ -79,19 +81,19 @@ def server_skew(date: str | None, wall: float) -> float:
     """How far the local clock runs ahead of the server's (seconds), from its ``Date``.
 
     ``Date`` has whole seconds: the server's clock read ``date`` to ``date + 1``
-    when it answered. The correction is the smallest that agrees with that
-    (0 when the local clock is inside the second), so a server with a right
-    clock costs nothing and one minutes off is believed.
+    when it answered, and the answer took a while to arrive. A local clock
+    less than :data:`SKEW_SLACK` (2 s: that second and the transit) after
+    ``date`` is taken to agree (0: a server with a right clock costs nothing);
+    otherwise the server's clock is taken to read ``date`` exactly, the
+    earliest it can have read, so a wait computed from it is never too short.
     """
     instant = _http_date(date)
     if instant is None:
         return 0.0
     ahead = wall - instant  # local minus the start of the server's second
-    if ahead > 1.0:
-        return ahead - 1.0
-    if ahead < 0.0:
-        return ahead
-    return 0.0
+    if 0.0 <= ahead < SKEW_SLACK:
+        return 0.0
+    return ahead
 
 
 def _http_date(text: str | None) -> float | None:

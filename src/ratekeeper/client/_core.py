@@ -24,8 +24,9 @@ What it decides (docs/client.md):
   server asks for more than ``max_wait`` or the wait would take the total over
   ``max_total_wait``;
 - **pacing** (with a :class:`~ratekeeper.client._pacing.Pacer`): before each
-  send, the pacer's admission; a pacing wait longer than the caps is not
-  waited (the request goes, and its answer decides).
+  send, the pacer's admission, waited as it says (no jitter: the pacer lets
+  one request probe a new window alone); a pacing wait longer than the caps
+  is not waited (the request goes, and its answer decides).
 """
 
 from __future__ import annotations
@@ -241,7 +242,10 @@ def retry_flow(
                     if admission.gate is not None:
                         reply = yield AwaitGate(admission.gate)
                         continue
-                    wait = server_wait(max(0.0, admission.seconds), policy, uniform)
+                    # no jitter: after the reset one request probes alone (the pacer), so
+                    # this client's crowd does not return at once anyway, and the
+                    # reset is already rounded up to whole seconds on the wire
+                    wait = max(0.0, admission.seconds)
                     if wait > policy.max_wait or _over_total(waited + wait, policy):
                         break  # not waited: the request goes and its answer decides
                     hooks.tell(_event(facts, admission.reason, wait, attempts, None, waited))

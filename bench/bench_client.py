@@ -50,14 +50,14 @@ import httpx
 import requests
 import stamina
 import tenacity
-from harness.cli import Settings, parser
-from harness.http_load import Server, free_port, start_server
-from harness.report import heading, print_header, print_targets, table, verdict
 from httpx_retries import Retry as HttpxRetry
 from httpx_retries import RetryTransport as HttpxRetryTransport
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry as Urllib3Retry
 
+from harness.cli import Settings, parser
+from harness.http_load import Server, free_port, start_server
+from harness.report import heading, print_header, print_targets, table, verdict
 from ratekeeper.client import AsyncRetryTransport, RetryTransport
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,7 +224,7 @@ def run_sync(name: str, workers: int, total: int, proxy: int) -> tuple[float, in
     def one(url: str) -> int:
         try:
             return fetch(url, headers)
-        except Exception:  # noqa: BLE001  # a failed request is a row's figure, not a crash
+        except Exception:  # a failed request is a row's figure, not a crash
             return -1
 
     started = time.perf_counter()
@@ -252,7 +252,7 @@ async def _run_async(workers: int, total: int, proxy: int) -> tuple[float, int]:
                         f"http://127.0.0.1:{proxy}/api/item/{n}", headers=headers
                     )
                     statuses.append(response.status_code)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     statuses.append(-1)
 
         started = time.perf_counter()
@@ -339,7 +339,7 @@ def main() -> None:
                 str(port),
                 "--admin-port",
                 str(admin),
-            ],  # fmt: skip
+            ],
             ROOT,
         )
         try:

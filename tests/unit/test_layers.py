@@ -21,6 +21,7 @@ LAYERS = "Layers: cli, faces, registry, public limiters"
 ENGINE = "The engine imports no http, no face, no public limiter"
 FRAMEWORKS = "Below the faces, no web framework or HTTP client is imported"
 DATABASES = "Below the registry, no database library is imported"
+CLIENT = "The client imports nothing of ratekeeper but itself"
 
 
 def lint_imports(project: Path) -> subprocess.CompletedProcess[str]:
@@ -48,14 +49,14 @@ def test_the_package_keeps_every_contract(project: Path) -> None:
     result = lint_imports(project)
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(verdicts(result.stdout).values()) == {"KEPT"}
-    assert "4 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
 
 
 def verdicts(report: str) -> dict[str, str]:
     """Each contract's verdict in a ``lint-imports`` report: ``"KEPT"`` or ``"BROKEN"``."""
     summary = " ".join(report.split())  # long contract names wrap
     found = {}
-    for name in (LAYERS, ENGINE, FRAMEWORKS, DATABASES):
+    for name in (LAYERS, ENGINE, FRAMEWORKS, DATABASES, CLIENT):
         after = summary[summary.index(name) :]
         kept, broken = after.find(" KEPT"), after.find(" BROKEN")
         found[name] = "BROKEN" if broken >= 0 and (kept < 0 or broken < kept) else "KEPT"
@@ -78,6 +79,8 @@ def verdicts(report: str) -> dict[str, str]:
         # analytics sit below the faces that plug them in, above the registry they write to
         pytest.param("analytics/_words.py", "from ..server import app", {LAYERS}, id="analytics"),
         pytest.param("registry/_usage.py", "from .. import analytics", {LAYERS}, id="usage"),
+        # below it in the layers, yet forbidden: the client reads header fields on its own
+        pytest.param("client/_fields.py", "from .. import rates", {CLIENT}, id="client"),
     ],
 )
 def test_a_forbidden_import_fails_the_check(

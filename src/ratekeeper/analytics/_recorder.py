@@ -34,29 +34,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..engine import (
-    ADMITTED,
-    BAD_REQUEST,
-    BLOCKED,
-    EXEMPT,
-    LIMITED,
-    OVER_CAP,
-    UNAUTHORIZED,
-    UNAVAILABLE,
-    BlockEvent,
-    DecisionEvent,
-)
+from ..engine import BlockEvent, DecisionEvent
 from ..registry import ANONYMOUS, Registry, UsageRow
+from ._words import ROW_INDEX
 
 __all__ = ["UsageRecorder"]
 
 _log = logging.getLogger("ratekeeper.analytics")
 
-#: an engine outcome to its count's index in a usage row (allowed 0 ... other 5, cost 6)
-_INDEX = {
-    ADMITTED: 0, EXEMPT: 0, LIMITED: 1, OVER_CAP: 2, BLOCKED: 3, UNAUTHORIZED: 4,
-    UNAVAILABLE: 5, BAD_REQUEST: 5,
-}  # fmt: skip
 _NS_PER_MINUTE = 60_000_000_000
 _NS_PER_SECOND = 1_000_000_000
 #: seconds the per-second ring holds
@@ -111,7 +96,7 @@ class UsageRecorder:
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count one decision (the :class:`~ratekeeper.engine.DecisionHook`)."""
-        index = 0 if event.allowed else _INDEX.get(event.outcome, 5)
+        index = 0 if event.allowed else ROW_INDEX.get(event.outcome, 5)
         time_ns = event.time_ns
         bucket = (time_ns // _NS_PER_MINUTE * 60, event.key_id or ANONYMOUS, event.category or "")
         second = time_ns // _NS_PER_SECOND

@@ -18,7 +18,7 @@ from ..engine import (
     UNAVAILABLE,
 )
 
-__all__ = ["OUTCOME_WORDS", "outcome_word"]
+__all__ = ["OUTCOME_WORDS", "ROW_INDEX", "outcome_word"]
 
 #: every word, allowed first; the usage rows count them in this order (the last two together)
 OUTCOME_WORDS = ("allowed", "rate", "cap", "block", "unknown_key", "unavailable", "bad_request")
@@ -33,6 +33,10 @@ _WORDS = {
     UNAVAILABLE: "unavailable",
     BAD_REQUEST: "bad_request",
 }
+
+#: an engine outcome to its count's index in a usage row: the words' order, unavailable and
+#: bad_request counted together (allowed 0 ... other 5; the cost follows at 6)
+ROW_INDEX = {outcome: min(OUTCOME_WORDS.index(word), 5) for outcome, word in _WORDS.items()}
 
 
 def outcome_word(outcome: str, allowed: bool) -> str:

@@ -212,6 +212,7 @@ async def test_a_registry_key_with_a_policy_keys_id_shadows_it(
     ("body", "status", "error"),
     [
         (b"{not json", 422, ("invalid_request", "the body is not valid JSON")),
+        (b"[" * 30_000 + b"]" * 30_000, 422, ("invalid_request", "the body is not valid JSON")),
         (b"[1, 2]", 422, ("invalid_request", "the body must be a JSON object")),
         (b'{"plan": 7}', 422, ("invalid_request", "plan must be a string")),
         (b'{"plan": "pro", "limits": "fast"}', 422,

@@ -196,6 +196,8 @@ def test_the_audit_log_is_read_by_time_key_and_kind(registry: Registry, policy: 
     assert [event.kind for event in registry.audit(key="a")] == ["key.create", "key.revoke"]
     assert [event.target for event in registry.audit(kind="key.create")] == ["a", "b"]
     assert [event.target for event in registry.audit(kind="key.create", limit=1)] == ["a"]
+    newest = registry.audit(kind="key.create", limit=1, newest_first=True)
+    assert [event.target for event in newest] == ["b"]  # the latest, however many came before
     last = registry.audit()[-1]
     assert registry.audit(since=last.at) == [last]
     assert registry.audit(since=last.at + timedelta(seconds=1)) == []

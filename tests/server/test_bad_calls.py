@@ -192,3 +192,44 @@ async def test_the_decision_api_takes_posts_only(make_service: MakeService, rout
 async def test_an_unknown_path_is_a_json_404(make_service: MakeService) -> None:
     client = make_service(example("scanner"))
     assert_error(await client.http.get("/v1/nothing"), 404, "not_found")
+
+
+#: a category charging 10 units of a sliding log (which counts at most 100,000): a cost the
+#: call's validation accepts can pass the algorithm's bound once the policy multiplies it
+MULTIPLIED = """
+version: 1
+name: multiplied
+anonymous_plan: anonymous
+limits:
+  api: {by: ip, algorithm: sliding_log}
+plans:
+  anonymous: {limits: {api: 100000/minute}}
+categories:
+  - {name: bulk, match: POST /bulk, charge: {api: 10}}
+  - {name: api, match: /**, charge: api}
+"""
+
+
+def call(path: str, cost: int, method: str = "GET") -> dict[str, Any]:
+    return {"method": method, "path": path, "client_ip": IP, "cost": cost}
+
+
+async def api_remaining(client: Any) -> str:
+    response = await client.post("/v1/check", call("/x", 1))
+    return str(response.json()["headers"]["X-RateLimit-Remaining"])
+
+
+async def test_a_batch_whose_later_call_the_engine_refuses_charges_none_of_it(
+    make_service: MakeService,
+) -> None:
+    client = make_service(MULTIPLIED)
+    batch = [call("/x", 50), call("/bulk", 20_000, "POST")]  # 200,000 units: past the bound
+    response = await client.post("/v1/check:batch", batch)
+    assert assert_error(response, 422, "invalid_request").startswith("[1]: ")
+    assert await api_remaining(client) == "99999"  # the first call took nothing
+
+
+async def test_a_report_the_engine_refuses_is_422(make_service: MakeService) -> None:
+    client = make_service(MULTIPLIED)
+    response = await client.post("/v1/report", {**call("/bulk", 20_000, "POST"), "status": 401})
+    assert_error(response, 422, "invalid_request")

@@ -190,8 +190,10 @@ class UsageRecorder:
             with self._lock:
                 counts, self._counts = self._counts, {}
                 audits, self._audits = self._audits, []
-            ok = self._write_counts(counts) and self._write_audits(audits)
-            ok = self._notice_ended_blocks() and ok
+            # each write keeps what it could not write for the next flush: all are tried
+            counted = self._write_counts(counts)
+            audited = self._write_audits(audits)
+            ok = self._notice_ended_blocks() and counted and audited
             if ok and self._failing:
                 self._failing = False
                 _log.warning("usage analytics: the registry answers again")

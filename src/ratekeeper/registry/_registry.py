@@ -275,12 +275,15 @@ class Registry:
         key: str | None = None,
         kind: str | None = None,
         limit: int = MAX_AUDIT,
+        newest_first: bool = False,
     ) -> list[AuditEvent]:
         """Audit rows oldest first: at or after ``since``, about ``key`` (the target),
-        of ``kind``; at most ``limit`` (1 to 1000)."""
+        of ``kind``; at most ``limit`` (1 to 1000). ``newest_first``: the latest ``limit``
+        rows, newest first (a page that shows what just happened, however busy the day)."""
         if not 1 <= limit <= MAX_AUDIT:
             raise ValueError(f"limit must be 1 to {MAX_AUDIT}, got {limit}")
-        query = select(audit).order_by(audit.c.id).limit(limit)
+        order = audit.c.id.desc() if newest_first else audit.c.id
+        query = select(audit).order_by(order).limit(limit)
         if since is not None:
             query = query.where(audit.c.at >= since)
         if key is not None:

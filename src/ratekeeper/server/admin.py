@@ -62,7 +62,14 @@ from ..registry import (
 from ..stores import Store, StoreUnavailableError
 from ._auth import error_response, require_admin
 
-__all__ = ["MAX_BODY", "AdminService", "admin_routes", "openapi_paths"]
+__all__ = [
+    "MAX_BODY",
+    "AdminService",
+    "KeysHolder",
+    "admin_routes",
+    "openapi_paths",
+    "refresh_keys",
+]
 
 #: bytes of a request body read at most (a key with its limits is well under 1 KB)
 MAX_BODY = 64 * 1024
@@ -197,7 +204,7 @@ async def _body(request: Request, fields: Mapping[str, tuple[type, ...]]) -> dic
             raise _RefusedError(422, "invalid_request", f"the body is over {MAX_BODY} bytes")
     try:
         data = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _RefusedError(422, "invalid_request", "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _RefusedError(422, "invalid_request", "the body must be a JSON object")
@@ -315,15 +322,31 @@ async def _create_key(request: Request, service: AdminService) -> Response:
         raise _RefusedError(422, "invalid_key", str(error)) from None
     except KeyConflictError as error:
         raise _RefusedError(409, "conflict", str(error)) from None
-    await _refresh_keys(service)
+    await refresh_keys(service)
     return _answer({"key": raw, **_record_json(record)}, 201)
 
 
-async def _refresh_keys(service: AdminService) -> None:
-    """This replica's limiter learns a change now; the others at their watcher's next look."""
+class KeysHolder(Protocol):
+    """What :func:`refresh_keys` needs: the policy and limiter in force, the registry."""
+
+    policy: Policy
+    limiter: AsyncLimiter
+    registry: Registry | None
+
+
+async def refresh_keys(service: KeysHolder) -> None:
+    """This replica's limiter learns a change now; the others at their watcher's next look.
+
+    The limiter is read after the keys: a policy reloaded meanwhile has a new limiter that
+    read the keys itself, and these (checked by the old policy) are not given to it.
+    """
     registry = service.registry
-    if registry is not None:
-        service.limiter.use_keys(await run_in_threadpool(registry.entries, service.policy))
+    if registry is None:
+        return
+    policy = service.policy
+    entries = await run_in_threadpool(registry.entries, policy)
+    if service.policy is policy:
+        service.limiter.use_keys(entries)
 
 
 async def _registry_record(service: AdminService, key_id: str) -> KeyRecord | None:
@@ -378,7 +401,7 @@ async def _patch_key(request: Request, service: AdminService) -> Response:
     record = await _registry_call(
         lambda: registry.update_key(key_id, changes, policy=policy, actor=actor)
     )
-    await _refresh_keys(service)
+    await refresh_keys(service)
     return _answer(_record_json(record))
 
 
@@ -399,7 +422,7 @@ async def _revoke_key(request: Request, service: AdminService) -> Response:
     registry = await _changeable(service, key_id, "revoked")
     actor = _actor(request)
     record = await _registry_call(lambda: registry.revoke(key_id, actor=actor))
-    await _refresh_keys(service)
+    await refresh_keys(service)
     return _answer(_record_json(record))
 
 

@@ -135,6 +135,13 @@ class DecisionApi:
         except InvalidRequestError as error:
             return _invalid(error)
         limiter, seal = self.service.limiter, self.service.seal  # one policy for the batch
+        # every call planned before any is charged: a cost the engine refuses (the policy
+        # multiplies it past an algorithm's bound) refuses the whole batch, nothing taken
+        for index, call in enumerate(calls):
+            try:
+                limiter.prepare(call.method, call.path, call.headers, call.client_ip, call.cost)
+            except ValueError as error:
+                return _error(422, "invalid_request", f"[{index}]: {error}")
         answers = []
         for call in calls:
             decision = await limiter.check(
@@ -172,7 +179,12 @@ class DecisionApi:
         except InvalidRequestError as error:
             return _invalid(error)
         limiter, call = self.service.limiter, report.call
-        prepared = limiter.prepare(call.method, call.path, call.headers, call.client_ip, call.cost)
+        try:
+            prepared = limiter.prepare(
+                call.method, call.path, call.headers, call.client_ip, call.cost
+            )
+        except ValueError as error:  # the engine refused the call, as /v1/check would
+            return _error(422, "invalid_request", str(error))
         answered: list[dict[str, Any]] = []
         if isinstance(prepared, Prepared):
             record = limiter.store.lockouts.record_failure_async

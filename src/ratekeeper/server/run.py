@@ -62,8 +62,8 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         f"  metrics        GET  {base}/metrics",
         f"  OpenAPI        GET  {base}/openapi.json",
         f"  policy         {service.policy.name} ({policy}); reload: SIGHUP",
-        f"  store          {settings.store.split('@')[-1]}",
-        f"  registry       {settings.registry or 'none'}",
+        f"  store          {settings.shown_store}",
+        f"  registry       {settings.shown_registry}",
     ]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "ADMIN_TOKEN_ENV",
@@ -50,6 +51,15 @@ def registry_installed() -> bool:
     return importlib.util.find_spec("ratekeeper.registry") is not None
 
 
+def hide_password(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***`` (for logs and reprs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
 def default_policy_path() -> Path:
     """The built-in policy file, shipped in this package."""
     return Path(str(resources.files(__package__).joinpath(DEFAULT_POLICY)))
@@ -79,13 +89,29 @@ class Settings:
     """
 
     policy: str | None = None
-    store: str = "memory://"
-    registry: str | None = None
+    store: str = field(default="memory://", repr=False)
+    registry: str | None = field(default=None, repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     admin_token: str | None = field(default=None, repr=False)
     check_token: str | None = field(default=None, repr=False)
     secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def shown_store(self) -> str:
+        """The store's URL fit for messages: its password hidden."""
+        return hide_password(self.store)
+
+    @property
+    def shown_registry(self) -> str:
+        """The registry's URL fit for messages (``none`` without one): its password hidden."""
+        return hide_password(self.registry) if self.registry else "none"
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(policy={self.policy!r}, store={self.shown_store!r}, "
+            f"registry={self.shown_registry!r}, host={self.host!r}, port={self.port!r})"
+        )
 
     @classmethod
     def from_options(

@@ -20,15 +20,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from starlette.concurrency import run_in_threadpool
-
 from ...analytics import UsageRecorder
 from ...limiter import AsyncLimiter
 from ...policy import Policy
 from ...registry import Registry
 from ...stores import Store
 
-__all__ = ["Analytics", "DashboardService", "Point", "ServiceAnalytics", "refresh_keys"]
+__all__ = ["Analytics", "DashboardService", "Point", "ServiceAnalytics"]
 
 
 class DashboardService(Protocol):
@@ -110,10 +108,3 @@ class ServiceAnalytics:
         if registry is None:
             return None
         return registry.top_keys(by=by, since=since, limit=limit)
-
-
-async def refresh_keys(service: DashboardService) -> None:
-    """This replica's limiter learns a key's change now; the others at their watcher's next look."""
-    registry = service.registry
-    if registry is not None:
-        service.limiter.use_keys(await run_in_threadpool(registry.entries, service.policy))

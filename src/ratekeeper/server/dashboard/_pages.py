@@ -657,12 +657,12 @@ def audit_page(
                 detail=json.dumps(event.detail, sort_keys=True, default=str)
                 if event.detail else "",
             )
-            for event in reversed(events)
+            for event in events  # newest first, as the registry gives them here
         )  # fmt: skip
         more = (
             fill(
-                '<p class="hint">The first {n} events from the start of the filter are shown: '
-                "narrow it (a later since) for the rest.</p>",
+                '<p class="hint">The latest {n} events are shown: narrow the filter '
+                "(a kind, a key) for older ones.</p>",
                 n=most,
             )
             if len(events) >= most

@@ -29,7 +29,8 @@ from ...registry import (
     Registry,
 )
 from ...stores import StoreUnavailableError
-from ._data import Analytics, DashboardService, refresh_keys
+from ..admin import refresh_keys
+from ._data import Analytics, DashboardService
 from ._html import Markup
 from ._pages import (
     RANGES,
@@ -352,7 +353,10 @@ class Views:
         if registry is not None:
             events = await run_in_threadpool(
                 lambda: registry.audit(
-                    since=since, key=filters.key or None, kind=filters.kind or None
+                    since=since,
+                    key=filters.key or None,
+                    kind=filters.kind or None,
+                    newest_first=True,
                 )
             )
         return html_response(audit_page(call.frame, filters, events, most=MAX_AUDIT))

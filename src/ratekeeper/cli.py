@@ -312,6 +312,12 @@ def _service_options(command: Callable[..., None]) -> Callable[..., None]:
     type=click.Path(dir_okay=False),
     help="Secret sealing lease handles (or $RATEKEEPER_SECRET); share it between replicas.",
 )
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Envoy's rate limit service (gRPC, envoy.service.ratelimit.v3) on this port "
+    "(same --host); needs the envoy extra. Default: off.",
+)
 @click.option("--smoke", is_flag=True, help="Start on a free port, answer one /v1/check, exit.")
 def serve(
     policy_file: str | None,
@@ -322,6 +328,7 @@ def serve(
     admin_token_file: str | None,
     check_token_file: str | None,
     secret_file: str | None,
+    grpc_port: int | None,
     smoke: bool,
 ) -> None:
     """Run the decision service: /v1/check, /v1/authorize, /admin, /healthz, /metrics."""
@@ -344,6 +351,7 @@ def serve(
             admin_token_file=admin_token_file,
             check_token_file=check_token_file,
             secret_file=secret_file,
+            grpc_port=grpc_port,
         )
         status = asyncio.run(run_service(settings, smoke=smoke, echo=click.echo))
     except (SettingsError, PolicyError) as error:

@@ -8,6 +8,8 @@ make a GCRA admit 4 of "5/second" when it should admit 5.
 Accepted forms, joined with ``;``::
 
     10/second  60/minute  1000/hour  50000/day     N per unit
+    5000/week  100000/month  1000000/year           (a month is 30 days, a year 365,
+                                                     as Envoy's rate limit service counts)
     100 per 15 minutes   100/15m   5/30s            N per count units
     unlimited                                        no limit at all
 """
@@ -31,6 +33,9 @@ _UNIT_SECONDS = {
     "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
     "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
     "d": 86400, "day": 86400, "days": 86400,
+    "w": 604800, "wk": 604800, "week": 604800, "weeks": 604800,
+    "month": 2592000, "months": 2592000,
+    "y": 31536000, "yr": 31536000, "year": 31536000, "years": 31536000,
 }  # fmt: skip
 
 _RATE_RE = re.compile(
@@ -38,7 +43,10 @@ _RATE_RE = re.compile(
     re.IGNORECASE,
 )
 
-_UNIT_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+_UNIT_NAMES = {
+    1: "second", 60: "minute", 3600: "hour", 86400: "day", 604800: "week", 2592000: "month",
+    31536000: "year",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +131,15 @@ def _parse_one(item: str, whole: str) -> Rate:
     if match is None:
         raise ValueError(
             f"malformed rate {item!r} in {whole!r}: expected 'N/unit', 'N per unit' or "
-            "'N/15m' with unit second, minute, hour or day"
+            "'N/15m' with unit second, minute, hour, day, week, month or year"
         )
     unit = match["unit"].lower()
     count = int(match["count"]) if match["count"] else 1
     unit_seconds = _UNIT_SECONDS.get(unit)
     if unit_seconds is None:
         raise ValueError(
-            f"unknown time unit {match['unit']!r} in {whole!r}: use second, minute, hour or day"
+            f"unknown time unit {match['unit']!r} in {whole!r}: use second, minute, hour, day, "
+            "week, month or year"
         )
     limit = int(match["limit"])
     if limit < 1:

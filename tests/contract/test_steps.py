@@ -269,6 +269,33 @@ async def test_a_shadow_charge_never_refuses_and_is_consumed_only_when_it_has_ro
     assert store.leases.in_use(CAP) == 2
 
 
+async def test_a_peeked_charge_is_decided_in_the_step_but_never_consumed(
+    store_factory: Callable[[Any], Store], clock: Any, decide: Any
+) -> None:
+    """``Step.peeks``: Envoy's ``hits_addend: 0`` on one descriptor, a check inside the hit."""
+    store = store_factory(clock)
+    other = "other:{u1}"
+    step = Step(charges=[(MINUTE, API, 1, False), (MINUTE, other, 1, False)], peeks=frozenset({1}))
+
+    first = await decide(store, step)
+    assert first.outcome == ADMITTED
+    assert [result[:2] for result in first.results] == [(True, 2), (True, 3)]
+    assert (room(store, MINUTE), room(store, MINUTE, other)) == (2, 3)
+
+    store.apply([(MINUTE, other, 3, False)])  # the peeked counter is full now
+    refused = await decide(store, step)
+    assert refused.outcome == REFUSED_BY_RATE
+    assert [result[0] for result in refused.results] == [True, False]
+    assert room(store, MINUTE) == 2  # the refusal of the peek took nothing from the hit
+
+    shadow_peek = Step(
+        charges=[(MINUTE, API, 1, False), (MINUTE, other, 1, True)], peeks=frozenset({1})
+    )
+    passed = await decide(store, shadow_peek)
+    assert passed.outcome == ADMITTED
+    assert (room(store, MINUTE), passed.results[1][0]) == (1, False)
+
+
 async def test_a_step_without_blocks_leases_or_penalty_answers_as_apply(
     store_factory: Callable[[Any], Store], clock: Any, decide: Any
 ) -> None:

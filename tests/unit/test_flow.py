@@ -348,3 +348,65 @@ async def test_a_store_without_a_lean_one_charge_path_is_asked_through_apply() -
     assert [rate_limiter.hit("k", "2/minute").allowed for _ in range(3)] == [True, True, False]
     twin = AsyncRateLimiter(_NoLeanPath(MemoryStore(clock=Clock(T0))))  # type: ignore[arg-type]
     assert [(await twin.hit("k", "2/minute")).allowed for _ in range(3)] == [True, True, False]
+
+
+# per-item costs: 0 is a peek inside the step (Envoy's hits_addend 0 on one descriptor)
+
+
+def test_an_item_of_cost_zero_is_checked_in_the_step_but_never_consumed() -> None:
+    clock = Clock(T0)
+    limiter = Limiter(policy(), MemoryStore(clock=clock))
+    one, two = Caller(api_key="k1"), Caller(api_key="k2")
+
+    pair = limiter.check_items([("api", one), ("api", two)], costs=[1, 0])
+
+    assert pair.allowed
+    assert pair.item_ends == (2, 4)
+    assert [(s.key, s.remaining) for s in pair.statuses] == [
+        ("t:api:{one}", 2), ("t:burst:{one}", 1), ("t:api:{two}", 3), ("t:burst:{two}", 2),
+    ]  # fmt: skip
+    alone = limiter.check_items([("api", two)])
+    assert (alone.limit, alone.remaining) == (2, 1)  # the peek took nothing: this is its first
+
+
+def test_a_peeked_item_over_its_limit_refuses_every_item_and_nothing_is_consumed() -> None:
+    clock = Clock(T0)
+    limiter = Limiter(policy(), MemoryStore(clock=clock))
+    one, two = Caller(api_key="k1"), Caller(api_key="k2")
+    for _ in range(2):
+        assert limiter.check_items([("login", Caller(client_ip="192.0.2.9")), ("api", two)])
+    # k2's burst (2/second) is spent: peeking it refuses the pair
+
+    pair = limiter.check_items([("api", one), ("api", two)], costs=[1, 0])
+
+    assert (pair.allowed, pair.status_code) == (False, 429)
+    assert [s.allowed for s in pair.statuses] == [True, True, True, False]
+    assert limiter.check_items([("api", one)]).remaining == 1  # one's burst was not taken
+
+
+def test_item_costs_are_checked_before_anything_is_decided() -> None:
+    limiter = Limiter(policy(), MemoryStore(clock=Clock(T0)))
+    caller = Caller(api_key="k1")
+    with pytest.raises(ValueError, match="1 costs for 2 items"):
+        limiter.check_items([("api", caller), ("api", caller)], costs=[1])
+    with pytest.raises(ValueError, match="whole number >= 0, got -1"):
+        limiter.check_items([("api", caller)], costs=[-1])
+    heavy = limiter.check_items([("api", caller)], costs=[2])
+    assert (heavy.allowed, heavy.remaining) == (True, 0)
+
+
+def test_item_ends_count_no_rates_for_an_exempt_item() -> None:
+    text = POLICY.replace(
+        "categories:\n", "categories:\n  - {name: health, match: /health, exempt: true}\n"
+    )
+    limiter = Limiter(policy_from_text(text, name="t"), MemoryStore(clock=Clock(T0)))
+    items = [("health", Caller()), ("api", Caller(api_key="k1"))]
+    decision = limiter.check_items(items, costs=[0, 1])
+    assert (decision.allowed, decision.item_ends) == (True, (0, 2))
+
+
+def test_the_async_limiter_peeks_items_too() -> None:
+    limiter = AsyncLimiter(policy(), MemoryStore(clock=Clock(T0)))
+    items = [("api", Caller(api_key="k1")), ("api", Caller(api_key="k2"))]
+    decision = asyncio.run(limiter.check_items(items, costs=[0, 2]))
+    assert [s.remaining for s in decision.statuses] == [3, 2, 1, 0]

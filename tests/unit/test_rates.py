@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from ratekeeper.algorithms import FixedWindow
 from ratekeeper.rates import NS_PER_SECOND, Rate, parse_rates
+from ratekeeper.stores.base import LimitSpec
 
 SECOND = NS_PER_SECOND
 MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
+WEEK = 7 * DAY
+MONTH = 30 * DAY  # as Envoy's rate limit service counts a month
+YEAR = 365 * DAY
 
 
 @pytest.mark.parametrize(
@@ -34,6 +39,14 @@ DAY = 24 * HOUR
         ("  5 / second  ", 5, SECOND),
         ("5/SECOND", 5, SECOND),
         ("100 PER 15 Minutes", 100, 15 * MINUTE),
+        ("5000/week", 5000, WEEK),
+        ("5000/w", 5000, WEEK),
+        ("10/2 weeks", 10, 2 * WEEK),
+        ("100000/month", 100000, MONTH),
+        ("1/3 months", 1, 3 * MONTH),
+        ("1000000/year", 1000000, YEAR),
+        ("1000000/y", 1000000, YEAR),
+        ("5/YR", 5, YEAR),
     ],
 )
 def test_parse_rates_reads_one_rate_as_limit_and_window_in_nanoseconds(
@@ -91,7 +104,7 @@ def test_parse_rates_names_the_malformed_part(text: str, message_part: str) -> N
 
 @pytest.mark.parametrize(
     ("text", "unit"),
-    [("5/fortnight", "'fortnight'"), ("5/second;1/week", "'week'"), ("3/15 ms", "'ms'")],
+    [("5/fortnight", "'fortnight'"), ("5/second;1/decade", "'decade'"), ("3/15 ms", "'ms'")],
 )
 def test_parse_rates_names_an_unknown_unit(text: str, unit: str) -> None:
     with pytest.raises(ValueError, match="unknown time unit") as caught:
@@ -159,6 +172,10 @@ def test_parse_rates_reads_unlimited_in_any_case() -> None:
         (Rate(3, 90 * SECOND), "3/90s"),
         (Rate(3, SECOND // 2), "3/0.5s"),
         (Rate(5, SECOND, burst=10), "5/second (burst 10)"),
+        (Rate(5, WEEK), "5/week"),
+        (Rate(5, MONTH), "5/month"),
+        (Rate(5, YEAR), "5/year"),
+        (Rate(5, 14 * DAY), "5/14d"),
     ],
 )
 def test_rate_prints_as_a_compact_rate_string(rate: Rate, text: str) -> None:
@@ -166,8 +183,12 @@ def test_rate_prints_as_a_compact_rate_string(rate: Rate, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["5/second", "60/minute", "1000/hour", "50000/day", "100/15m", "10/2h", "3/90s", "7/3d"]
-)
+    "text",
+    [
+        "5/second", "60/minute", "1000/hour", "50000/day", "100/15m", "10/2h", "3/90s", "7/3d",
+        "9/week", "9/month", "9/year", "9/2 weeks",
+    ],
+)  # fmt: skip
 def test_a_parsed_rate_prints_back_to_a_string_that_parses_to_it(text: str) -> None:
     (rate,) = parse_rates(text)
     assert parse_rates(str(rate)) == (rate,)
@@ -184,3 +205,12 @@ def test_a_parsed_rate_prints_back_to_a_string_that_parses_to_it(text: str) -> N
 def test_rate_refuses_values_no_algorithm_can_use(kwargs: dict[str, int], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Rate(**kwargs)
+
+
+def test_a_year_is_the_longest_window_a_policy_may_hold() -> None:
+    """365 days is every algorithm's bound (algorithms/bounds.py): a year fits, two do not."""
+    (year,) = parse_rates("5/year")
+    assert LimitSpec.of(FixedWindow(), year).window_ns == YEAR
+    (two,) = parse_rates("5/2 years")
+    with pytest.raises(ValueError, match="longer than 365 days"):
+        LimitSpec.of(FixedWindow(), two)

@@ -277,8 +277,9 @@ class PolicyDecision(Decision):
     """
 
     __slots__ = ("_answers", "_body", "_headers", "category", "client_ip", "concurrency",
-                 "decided_at_ns", "detail", "exempt", "key_id", "lease", "lockouts", "method",
-                 "outcome", "path", "plan", "refused_by", "response", "status_code")  # fmt: skip
+                 "decided_at_ns", "detail", "exempt", "item_ends", "key_id", "lease", "lockouts",
+                 "method", "outcome", "path", "plan", "refused_by", "response",
+                 "status_code")  # fmt: skip
 
     _answers: Answers
     _headers: dict[str, str] | None
@@ -304,6 +305,9 @@ class PolicyDecision(Decision):
     #: the concurrency slots held for this request (``check(lease=True)`` only), an
     #: opaque handle: give them back with ``release(decision)``
     lease: Lease | None
+    #: ``check_items``: where each item's rates end in ``charges``/``results`` (item
+    #: ``i``'s are ``[item_ends[i-1], item_ends[i])``; an exempt item has none); else ()
+    item_ends: tuple[int, ...]
 
     def __init__(
         self,
@@ -358,6 +362,7 @@ class PolicyDecision(Decision):
         self.concurrency = concurrency
         self.lockouts = lockouts
         self.lease = None
+        self.item_ends = ()
 
     @property
     def headers(self) -> dict[str, str]:

@@ -122,8 +122,8 @@ class Prepared:
     """
 
     __slots__ = ("block_keys", "blocks", "cap_names", "category", "charges", "concurrency", "ip",
-                 "key_id", "lockouts", "method", "names", "one", "path", "penalty", "plain",
-                 "plan")  # fmt: skip
+                 "item_ends", "key_id", "lockouts", "method", "names", "one", "path", "peeks",
+                 "penalty", "plain", "plan")  # fmt: skip
 
     def __init__(
         self,
@@ -158,6 +158,10 @@ class Prepared:
         #: ``(counter key, rule)`` a refusal over a rate feeds (the penalty)
         self.penalty: tuple[str, LockoutRule] | None = None
         self.lockouts: tuple[tuple[CompiledLockout, str], ...] = ()
+        #: the charges (by index) decided but never consumed (``Step.peeks``)
+        self.peeks: frozenset[int] = frozenset()
+        #: several items joined (``prepare_items``): where each item's charges end
+        self.item_ends: tuple[int, ...] = ()
 
 
 class LimiterCore:
@@ -464,7 +468,10 @@ class LimiterCore:
         return prepared
 
     def prepare_items(
-        self, items: Sequence[tuple[str, Caller]], cost: int
+        self,
+        items: Sequence[tuple[str, Caller]],
+        cost: int,
+        costs: Sequence[int] | None = None,
     ) -> Prepared | PolicyDecision:
         """Plan several (category, caller) items as one decision: the flow entered at "plan".
 
@@ -477,33 +484,53 @@ class LimiterCore:
         or network) add nothing. The first refusal before the store (401,
         400) answers for all. The decision reports the first item's category
         and plan. ``ValueError`` for an unknown category or no items.
+
+        ``costs``, one per item, in place of ``cost``: an item of cost 0 is a
+        peek inside the step (its limits are checked at the units one request
+        charges, and refuse the whole decision when they would not pass, but
+        are never consumed), never a hit of nothing. The decision's
+        ``item_ends`` say where each item's limits end in its ``statuses``.
         """
         if cost.__class__ is not int or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
         if not items:
             raise ValueError("no items to decide")
+        if costs is not None:
+            if len(costs) != len(items):
+                raise ValueError(f"{len(costs)} costs for {len(items)} items")
+            for each in costs:
+                if each.__class__ is not int or each < 0:
+                    raise ValueError(f"an item's cost must be a whole number >= 0, got {each!r}")
         planned: list[Prepared] = []
+        peeked: list[bool] = []
+        ends: list[int] = []  # per item, in planned charges counted so far
         first: PolicyDecision | None = None
-        for name, caller in items:
+        for index, (name, caller) in enumerate(items):
             category = self._categories.get(name)
             if category is None:
                 raise ValueError(f"unknown category {name!r}")
             ip = peer_text(caller.client_ip)
+            units = cost if costs is None else costs[index]
             if category.exempt:
                 found: Prepared | PolicyDecision = self._exempt(category.name, ip, "", "")
             else:
                 item = (category, dict(caller.params), self._caller_headers(caller), caller.api_key)
-                found = self.prepare("", "", None, ip, cost, item)
+                found = self.prepare("", "", None, ip, units or 1, item)
             if isinstance(found, Prepared):
                 planned.append(found)
-            elif not found.exempt:
+                peeked.append(units == 0)
+                ends.append(len(found.charges) + (ends[-1] if ends else 0))
+                continue
+            ends.append(ends[-1] if ends else 0)
+            if not found.exempt:
                 return found  # 401 or 400: nothing is decided
             elif first is None:
                 first = found
         if not planned:
             assert first is not None
             return first
-        joined = _joined(planned)
+        joined = _joined(planned, peeked)
+        joined.item_ends = tuple(ends)
         if self._one_slot:
             tags = {key[key.index("{") :] for key in _keys_of(joined)}
             if len(tags) > 1:
@@ -599,7 +626,9 @@ class LimiterCore:
                 (key, cap, round(ttl * _NS)) for key, cap, ttl in prepared.concurrency
             )  # fmt: skip
         try:
-            result = yield Step(prepared.charges, prepared.block_keys, asks, prepared.penalty)
+            result = yield Step(
+                prepared.charges, prepared.block_keys, asks, prepared.penalty, peeks=prepared.peeks
+            )
         except StoreUnavailableError:
             return self._unavailable(prepared)
         return self.answer(prepared, result)
@@ -629,6 +658,8 @@ class LimiterCore:
             (prepared.names[index],), prepared.concurrency,
         )  # fmt: skip
         known.lockouts = prepared.lockouts
+        if prepared.item_ends:  # only the refused charge is reported: it ends its item
+            known.item_ends = tuple(0 if end <= index else 1 for end in prepared.item_ends)
         return self._decided(known, False, [(False, 0, until, until - now)], now)
 
     def known_refusal(self, prepared: Prepared) -> PolicyDecision | None:
@@ -709,6 +740,8 @@ class LimiterCore:
             retry_after, charges, results, prepared.names, prepared.concurrency,
             prepared.lockouts,
         )  # fmt: skip
+        if prepared.item_ends:
+            decision.item_ends = prepared.item_ends
         if not admitted and self._remember and len(results) == len(prepared.charges):
             self._refusals.remember(prepared.charges, results)
         return decision
@@ -808,9 +841,12 @@ def _keys_of(prepared: Prepared) -> list[str]:
     return keys
 
 
-def _joined(planned: list[Prepared]) -> Prepared:
-    """Several items' plans as one: every charge, cap and block, decided together."""
-    if len(planned) == 1:
+def _joined(planned: list[Prepared], peeked: list[bool]) -> Prepared:
+    """Several items' plans as one: every charge, cap and block, decided together.
+
+    The charges of the items ``peeked`` (in step with ``planned``) are peeks.
+    """
+    if len(planned) == 1 and not peeked[0]:
         return planned[0]
     head = planned[0]
     joined = Prepared(
@@ -824,7 +860,14 @@ def _joined(planned: list[Prepared]) -> Prepared:
     joined.block_keys = tuple(block[0] for block in joined.blocks)
     joined.lockouts = tuple(pair for item in planned for pair in item.lockouts)
     joined.penalty = next((item.penalty for item in planned if item.penalty is not None), None)
-    joined.plain = all(item.plain for item in planned)
+    peeks: list[int] = []
+    start = 0
+    for item, peek in zip(planned, peeked, strict=True):
+        if peek:
+            peeks.extend(range(start, start + len(item.charges)))
+        start += len(item.charges)
+    joined.peeks = frozenset(peeks)
+    joined.plain = all(item.plain for item in planned) and not peeks
     if joined.plain and len(joined.charges) == 1 and not joined.charges[0][3]:
         joined.one = joined.charges[0]
     return joined

@@ -110,25 +110,35 @@ class Limiter(LimiterCore):
             return decision
 
         def checked_items(
-            items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+            items: Sequence[tuple[str, Caller]],
+            *,
+            cost: int = 1,
+            lease: bool = False,
+            costs: Sequence[int] | None = None,
         ) -> PolicyDecision:
             started = perf_counter()
-            decision = check_items(items, cost=cost, lease=lease)
+            decision = check_items(items, cost=cost, lease=lease, costs=costs)
             hook(event(decision, cost, started))
             return decision
 
         vars(self).update(check=checked, check_items=checked_items)
 
     def check_items(
-        self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+        self,
+        items: Sequence[tuple[str, Caller]],
+        *,
+        cost: int = 1,
+        lease: bool = False,
+        costs: Sequence[int] | None = None,
     ) -> PolicyDecision:
         """Decide several (category, caller) items together, all or none.
 
         The flow entered at "plan", for a caller that already knows who is
         calling and what for (a service given descriptors, not a method and a
         path): see :meth:`~ratekeeper.engine._flow.LimiterCore.prepare_items`.
+        ``costs``: one per item in place of ``cost``, 0 a peek inside the step.
         """
-        prepared = self.prepare_items(items, cost)
+        prepared = self.prepare_items(items, cost, costs)
         if isinstance(prepared, PolicyDecision):
             return prepared
         return self._decide(prepared, lease)
@@ -258,20 +268,29 @@ class AsyncLimiter(LimiterCore):
             return decision
 
         async def checked_items(
-            items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+            items: Sequence[tuple[str, Caller]],
+            *,
+            cost: int = 1,
+            lease: bool = False,
+            costs: Sequence[int] | None = None,
         ) -> PolicyDecision:
             started = perf_counter()
-            decision = await check_items(items, cost=cost, lease=lease)
+            decision = await check_items(items, cost=cost, lease=lease, costs=costs)
             hook(event(decision, cost, started))
             return decision
 
         vars(self).update(check=checked, check_items=checked_items)
 
     async def check_items(
-        self, items: Sequence[tuple[str, Caller]], *, cost: int = 1, lease: bool = False
+        self,
+        items: Sequence[tuple[str, Caller]],
+        *,
+        cost: int = 1,
+        lease: bool = False,
+        costs: Sequence[int] | None = None,
     ) -> PolicyDecision:
         """Decide several (category, caller) items together; see :meth:`Limiter.check_items`."""
-        prepared = self.prepare_items(items, cost)
+        prepared = self.prepare_items(items, cost, costs)
         if isinstance(prepared, PolicyDecision):
             return prepared
         return await self._decide(prepared, lease)

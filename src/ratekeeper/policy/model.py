@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..rates import Rate
+from .envoy import EnvoyMapping
 
 __all__ = [
     "BY_KINDS",
@@ -216,6 +217,8 @@ class Policy:
     categories: tuple[Category, ...]
     lockouts: tuple[Lockout, ...] = ()
     penalty: Penalty | None = None
+    #: how Envoy's descriptors map to categories and callers (``policy/envoy.py``)
+    envoy: EnvoyMapping | None = None
     #: the compiled form, made once by ``compile_policy`` and shared by every limiter
     #: of this policy (a ``CompiledPolicy``; not part of the policy's value)
     _compiled: Any = field(default=None, init=False, repr=False, compare=False)

@@ -18,6 +18,7 @@ from ..algorithms import ALGORITHMS, DEFAULT_ALGORITHM, check_cost, check_rate
 from ..identity import FORWARDED_HEADERS
 from ..rates import Rate
 from .compiler import compile_policy
+from .envoy import envoy_mapping
 from .errors import PolicyError
 from .fields import Field
 from .model import (
@@ -68,7 +69,7 @@ def build_policy(data: Any, file: str | None = None, *, default_name: str = "pol
         {
             "version", "name", "description", "identity", "defaults", "anonymous_plan",
             "unknown_key", "headers", "responses", "docs_url", "limits", "plans", "keys",
-            "categories", "lockouts", "penalty",
+            "categories", "lockouts", "penalty", "envoy",
         },
         required=("version", "limits", "categories"),
     )  # fmt: skip
@@ -97,6 +98,11 @@ def build_policy(data: Any, file: str | None = None, *, default_name: str = "pol
         _lockouts(top["lockouts"], categories, responses, patterns) if "lockouts" in top else ()
     )
     penalty = _penalty(top["penalty"], responses) if "penalty" in top else None
+    envoy = (
+        envoy_mapping(top["envoy"], frozenset(category.name for category in categories))
+        if "envoy" in top
+        else None
+    )
     return Policy(
         name=name,
         file=file,
@@ -114,6 +120,7 @@ def build_policy(data: Any, file: str | None = None, *, default_name: str = "pol
         categories=categories,
         lockouts=lockouts,
         penalty=penalty,
+        envoy=envoy,
     )
 
 

@@ -21,10 +21,14 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .app import build_app, served_routes
 from .service import Service
 from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .envoy import GrpcServer
 
 __all__ = ["SMOKE_CALL", "endpoints", "serve"]
 
@@ -86,6 +90,7 @@ async def serve(
     _log_to_stderr()
     service = Service.open(settings)
     quiet = contextlib.ExitStack()
+    envoy: GrpcServer | None = None
     try:
         app = build_app(service, admin_token=settings.admin_token, check_token=settings.check_token)
         config = uvicorn.Config(
@@ -111,6 +116,13 @@ async def serve(
         running = asyncio.create_task(server.serve(sockets=[listening]))
         if not await _started(server, running):
             return 1
+        if settings.grpc_port is not None:  # once HTTP listens: ready when both are
+            try:
+                envoy = _start_grpc(service, settings.host, settings.grpc_port)
+            except SettingsError:
+                server.should_exit = True
+                await running
+                raise
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         base = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         if smoke:
@@ -121,6 +133,12 @@ async def serve(
         served = {path for _method, path in served_routes(app)}
         for line in endpoints(base, settings, service, served):
             echo(line)
+        if envoy is not None:
+            at = settings.host if ":" not in settings.host else f"[{settings.host}]"
+            echo(
+                f"  envoy RLS      grpc {at}:{envoy.port} "
+                "(envoy.service.ratelimit.v3.RateLimitService, grpc.health.v1.Health)"
+            )
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, AttributeError):  # not on Windows
             loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup, service)
@@ -129,8 +147,26 @@ async def serve(
     finally:
         with contextlib.suppress(NotImplementedError, AttributeError, RuntimeError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        if envoy is not None:  # its calls in flight decide on this loop: stop it from a thread
+            await asyncio.to_thread(envoy.stop, GRACE)
         await service.close()
         quiet.close()
+
+
+def _start_grpc(service: Service, host: str, port: int) -> GrpcServer:
+    """Envoy's rate limit service on its own loop and thread, deciding on this loop."""
+    try:
+        from .envoy import GrpcServer
+    except ModuleNotFoundError as error:
+        raise SettingsError(
+            f"--grpc-port needs the envoy extra (pip install 'ratekeeper[envoy]'): {error}"
+        ) from None
+    grpc_server = GrpcServer(service, host, port)
+    try:
+        grpc_server.start(asyncio.get_running_loop())
+    except OSError as error:
+        raise SettingsError(str(error)) from None
+    return grpc_server
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -96,6 +96,8 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     check_token: str | None = field(default=None, repr=False)
     secret: bytes | None = field(default=None, repr=False)
+    #: Envoy's rate limit service over gRPC on this port (same host); ``None``: off
+    grpc_port: int | None = None
 
     @property
     def shown_store(self) -> str:
@@ -125,6 +127,7 @@ class Settings:
         admin_token_file: str | None = None,
         check_token_file: str | None = None,
         secret_file: str | None = None,
+        grpc_port: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from command-line options, the files they name and the environment.
@@ -161,4 +164,5 @@ class Settings:
             admin_token=admin,
             check_token=check,
             secret=secret,
+            grpc_port=grpc_port,
         )

@@ -155,7 +155,11 @@ class Step:
 
     ``consume=False`` (a peek) answers what the step would answer now (a
     block, a full cap, a rate) but takes no lease, charges nothing and records
-    no failure. A refused step leaves no lease held and no rate consumed.
+    no failure. ``peeks`` names charges (by index) peeked inside a step that
+    takes: each is decided as any charge is (an enforced one refuses the
+    whole step when its cost would not fit) but is never consumed (Envoy's
+    ``hits_addend: 0`` on one descriptor of a request: a check, not a hit).
+    A refused step leaves no lease held and no rate consumed.
 
     What a step writes is what ``LeaseOps`` and ``LockoutOps`` read and write
     (same keys, same state): ``leases.release`` gives back a slot a step took,
@@ -170,6 +174,7 @@ class Step:
     leases: tuple[LeaseAsk, ...] = ()
     penalty: tuple[str, LockoutRule] | None = None
     consume: bool = True
+    peeks: frozenset[int] = frozenset()
 
 
 #: what ended a step

@@ -172,7 +172,7 @@ class MemoryStore:
                 for each, lease_id in taken:
                     leases._release(each, lease_id, now)
                 return StepResult(REFUSED_BY_CAP, [], now, index)
-            admitted, results = self._charge(step.charges, consume, now)
+            admitted, results = self._charge(step.charges, consume, now, step.peeks)
             if admitted:
                 return StepResult(ADMITTED, results, now, leases=tuple(taken))
             for each, lease_id in taken:
@@ -188,9 +188,16 @@ class MemoryStore:
         return self.decide(step)
 
     def _charge(
-        self, charges: Sequence[Charge], consume: bool, now: int
+        self,
+        charges: Sequence[Charge],
+        consume: bool,
+        now: int,
+        peeks: frozenset[int] = frozenset(),
     ) -> tuple[bool, list[ChargeResult]]:
-        """``apply``'s decision at ``now``, under the lock, which the caller holds."""
+        """``apply``'s decision at ``now``, under the lock, which the caller holds.
+
+        The charges whose index is in ``peeks`` are decided but never consumed.
+        """
         tables = self._tables
         evaluations = []
         admitted = True
@@ -212,11 +219,13 @@ class MemoryStore:
                 for charge, (evaluation, _, _) in zip(charges, evaluations, strict=True)
             ]
         results: list[ChargeResult] = []
-        for (spec, key, cost, _shadow), (evaluation, state, table) in zip(
-            charges, evaluations, strict=True
+        for index, ((spec, key, cost, _shadow), (evaluation, state, table)) in enumerate(
+            zip(charges, evaluations, strict=True)
         ):
             allowed, room, reset, retry, next_state = evaluation
-            if not allowed:
+            if peeks and index in peeks:
+                results.append(self._unconsumed(charges[index], evaluation, now))
+            elif not allowed:
                 results.append((False, room, reset, retry))
             elif not cost:
                 results.append((True, room, reset, 0))

@@ -371,14 +371,23 @@ class RedisStore:
         return keys, " ".join(numbers)
 
     def _add_charges(
-        self, charges: Sequence[Charge], keys: list[RedisKey], numbers: list[str]
+        self,
+        charges: Sequence[Charge],
+        keys: list[RedisKey],
+        numbers: list[str],
+        peeks: frozenset[int] = frozenset(),
     ) -> None:
-        """Append each charge's counter name to ``keys`` and its numbers to ``numbers``."""
+        """Append each charge's counter name to ``keys`` and its numbers to ``numbers``.
+
+        The last number of a charge: 1 when it is shadow, plus 2 when it is peeked
+        (``Step.peeks``: decided, never consumed).
+        """
         layout = self._layout
-        for spec, key, cost, shadow in charges:
+        for index, (spec, key, cost, shadow) in enumerate(charges):
             slot, values = layout.get(spec) or self._lay_out(spec)
             keys.append(encoded(slot + tagged(key)))
-            numbers.append(f"{values} {cost} {1 if shadow else 0}")
+            flags = (1 if shadow else 0) + (2 if peeks and index in peeks else 0)
+            numbers.append(f"{values} {cost} {flags}")
 
     def _step_args(
         self, step: Step
@@ -392,7 +401,7 @@ class RedisStore:
             f"{3 if consume else 2} {len(charges)} {len(blocks)} {len(asks)} "
             f"{0 if penalty is None else 1}"
         ]
-        self._add_charges(charges, keys, numbers)
+        self._add_charges(charges, keys, numbers, step.peeks)
         prefix = self.prefix
         for key in blocks:
             keys += lockout_names(prefix, key)

@@ -14,7 +14,8 @@
 --           1 take: a plain decision; 2 look, 3 take: a step), its number of
 --           charges, for a step its numbers of blocks, of leases and of
 --           penalties (0 or 1); six per charge: algorithm, limit, window_ms,
---           capacity, cost, shadow (1 or 0), the algorithm being 1 fixed_window,
+--           capacity, cost, flags (1 shadow, + 2 peeked: decided, never
+--           consumed, Step.peeks), the algorithm being 1 fixed_window,
 --           2 sliding_window, 3 sliding_log or 4 token_bucket; for a step then
 --           two per lease: cap, ttl_ms, and five for its penalty: threshold,
 --           window_ms, block_ms, max_block_ms (0: none), streak_memory_ms
@@ -131,7 +132,7 @@ while a < last do
       local at = base + (i - 1) * 4
       out[at + 1], out[at + 2], out[at + 3], out[at + 4] = allowed, room, reset * unit, retry * unit
       states[i], ttls[i] = state, ttl
-      if allowed == 0 and v[b + 6] ~= 1 then admitted = 0 end
+      if allowed == 0 and v[b + 6] % 2 == 0 then admitted = 0 end
     end
     if kind < 2 then
       out[head] = admitted
@@ -153,7 +154,7 @@ while a < last do
       if out[at + 1] == 1 then
         local b = a + (i - 1) * 6
         local code, cost = v[b + 1], v[b + 5]
-        if admitted == 1 and consume then
+        if admitted == 1 and consume and v[b + 6] < 2 then
           if cost > 0 then
             if code == 3 then
               log_admit(KEYS[k + i], cost, v[b + 3], stamp)

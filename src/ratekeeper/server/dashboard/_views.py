@@ -29,7 +29,7 @@ from ...registry import (
     Registry,
 )
 from ...stores import StoreUnavailableError
-from ..admin import refresh_keys
+from ..admin import parse_moment, refresh_keys
 from ._data import Analytics, DashboardService
 from ._html import Markup
 from ._pages import (
@@ -367,20 +367,13 @@ def _since(text: str, now: float) -> datetime:
     if not text:
         return datetime.fromtimestamp(now, UTC) - timedelta(days=1)
     try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        if math.isfinite(seconds) and 0 <= seconds < 253402300800:  # before year 10000
-            return datetime.fromtimestamp(seconds, UTC)
-        raise ValueError(f"Since is out of range: {text!r}.")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_moment(text)
+    except ValueError as error:
+        if str(error) == "out of range":
+            raise ValueError(f"Since is out of range: {text!r}.") from None
         raise ValueError(
             f"Since must be a time such as 2026-12-07T10:00 (UTC) or epoch seconds, not {text!r}."
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _record_view(record: KeyRecord) -> KeyView:

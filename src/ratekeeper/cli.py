@@ -318,6 +318,12 @@ def _service_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Serve Envoy's rate limit service (gRPC, envoy.service.ratelimit.v3) on this port "
     "(same --host); needs the envoy extra. Default: off.",
 )
+@click.option(
+    "--envoy-config",
+    type=click.Path(dir_okay=False),
+    help="Serve an envoyproxy/ratelimit YAML config (domain, descriptors) instead of a "
+    "policy (docs/envoy.md).",
+)
 @click.option("--smoke", is_flag=True, help="Start on a free port, answer one /v1/check, exit.")
 def serve(
     policy_file: str | None,
@@ -329,6 +335,7 @@ def serve(
     check_token_file: str | None,
     secret_file: str | None,
     grpc_port: int | None,
+    envoy_config: str | None,
     smoke: bool,
 ) -> None:
     """Run the decision service: /v1/check, /v1/authorize, /admin, /healthz, /metrics."""
@@ -352,6 +359,7 @@ def serve(
             check_token_file=check_token_file,
             secret_file=secret_file,
             grpc_port=grpc_port,
+            envoy_config=envoy_config,
         )
         status = asyncio.run(run_service(settings, smoke=smoke, echo=click.echo))
     except (SettingsError, PolicyError) as error:

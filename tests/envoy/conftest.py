@@ -13,7 +13,7 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from rls_support import FLOWTRIQ, T0, Holder, Rls, RlsFactory, serve_command
 
 from ratekeeper import AsyncLimiter
-from ratekeeper.policy import load_policy, policy_from_text
+from ratekeeper.policy import Policy, load_policy, policy_from_text
 from ratekeeper.server.envoy import start_grpc
 from ratekeeper.stores import MemoryStore
 from support.clock import Clock
@@ -26,8 +26,11 @@ async def rls_factory() -> AsyncIterator[RlsFactory]:
     servers: list[Any] = []
     channels: list[grpc.aio.Channel] = []
 
-    async def start(policy: Path | str = FLOWTRIQ, *, store: Any = None) -> Rls:
-        loaded = load_policy(policy) if isinstance(policy, Path) else policy_from_text(policy)
+    async def start(policy: Path | str | Policy = FLOWTRIQ, *, store: Any = None) -> Rls:
+        if isinstance(policy, Policy):
+            loaded = policy
+        else:
+            loaded = load_policy(policy) if isinstance(policy, Path) else policy_from_text(policy)
         clock = Clock(T0)
         holder = Holder(loaded, AsyncLimiter(loaded, store or MemoryStore(clock=clock)))
         server, port, _ = await start_grpc(holder, "127.0.0.1", 0)

@@ -93,8 +93,11 @@ class Service:
         registry_every: float = 1.0,
         analytics: bool = True,
         metrics: bool = True,
+        envoy_config: bool = False,
     ) -> None:
         self.store = store
+        #: ``policy_path`` is an envoyproxy/ratelimit config, compiled to a policy when loaded
+        self.envoy_config = envoy_config
         self.registry = registry
         self.metrics = ServiceMetrics(lambda: self.store)
         #: counts every decision for the registry (``None``: no registry, or analytics off)
@@ -119,7 +122,7 @@ class Service:
         self._watcher: Watcher | None = None
         self._entries: tuple[KeyEntry, ...] = ()
         self._reloading = asyncio.Lock()
-        loaded = policy if policy is not None else load_policy(self.policy_path)
+        loaded = policy if policy is not None else self._read(self.policy_path)
         self._entries = self._entries_for(loaded)
         self.policy, self.limiter = loaded, self._limiter_for(loaded, self._entries)
 
@@ -136,6 +139,7 @@ class Service:
                 secret=settings.secret,
                 hooks=hooks,
                 admin_token=settings.admin_token,
+                envoy_config=settings.envoy_config,
             )
         except BaseException:
             if registry is not None:
@@ -232,9 +236,16 @@ class Service:
             self._audit(actor, target, errors)
             return errors
 
+    def _read(self, target: Path) -> Policy:
+        if self.envoy_config:
+            from ..policy.envoy_config import load_envoy_config
+
+            return load_envoy_config(target)
+        return load_policy(target)
+
     def _load(self, target: Path) -> tuple[list[str], Policy | None]:
         try:
-            return [], load_policy(target)
+            return [], self._read(target)
         except PolicyError as error:
             return [str(error)], None
         except OSError as error:

@@ -98,6 +98,8 @@ class Settings:
     secret: bytes | None = field(default=None, repr=False)
     #: Envoy's rate limit service over gRPC on this port (same host); ``None``: off
     grpc_port: int | None = None
+    #: ``policy`` is an envoyproxy/ratelimit config (``--envoy-config``), not a policy
+    envoy_config: bool = False
 
     @property
     def shown_store(self) -> str:
@@ -128,6 +130,7 @@ class Settings:
         check_token_file: str | None = None,
         secret_file: str | None = None,
         grpc_port: int | None = None,
+        envoy_config: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from command-line options, the files they name and the environment.
@@ -136,6 +139,8 @@ class Settings:
         ``registry`` ``None``: :data:`DEFAULT_REGISTRY` when the registry is
         installed; ``"none"``: no registry.
         """
+        if envoy_config is not None and policy is not None:
+            raise SettingsError("give --policy or --envoy-config, not both")
         if registry is None:
             registry = DEFAULT_REGISTRY if registry_installed() else None
         elif registry == "none":
@@ -156,7 +161,7 @@ class Settings:
         if secret is not None and len(secret) < _SHORTEST_SECRET:
             raise SettingsError(f"the lease secret needs at least {_SHORTEST_SECRET} bytes")
         return cls(
-            policy=policy,
+            policy=envoy_config if envoy_config is not None else policy,
             store=store or "memory://",
             registry=registry,
             host=host,
@@ -165,4 +170,5 @@ class Settings:
             check_token=check,
             secret=secret,
             grpc_port=grpc_port,
+            envoy_config=envoy_config is not None,
         )

@@ -36,6 +36,7 @@ class DescriptorMap:
         self.mapping: EnvoyMapping = policy.envoy or EnvoyMapping()
         self._entries = self.mapping.entries
         self._rules = self.mapping.rules
+        self._tree = self.mapping.tree
         self._routes: RouteMemo[Any] | None = None
         if self.mapping.route is not None:
             self._routes = RouteMemo(compile_policy(policy).router)
@@ -50,8 +51,7 @@ class DescriptorMap:
 
         ``client_ip``: the address a ``client_ip`` entry does not give (none).
         """
-        found = dict(entries)
-        routed = self._category(found)
+        routed = self._walk(entries) if self._tree is not None else self._category(dict(entries))
         if routed is None:
             return None
         category, params = routed
@@ -78,6 +78,18 @@ class DescriptorMap:
             else:  # path:NAME
                 params[meaning[5:]] = value
         return category, Caller(client_ip, api_key, user, node, headers, params)
+
+    def _walk(self, entries: Entries) -> tuple[str, dict[str, str]] | None:
+        """The reference's walk: entry by entry, key and value first, else key; never back."""
+        node = self._tree
+        assert node is not None
+        for key, value in entries:
+            children = node.children
+            step = children.get((key, value)) or children.get((key, None))
+            if step is None:
+                return None
+            node = step
+        return None if node.category is None else (node.category, {})
 
     def _category(self, found: dict[str, str]) -> tuple[str, dict[str, str]] | None:
         for rule in self._rules:

@@ -104,14 +104,7 @@ class CheckEndpoint:
             return
         service = self.service
         try:
-            decision = await service.limiter.check(
-                method=call.method,
-                path=call.path,
-                headers=call.headers,
-                client_ip=call.client_ip,
-                cost=call.cost,
-                lease=True,
-            )
+            decision = await call.decide(service.limiter)
         except ValueError as error:  # the engine refused the call before charging anything
             await _answer(scope, send, 422, error_json("invalid_request", str(error)))
             return
@@ -139,19 +132,12 @@ class DecisionApi:
         # multiplies it past an algorithm's bound) refuses the whole batch, nothing taken
         for index, call in enumerate(calls):
             try:
-                limiter.prepare(call.method, call.path, call.headers, call.client_ip, call.cost)
+                call.plan(limiter)
             except ValueError as error:
                 return _error(422, "invalid_request", f"[{index}]: {error}")
         answers = []
         for call in calls:
-            decision = await limiter.check(
-                method=call.method,
-                path=call.path,
-                headers=call.headers,
-                client_ip=call.client_ip,
-                cost=call.cost,
-                lease=True,
-            )
+            decision = await call.decide(limiter)
             answers.append(decision_json(decision, seal))
         return JSONResponse(answers)
 
@@ -180,9 +166,7 @@ class DecisionApi:
             return _invalid(error)
         limiter, call = self.service.limiter, report.call
         try:
-            prepared = limiter.prepare(
-                call.method, call.path, call.headers, call.client_ip, call.cost
-            )
+            prepared = call.plan(limiter)
         except ValueError as error:  # the engine refused the call, as /v1/check would
             return _error(422, "invalid_request", str(error))
         answered: list[dict[str, Any]] = []

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..algorithms import ALGORITHMS
-from ..engine import LeaseSeal, PolicyDecision
+from ..engine import LeaseSeal, PolicyDecision, Prepared
 from ..http.answers import retry_after_seconds
+from ..limiter import AsyncLimiter
 
 __all__ = [
     "MOST_BATCH",
@@ -99,6 +100,22 @@ class CheckCall:
     headers: dict[str, str]
     client_ip: str
     cost: int = 1
+
+    async def decide(self, limiter: AsyncLimiter) -> PolicyDecision:
+        """The decision on this call, its caps taken (``/v1/check`` hands out their lease)."""
+        return await limiter.check(
+            method=self.method,
+            path=self.path,
+            headers=self.headers,
+            client_ip=self.client_ip,
+            cost=self.cost,
+            lease=True,
+        )
+
+    def plan(self, limiter: AsyncLimiter) -> Prepared | PolicyDecision:
+        """The call planned (routed, identified, its charges and lockouts), nothing charged;
+        ``ValueError`` for a cost the engine refuses."""
+        return limiter.prepare(self.method, self.path, self.headers, self.client_ip, self.cost)
 
 
 @dataclass(frozen=True, slots=True)

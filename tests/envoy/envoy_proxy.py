@@ -4,7 +4,8 @@ Envoy listens on a free loopback port, routes every request to an upstream
 on loopback, and asks ratekeeper's gRPC port first (the ratelimit HTTP
 filter, a cluster speaking HTTP/2). The route's ``rate_limits`` build the
 descriptors the flowtriq test policy maps: ``generic_key`` from the path's
-agent endpoint, ``api_key`` and ``node`` from ``X-API-Key`` and ``X-Node-ID``.
+agent endpoint, ``api_key`` and ``node`` from ``X-API-Key`` and ``X-Node-ID``;
+a test module may give routes of its own instead (:func:`header_route`).
 Started with ``--disable-hot-restart`` (no shared memory between Envoys).
 """
 
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import shutil
 import sysconfig
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from support.loopback import HOST, LoopbackProcess
 
-__all__ = ["envoy_binary", "envoy_process"]
+__all__ = ["envoy_binary", "envoy_process", "header_route", "upstream_app"]
 
 
 def envoy_binary() -> Path | None:
@@ -28,6 +30,38 @@ def envoy_binary() -> Path | None:
         return beside
     found = shutil.which("envoy")
     return Path(found) if found else None
+
+
+async def upstream_app(scope: dict[str, object], receive: object, send: object) -> None:
+    """The upstream behind Envoy: every request 200, ``X-Upstream: yes``, a small JSON body."""
+    assert scope["type"] == "http"
+    await send(  # type: ignore[operator]
+        {"type": "http.response.start", "status": 200,
+         "headers": [(b"content-type", b"application/json"), (b"x-upstream", b"yes")]}
+    )  # fmt: skip
+    await send({"type": "http.response.body", "body": b'{"ok": true}'})  # type: ignore[operator]
+
+
+def header_route(prefix: str, *descriptors: Sequence[tuple[str, str]]) -> dict[str, object]:
+    """Requests under ``prefix``: one descriptor per ``[(header, descriptor key), ...]``.
+
+    Envoy builds a descriptor only when every header it names is present, so
+    a request carries the headers of the descriptors it means to send, and
+    one route serves them all (all sent in one ShouldRateLimit call).
+    """
+    return {
+        "match": {"prefix": prefix},
+        "route": {
+            "cluster": "upstream",
+            "rate_limits": [
+                {"actions": [
+                    {"request_headers": {"header_name": header, "descriptor_key": key}}
+                    for header, key in entries
+                ]}
+                for entries in descriptors
+            ],
+        },
+    }  # fmt: skip
 
 
 def _route(agent: str) -> dict[str, object]:
@@ -73,8 +107,19 @@ def _cluster(name: str, port: int, http2: bool) -> dict[str, object]:
     return cluster
 
 
-def config(port: int, upstream: int, ratekeeper: int, domain: str) -> dict[str, object]:
-    """Envoy's bootstrap: the listener on ``port``, the upstream, ratekeeper's gRPC port."""
+def config(
+    port: int,
+    upstream: int,
+    ratekeeper: int,
+    domain: str,
+    routes: Sequence[dict[str, object]] | None = None,
+) -> dict[str, object]:
+    """Envoy's bootstrap: the listener on ``port``, the upstream, ratekeeper's gRPC port.
+
+    ``routes``: the routes before the catch-all one (default: the flowtriq agent routes).
+    """
+    if routes is None:
+        routes = [_route("heartbeat"), _route("metrics"), _route("probe")]
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
         "http_connection_manager.v3.HttpConnectionManager",
@@ -82,7 +127,7 @@ def config(port: int, upstream: int, ratekeeper: int, domain: str) -> dict[str, 
         "route_config": {
             "virtual_hosts": [{
                 "name": "api", "domains": ["*"],
-                "routes": [_route("heartbeat"), _route("metrics"), _route("probe"),
+                "routes": [*routes,
                            {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}],
             }]
         },
@@ -121,13 +166,18 @@ def config(port: int, upstream: int, ratekeeper: int, domain: str) -> dict[str, 
 
 
 def envoy_process(
-    binary: Path, directory: Path, upstream: int, ratekeeper: int, domain: str = "flowtriq"
+    binary: Path,
+    directory: Path,
+    upstream: int,
+    ratekeeper: int,
+    domain: str = "flowtriq",
+    routes: Sequence[dict[str, object]] | None = None,
 ) -> LoopbackProcess:
     """Envoy as a loopback process (not started): ``.start()`` it."""
 
     def command(port: int, where: Path) -> list[str]:
         path = where / "envoy.yaml"
-        path.write_text(yaml.safe_dump(config(port, upstream, ratekeeper, domain)))
+        path.write_text(yaml.safe_dump(config(port, upstream, ratekeeper, domain, routes)))
         return [
             str(binary), "-c", str(path), "--disable-hot-restart", "-l", "warning",
             "--concurrency", "1",

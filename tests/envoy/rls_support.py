@@ -65,12 +65,15 @@ class Rls:
 RlsFactory = Callable[..., Any]
 
 
-def serve_command(policy: Path) -> Callable[[int, Path], list[str]]:
-    """``ratekeeper serve`` of ``policy`` with its gRPC port the loopback process's port."""
+def serve_command(policy: Path, *, option: str = "--policy") -> Callable[[int, Path], list[str]]:
+    """``ratekeeper serve`` of ``policy`` with its gRPC port the loopback process's port.
+
+    ``option``: how the file is given (``--envoy-config`` for a reference config).
+    """
 
     def command(port: int, directory: Path) -> list[str]:
         return [
-            sys.executable, "-m", "ratekeeper", "serve", "--policy", str(policy),
+            sys.executable, "-m", "ratekeeper", "serve", option, str(policy),
             "--registry", "none", "--port", str(free_port()), "--grpc-port", str(port),
         ]  # fmt: skip
 

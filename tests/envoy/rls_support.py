@@ -65,16 +65,19 @@ class Rls:
 RlsFactory = Callable[..., Any]
 
 
-def serve_command(policy: Path, *, option: str = "--policy") -> Callable[[int, Path], list[str]]:
+def serve_command(
+    policy: Path, *, option: str = "--policy", registry: str = "none"
+) -> Callable[[int, Path], list[str]]:
     """``ratekeeper serve`` of ``policy`` with its gRPC port the loopback process's port.
 
-    ``option``: how the file is given (``--envoy-config`` for a reference config).
+    ``option``: how the file is given (``--envoy-config`` for a reference config);
+    ``registry``: the key registry's URL (none by default).
     """
 
     def command(port: int, directory: Path) -> list[str]:
         return [
             sys.executable, "-m", "ratekeeper", "serve", option, str(policy),
-            "--registry", "none", "--port", str(free_port()), "--grpc-port", str(port),
+            "--registry", registry, "--port", str(free_port()), "--grpc-port", str(port),
         ]  # fmt: skip
 
     return command

@@ -1,8 +1,9 @@
 """``--envoy-config``: the reference service's YAML (envoyproxy/ratelimit) served as it documents.
 
-Each table is one of the reference README's examples, checked through a real
-grpc.aio server with the servicer: which descriptors are limited, at what
-rate, and the call that goes over.
+The configs are the reference README's examples as it writes them (its
+"Configuration" section, Examples 1 to 11), checked through a real grpc.aio
+server with the servicer: which descriptors are limited, at what rate, the
+call that goes over, and what the README says of each feature.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 from envoy.service.ratelimit.v3 import rls_pb2
 from rls_support import Rls, RlsFactory, descriptor
 
+from ratekeeper.policy import PolicyError, policy_from_dict
 from ratekeeper.policy.envoy_config import (
     EnvoyConfigError,
     envoy_config_policy,
@@ -26,15 +28,21 @@ OK = rls_pb2.RateLimitResponse.OK
 OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
 Unit = rls_pb2.RateLimitResponse.RateLimit
 
+# The reference README's examples, as it writes them (envoyproxy/ratelimit, "Configuration")
 MONGO = """
 domain: mongo_cps
 descriptors:
   - key: database
     value: users
-    rate_limit: {unit: second, requests_per_unit: 500}
+    rate_limit:
+      unit: second
+      requests_per_unit: 500
+
   - key: database
     value: default
-    rate_limit: {unit: second, requests_per_unit: 500}
+    rate_limit:
+      unit: second
+      requests_per_unit: 500
 """
 MESSAGING = """
 domain: messaging
@@ -44,56 +52,179 @@ descriptors:
     value: marketing
     descriptors:
       - key: to_number
-        rate_limit: {unit: day, requests_per_unit: 5}
+        rate_limit:
+          unit: day
+          requests_per_unit: 5
+
   # Only allow 100 messages a day to any unique phone number
   - key: to_number
-    rate_limit: {unit: day, requests_per_unit: 100}
+    rate_limit:
+      unit: day
+      requests_per_unit: 100
 """
 PER_IP = """
 domain: edge_proxy_per_ip
 descriptors:
   - key: remote_address
-    rate_limit: {unit: second, requests_per_unit: 10}
-"""
-BLACK_LIST = (
-    PER_IP
-    + """
+    rate_limit:
+      unit: second
+      requests_per_unit: 10
+
   # Black list IP
   - key: remote_address
     value: 50.0.0.5
-    rate_limit: {unit: second, requests_per_unit: 0}
+    rate_limit:
+      unit: second
+      requests_per_unit: 0
 """
-)
-NESTED = """
+EXAMPLE4_FLAT = """
 domain: example4
 descriptors:
   - key: key
     value: value
-    rate_limit: {unit: second, requests_per_unit: 5}
+    rate_limit:
+      requests_per_unit: 300
+      unit: second
+"""
+EXAMPLE4_NESTED = """
+domain: example4
+descriptors:
+  - key: key
+    value: value
     descriptors:
       - key: subkey
-        value: subvalue
-        rate_limit: {unit: second, requests_per_unit: 300}
-"""
-SHADOW = """
-domain: example5
-descriptors:
-  - key: remote_address
-    rate_limit: {unit: second, requests_per_unit: 2}
-    shadow_mode: true
+        rate_limit:
+          requests_per_unit: 300
+          unit: second
 """
 INTERNAL = """
 domain: internal
 descriptors:
   - key: ldap
-    rate_limit: {unlimited: true}
+    rate_limit:
+      unlimited: true
+
   - key: azure
-    rate_limit: {unit: minute, requests_per_unit: 100}
+    rate_limit:
+      unit: minute
+      requests_per_unit: 100
+"""
+SHADOW = """
+domain: example6
+descriptors:
+  - key: service
+    descriptors:
+      - key: user
+        value: user-a
+        rate_limit:
+          requests_per_unit: 10
+          unit: second
+        shadow_mode: true
+      - key: user
+        value: user-b
+        rate_limit:
+          requests_per_unit: 20
+          unit: second
+"""
+REPLACES = """
+domain: example7
+descriptors:
+  - key: key_1
+    value: value_1
+    descriptors:
+      - key: user
+        value: bkthomps
+        rate_limit:
+          name: specific_limit
+          requests_per_unit: 5
+          unit: second
+  - key: key_2
+    value: value_2
+    descriptors:
+      - key: user
+        value: bkthomps
+        rate_limit:
+          replaces:
+            - name: specific_limit
+          requests_per_unit: 10
+          unit: second
+"""
+DETAILED = """
+domain: example8
+descriptors:
+  - key: key1
+    detailed_metric: true
+    rate_limit:
+      unit: minute
+      requests_per_unit: 10
+  - key: key1
+    value: value1
+    rate_limit:
+      unit: minute
+      requests_per_unit: 20
+"""
+WILDCARDS = """
+domain: example9
+descriptors:
+  - key: key1
+    value: value*
+    rate_limit:
+      unit: minute
+      requests_per_unit: 20
+  - key: path
+    value: /api/*/action
+    rate_limit:
+      unit: minute
+      requests_per_unit: 20
+  - key: route
+    value: /api/*/resource/*/action
+    rate_limit:
+      unit: minute
+      requests_per_unit: 20
+"""
+VALUE_TO_METRIC = """
+domain: example10
+descriptors:
+  - key: route
+    value_to_metric: true
+    descriptors:
+      - key: http_method
+        value_to_metric: true
+        descriptors:
+          - key: subject_id
+            rate_limit:
+              unit: minute
+              requests_per_unit: 60
+"""
+SHARED = """
+domain: example11
+descriptors:
+  # With share_threshold: true, all files/* matches share the same threshold
+  - key: files
+    value: files/*
+    share_threshold: true
+    rate_limit:
+      unit: hour
+      requests_per_unit: 10
+
+  # Without share_threshold, each files_no_share/* match has its own isolated threshold
+  - key: files_no_share
+    value: files_no_share/*
+    share_threshold: false
+    rate_limit:
+      unit: hour
+      requests_per_unit: 10
+"""
+# ratekeeper's addition: several limits on one descriptor
+TWO_LIMITS = """
+domain: internal
+descriptors:
   - key: tenant
     rate_limits:
       - {unit: second, requests_per_unit: 2}
       - {unit: hour, requests_per_unit: 3}
 """
+MAX_UINT32 = 2**32 - 1
 
 
 async def served(rls_factory: RlsFactory, text: str, tmp_path: Path) -> Rls:
@@ -115,18 +246,36 @@ LIMITS = [
     (MONGO, "mongo_cps", [("database", "default")], (500, Unit.SECOND)),
     (MONGO, "mongo_cps", [("database", "other")], None),
     (MONGO, "another_domain", [("database", "users")], None),
-    (MESSAGING, "messaging", [("message_type", "marketing"), ("to_number", "2061234567")],
+    (MESSAGING, "messaging", [("message_type", "marketing"), ("to_number", "2061111111")],
      (5, Unit.DAY)),
-    (MESSAGING, "messaging", [("to_number", "2061234567")], (100, Unit.DAY)),
-    (MESSAGING, "messaging", [("message_type", "marketing")], None),  # no limit of its own
+    (MESSAGING, "messaging", [("to_number", "2061111111")], (100, Unit.DAY)),
+    (MESSAGING, "messaging", [("message_type", "marketing")], None),  # a placeholder: no limit
     (MESSAGING, "messaging", [("message_type", "transactional"), ("to_number", "1")], None),
-    (PER_IP, "edge_proxy_per_ip", [("remote_address", "10.0.0.1")], (10, Unit.SECOND)),
-    (NESTED, "example4", [("key", "value")], (5, Unit.SECOND)),
-    (NESTED, "example4", [("key", "value"), ("subkey", "subvalue")], (300, Unit.SECOND)),
-    (NESTED, "example4", [("key", "value"), ("subkey", "other")], None),
-    (NESTED, "example4", [("subkey", "subvalue")], None),
-    (INTERNAL, "internal", [("ldap", "x")], None),
+    (PER_IP, "edge_proxy_per_ip", [("remote_address", "50.0.0.1")], (10, Unit.SECOND)),
+    # Example 4: a request is matched at its own depth only
+    (EXAMPLE4_FLAT, "example4", [("key", "value"), ("subkey", "subvalue")], None),
+    (EXAMPLE4_FLAT, "example4", [("key", "value")], (300, Unit.SECOND)),
+    (EXAMPLE4_NESTED, "example4", [("key", "value"), ("subkey", "subvalue")], (300, Unit.SECOND)),
+    (EXAMPLE4_NESTED, "example4", [("key", "value")], None),
     (INTERNAL, "internal", [("azure", "x")], (100, Unit.MINUTE)),
+    (SHADOW, "example6", [("service", "auth-service"), ("user", "user-b")], (20, Unit.SECOND)),
+    (SHADOW, "example6", [("service", "auth-service"), ("user", "user-c")], None),
+    (DETAILED, "example8", [("key1", "unspecified_value")], (10, Unit.MINUTE)),
+    (DETAILED, "example8", [("key1", "value1")], (20, Unit.MINUTE)),
+    # Example 9: trailing, middle and several wildcards
+    (WILDCARDS, "example9", [("key1", "value1")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("key1", "valueXYZ")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("key1", "value")], (20, Unit.MINUTE)),  # * matches nothing too
+    (WILDCARDS, "example9", [("key1", "valu")], None),
+    (WILDCARDS, "example9", [("path", "/api/123/action")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("path", "/api/user-id/action")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("path", "/api/123/other")], None),
+    (WILDCARDS, "example9", [("route", "/api/v1/resource/123/action")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("route", "/api/v2/resource/456/action")], (20, Unit.MINUTE)),
+    (WILDCARDS, "example9", [("route", "/api/v1/resource/123")], None),
+    (VALUE_TO_METRIC, "example10",
+     [("route", "api"), ("http_method", "GET"), ("subject_id", "123")], (60, Unit.MINUTE)),
+    (SHARED, "example11", [("files", "files/a.pdf")], (10, Unit.HOUR)),
 ]  # fmt: skip
 
 
@@ -150,29 +299,86 @@ async def test_marketing_messages_go_over_at_the_sixth_per_number_and_day(
 ) -> None:
     rls = await served(rls_factory, MESSAGING, tmp_path)
     to = lambda number: descriptor(("message_type", "marketing"), ("to_number", number))  # noqa: E731
-    codes = [(await rls.ask("messaging", to("1"))).overall_code for _ in range(6)]
-    other = await rls.ask("messaging", to("2"))
+    codes = [(await rls.ask("messaging", to("2061111111"))).overall_code for _ in range(6)]
+    other = await rls.ask("messaging", to("2062222222"))
     assert codes == [OK] * 5 + [OVER]
     assert other.overall_code == OK  # each number counted apart
     assert other.statuses[0].limit_remaining == 4
 
 
-async def test_an_address_has_ten_a_second(rls_factory: RlsFactory, tmp_path: Path) -> None:
+async def test_both_descriptors_of_the_messaging_request_are_decided_together(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, MESSAGING, tmp_path)
+    marketing = descriptor(("message_type", "marketing"), ("to_number", "2061111111"))
+    number = descriptor(("to_number", "2061111111"))
+    answers = [await rls.ask("messaging", marketing, number) for _ in range(6)]
+    assert [a.overall_code for a in answers] == [OK] * 5 + [OVER]
+    assert [limit_of(s) for s in answers[0].statuses] == [(5, Unit.DAY), (100, Unit.DAY)]
+    assert answers[4].statuses[1].limit_remaining == 95
+    # the refused sixth charged nothing (all or nothing; the reference counts it on both)
+    assert (await rls.ask("messaging", number)).statuses[0].limit_remaining == 94
+
+
+async def test_an_address_has_ten_a_second_and_the_black_listed_one_none(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
     rls = await served(rls_factory, PER_IP, tmp_path)
-    codes = [
-        (
-            await rls.ask("edge_proxy_per_ip", descriptor(("remote_address", "10.0.0.1")))
-        ).overall_code
-        for _ in range(11)
-    ]
+    ip = descriptor(("remote_address", "50.0.0.1"))
+    codes = [(await rls.ask("edge_proxy_per_ip", ip)).overall_code for _ in range(11)]
+    black = await rls.ask("edge_proxy_per_ip", descriptor(("remote_address", "50.0.0.5")))
     assert codes == [OK] * 10 + [OVER]
+    assert black.overall_code == OVER
+    assert black.statuses[0].code == OVER
+    assert limit_of(black.statuses[0]) == (0, Unit.SECOND)
+    assert list(black.response_headers_to_add) == []  # no count, no Retry-After to wait for
+    assert black.raw_body == b""
+
+
+async def test_a_black_listed_descriptor_refuses_the_request_and_charges_the_others_nothing(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, PER_IP, tmp_path)
+    ip = descriptor(("remote_address", "50.0.0.1"))
+    black = descriptor(("remote_address", "50.0.0.5"))
+    both = await rls.ask("edge_proxy_per_ip", ip, black)
+    alone = await rls.ask("edge_proxy_per_ip", ip)
+    assert both.overall_code == OVER
+    assert [s.code for s in both.statuses] == [OK, OVER]
+    assert both.statuses[0].limit_remaining == 10  # looked at, not charged
+    assert alone.statuses[0].limit_remaining == 9
+
+
+async def test_a_black_list_entry_in_shadow_mode_never_refuses(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    config = PER_IP.replace(
+        "      requests_per_unit: 0\n", "      requests_per_unit: 0\n    shadow_mode: true\n"
+    )
+    rls = await served(rls_factory, config, tmp_path)
+    answer = await rls.ask("edge_proxy_per_ip", descriptor(("remote_address", "50.0.0.5")))
+    assert answer.overall_code == OK
+    assert answer.statuses[0].code == OK
+    assert limit_of(answer.statuses[0]) == (0, Unit.SECOND)
+
+
+async def test_an_unlimited_descriptor_is_ok_with_the_largest_remaining_and_no_limit(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, INTERNAL, tmp_path)
+    answers = [await rls.ask("internal", descriptor(("ldap", "x"))) for _ in range(3)]
+    unknown = await rls.ask("internal", descriptor(("other", "x")))
+    assert [a.overall_code for a in answers] == [OK] * 3
+    assert answers[2].statuses[0].limit_remaining == MAX_UINT32
+    assert limit_of(answers[2].statuses[0]) is None
+    assert unknown.statuses[0].limit_remaining == 0  # not in the config: no limit, nothing more
 
 
 async def test_the_window_is_a_clock_aligned_fixed_window(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:
     rls = await served(rls_factory, PER_IP, tmp_path)
-    ip = descriptor(("remote_address", "10.0.0.1"))
+    ip = descriptor(("remote_address", "50.0.0.1"))
     rls.clock.t += 0.5
     for _ in range(10):
         await rls.ask("edge_proxy_per_ip", ip)
@@ -185,21 +391,70 @@ async def test_the_window_is_a_clock_aligned_fixed_window(
     assert again.statuses[0].limit_remaining == 9
 
 
-async def test_shadow_mode_reports_over_limit_on_the_descriptor_and_never_denies(
+async def test_shadow_mode_never_denies_user_a_and_user_b_has_twenty(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:
     rls = await served(rls_factory, SHADOW, tmp_path)
-    answers = [
-        await rls.ask("example5", descriptor(("remote_address", "10.0.0.1"))) for _ in range(3)
-    ]
-    assert [a.overall_code for a in answers] == [OK, OK, OK]
-    assert answers[2].statuses[0].code == OVER
+    user = lambda name: descriptor(("service", "auth-service"), ("user", name))  # noqa: E731
+    a = [await rls.ask("example6", user("user-a")) for _ in range(12)]
+    b = [(await rls.ask("example6", user("user-b"))).overall_code for _ in range(21)]
+    assert [answer.overall_code for answer in a] == [OK] * 12
+    # the descriptor says OK too, as the reference's does, with nothing left of its 10
+    assert a[11].statuses[0].code == OK
+    assert limit_of(a[11].statuses[0]) == (10, Unit.SECOND)
+    assert a[11].statuses[0].limit_remaining == 0
+    assert b == [OK] * 20 + [OVER]
+
+
+async def test_replaces_drops_the_named_limit_and_leaves_its_count_alone(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, REPLACES, tmp_path)
+    one = descriptor(("key_1", "value_1"), ("user", "bkthomps"))
+    two = descriptor(("key_2", "value_2"), ("user", "bkthomps"))
+    together = [await rls.ask("example7", one, two) for _ in range(11)]
+    assert [a.overall_code for a in together] == [OK] * 10 + [OVER]  # 10 / sec
+    assert limit_of(together[0].statuses[0]) is None  # replaced: not limited
+    assert limit_of(together[0].statuses[1]) == (10, Unit.SECOND)
+    alone = [(await rls.ask("example7", one)).overall_code for _ in range(6)]
+    assert alone == [OK] * 5 + [OVER]  # its 5 / sec untouched by the ten above
+    rls.clock.t += 1
+    only_two = [(await rls.ask("example7", two)).overall_code for _ in range(11)]
+    assert only_two == [OK] * 10 + [OVER]
+
+
+async def test_each_wildcard_match_counts_apart(rls_factory: RlsFactory, tmp_path: Path) -> None:
+    rls = await served(rls_factory, WILDCARDS, tmp_path)
+    first = [(await rls.ask("example9", descriptor(("key1", "value1")))).overall_code
+             for _ in range(21)]  # fmt: skip
+    second = await rls.ask("example9", descriptor(("key1", "value2")))
+    assert first == [OK] * 20 + [OVER]
+    assert second.overall_code == OK
+    assert second.statuses[0].limit_remaining == 19
+
+
+async def test_share_threshold_counts_every_match_of_the_pattern_as_one(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, SHARED, tmp_path)
+    files = lambda name: descriptor(("files", f"files/{name}"))  # noqa: E731
+    apart = lambda name: descriptor(("files_no_share", f"files_no_share/{name}"))  # noqa: E731
+    for _ in range(5):
+        assert (await rls.ask("example11", files("a.pdf"))).overall_code == OK
+        assert (await rls.ask("example11", files("b.csv"))).overall_code == OK
+    shared = await rls.ask("example11", files("c.txt"))
+    isolated = [(await rls.ask("example11", apart("a.pdf"))).overall_code for _ in range(11)]
+    other = await rls.ask("example11", apart("b.csv"))
+    assert shared.overall_code == OVER
+    assert isolated == [OK] * 10 + [OVER]
+    assert other.overall_code == OK
+    assert other.statuses[0].limit_remaining == 9
 
 
 async def test_two_limits_on_one_descriptor_are_both_charged_and_the_tightest_reported(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:
-    rls = await served(rls_factory, INTERNAL, tmp_path)
+    rls = await served(rls_factory, TWO_LIMITS, tmp_path)
     tenant = descriptor(("tenant", "t1"))
     first = await rls.ask("internal", tenant)
     second = await rls.ask("internal", tenant)
@@ -215,10 +470,32 @@ async def test_two_limits_on_one_descriptor_are_both_charged_and_the_tightest_re
     assert limit_of(fifth.statuses[0]) == (3, Unit.HOUR)
 
 
+async def test_a_directory_serves_one_domain_per_file(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "mongo.yaml").write_text(MONGO)
+    (directory / "messaging.yml").write_text(MESSAGING)
+    (directory / "notes.txt").write_text("not a config")
+    rls: Rls = await rls_factory(load_envoy_config(directory))
+    mongo = await rls.ask("mongo_cps", descriptor(("database", "users")))
+    messaging = await rls.ask("messaging", descriptor(("to_number", "1")))
+    assert limit_of(mongo.statuses[0]) == (500, Unit.SECOND)
+    assert limit_of(messaging.statuses[0]) == (100, Unit.DAY)
+
+
+def test_two_files_of_one_domain_are_refused_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(MONGO)
+    (tmp_path / "b.yaml").write_text(MONGO)
+    with pytest.raises(EnvoyConfigError, match=r"b\.yaml: a second config for domain 'mongo_cps'"):
+        load_envoy_config(tmp_path)
+
+
 def test_the_compiled_policy_is_a_policy_with_a_tree_and_fixed_windows() -> None:
     data = envoy_config_policy(yaml.safe_load(MESSAGING))
     assert data["defaults"] == {"algorithm": "fixed_window"}
-    assert data["envoy"]["domain"] == "messaging"
+    assert list(data["envoy"]["trees"]) == ["messaging"]
     assert data["limits"]["envoy_1"] == {
         "by": ["header:message_type", "header:to_number"],
         "rate": "5/day",
@@ -226,23 +503,43 @@ def test_the_compiled_policy_is_a_policy_with_a_tree_and_fixed_windows() -> None
     }
 
 
+def test_rules_are_named_as_the_reference_names_its_stats() -> None:
+    data = envoy_config_policy(yaml.safe_load(MESSAGING), yaml.safe_load(WILDCARDS))
+    marketing = data["envoy"]["trees"]["messaging"][0]
+    assert marketing["descriptors"][0]["metric"] == "messaging.message_type_marketing.to_number"
+    assert data["envoy"]["trees"]["example9"][1]["metric"] == "example9.path_/api/*/action"
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ("descriptors: []", "'domain'"),
-        ("domain: d\ndescriptors: [{key: a, replaces: [{name: x}]}]", "replaces"),
+        ("domain: ''", "cannot be empty"),
         ("domain: d\ndescriptors: [{key: a, rate_limit: {unit: fortnight, requests_per_unit: 1}}]",
          "fortnight"),
         ("domain: d\ndescriptors: [{value: a}]", "needs a 'key'"),
         ("domain: d\nextra: 1", "extra"),
-        (BLACK_LIST, "requests_per_unit 0"),  # the README's block list: not served yet
+        ("domain: d\ndescriptors: [{key: a, quota_mode: true}]", "quota_mode"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {unlimited: true, unit: second}}]",
+         "no unit"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {name: x, replaces: [{name: x}],"
+         " unit: second, requests_per_unit: 1}}]", "its own name"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {replaces: [{}], unit: second,"
+         " requests_per_unit: 1}}]", "needs a 'name'"),
+        ("domain: d\ndescriptors: [{key: a, value: b, share_threshold: true}]",
+         "share_threshold goes with a value holding '*'"),
+        ("domain: d\ndescriptors: [{key: a, rate_limits: [{name: x, unit: second,"
+         " requests_per_unit: 1}]}]", "single 'rate_limit'"),
+        ("domain: d\ndescriptors: [{key: a}, {key: a}]", "a second node for 'a'"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {unit: second, requests_per_unit: -1}}]",
+         "whole number"),
     ],
 )  # fmt: skip
 def test_a_config_ratekeeper_cannot_serve_is_refused_with_the_reason(
     config: str, message: str
 ) -> None:
-    with pytest.raises(EnvoyConfigError, match=message):
-        envoy_config_policy(yaml.safe_load(config))
+    with pytest.raises(PolicyError, match=message):
+        policy_from_dict(envoy_config_policy(yaml.safe_load(config)))
 
 
 def test_ratekeeper_serve_envoy_config_serves_the_reference_config(tmp_path: Path) -> None:

@@ -27,16 +27,30 @@ a descriptor it has no limit for. Read by :mod:`ratekeeper.server.envoy`.
 
 ``tree`` (instead of ``descriptors``) reads descriptors as the reference
 service does (envoyproxy/ratelimit; ``--envoy-config`` compiles its YAML
-to it): nested nodes ``{key, value, category, descriptors}``, a descriptor
-walked entry by entry in order, at each level the node with its key and
-value, else the one with its key and no value (any value), never back; the
-node where the entries end gives the category (none: not limited)::
+to it): nested nodes, a descriptor walked entry by entry in order, at each
+level the node with its key and value, else the first whose value pattern
+(``*``: any text) matches, else the one with its key and no value (any
+value), never back; the node where the entries end says what happens::
 
       tree:
         - key: database
           value: users
-          category: users
+          category: users                    # charged to this category
           descriptors: [{key: user, category: per_user}]
+        - {key: ldap, unlimited: true}       # OK, nothing counted
+        - {key: remote_address, value: 50.0.0.5, deny: second}   # 0 per second: refused
+        - key: files
+          value: "files/*"
+          share: true                        # every match counts as "files/*"
+          category: files
+        - {key: user, value: bkthomps, category: special, name: specific}
+        - {key: user, category: generic, replaces: [specific]}
+
+``name``/``replaces``: when a request's descriptors end at a node that
+replaces a name, the descriptors ending at a node of that name are not
+limited. ``shadow`` (with ``deny``): reported, never refused. ``metric``: the
+rule's name in metrics (the reference's stats key). ``trees`` holds one tree
+per domain (``{domain: [nodes]}``) where one service answers several.
 """
 
 from __future__ import annotations
@@ -62,13 +76,29 @@ class EnvoyRule:
     category: str
 
 
+#: a value pattern's ``*``-separated parts, and the node it leads to
+Wildcard = tuple[str, "re.Pattern[str]", "EnvoyNode"]
+
+
 @dataclass(frozen=True, slots=True)
 class EnvoyNode:
-    """A node of a ``tree``: the category a descriptor ending here goes to, and the next level."""
+    """A node of a ``tree``: what a descriptor ending here gets, and the next level."""
 
     category: str | None = None
     #: ``(key, value)`` (value ``None``: any value) -> the node one entry further
     children: dict[tuple[str, str | None], EnvoyNode] = field(default_factory=dict)
+    #: children whose value is a pattern, in the file's order: ``(key, pattern, node)``
+    wildcards: tuple[Wildcard, ...] = ()
+    #: the value a match of this node's pattern counts as (``share``), else its own
+    shared: str | None = None
+    unlimited: bool = False
+    #: ``requests_per_unit: 0``: the unit's seconds; every hit is refused
+    deny: int | None = None
+    #: with ``deny``: reported, never refused
+    shadow: bool = False
+    name: str | None = None
+    replaces: frozenset[str] = frozenset()
+    metric: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +112,13 @@ class EnvoyMapping:
     route: tuple[str, str] | None = None
     #: the reference service's nested descriptors (``tree``), or ``None``
     tree: EnvoyNode | None = None
+    #: one tree per domain (``trees``)
+    trees: dict[str, EnvoyNode] = field(default_factory=dict)
 
 
 def envoy_mapping(field_: Field, categories: frozenset[str]) -> EnvoyMapping:
     """The validated ``envoy:`` section; ``categories``: the policy's category names."""
-    spec = field_.mapping({"domain", "entries", "descriptors", "route", "tree"})
+    spec = field_.mapping({"domain", "entries", "descriptors", "route", "tree", "trees"})
     entries: dict[str, str] = {}
     if "entries" in spec:
         for key, meaning in spec["entries"].mapping().items():
@@ -111,35 +143,98 @@ def envoy_mapping(field_: Field, categories: frozenset[str]) -> EnvoyMapping:
         method = parts["method"].string() if "method" in parts else ":method"
         route = (method, parts["path"].string())
     tree: EnvoyNode | None = None
+    trees: dict[str, EnvoyNode] = {}
+    for name in ("tree", "trees"):
+        if name in spec and (rules or route is not None):
+            raise spec[name].error(f"a {name} stands alone: no 'descriptors' or 'route' beside it")
     if "tree" in spec:
-        if rules or route is not None:
-            raise spec["tree"].error("a tree stands alone: no 'descriptors' or 'route' beside it")
-        tree = EnvoyNode(None, _level(spec["tree"], categories))
-    if not rules and route is None and tree is None:
+        if "trees" in spec:
+            raise spec["trees"].error("give 'tree' (one domain) or 'trees', not both")
+        tree = _root(spec["tree"], categories)
+    if "trees" in spec:
+        if "domain" in spec:
+            raise spec["domain"].error("'trees' names its domains: no 'domain' beside it")
+        trees = {
+            domain: _root(nodes, categories) for domain, nodes in spec["trees"].mapping().items()
+        }
+    if not rules and route is None and tree is None and not trees:
         raise field_.error(
             "say which category a descriptor is charged to: 'descriptors', 'route' or 'tree'"
         )
     domain = spec["domain"].string() if "domain" in spec else None
-    return EnvoyMapping(domain, entries, tuple(rules), route, tree)
+    return EnvoyMapping(domain, entries, tuple(rules), route, tree, trees)
 
 
-def _level(field_: Field, categories: frozenset[str]) -> dict[tuple[str, str | None], EnvoyNode]:
+_NODE_FIELDS = {
+    "key", "value", "category", "descriptors", "unlimited", "deny", "shadow", "share",
+    "name", "replaces", "metric",
+}  # fmt: skip
+_UNIT_SECONDS = {
+    "second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800,
+    "month": 2592000, "year": 31536000,
+}  # fmt: skip
+
+
+def _root(field_: Field, categories: frozenset[str]) -> EnvoyNode:
+    children, wildcards = _level(field_, categories)
+    return EnvoyNode(None, children, wildcards)
+
+
+def _level(
+    field_: Field, categories: frozenset[str]
+) -> tuple[dict[tuple[str, str | None], EnvoyNode], tuple[Wildcard, ...]]:
     level: dict[tuple[str, str | None], EnvoyNode] = {}
+    wildcards: list[Wildcard] = []
     for item in field_.items():
-        spec = item.mapping({"key", "value", "category", "descriptors"}, required=("key",))
+        spec = item.mapping(_NODE_FIELDS, required=("key",))
         key = spec["key"].string()
         value = spec["value"].string() if "value" in spec else None
         if (key, value) in level:
             shown = key if value is None else f"{key}={value}"
             raise item.error(f"a second node for {shown!r} at this level")
-        category = None
-        if "category" in spec:
-            category = spec["category"].string()
-            if category not in categories:
-                raise spec["category"].error(f"no category named {category!r}")
-        children = _level(spec["descriptors"], categories) if "descriptors" in spec else {}
-        level[key, value] = EnvoyNode(category, children)
-    return level
+        node = _node(spec, value, categories)
+        level[key, value] = node
+        if value is not None and "*" in value:
+            wildcards.append((key, _pattern(value), node))
+        elif node.shared is not None:
+            raise spec["share"].error("'share' counts the matches of a value with '*' as one")
+    return level, tuple(wildcards)
+
+
+def _node(spec: dict[str, Field], value: str | None, categories: frozenset[str]) -> EnvoyNode:
+    category = None
+    if "category" in spec:
+        category = spec["category"].string()
+        if category not in categories:
+            raise spec["category"].error(f"no category named {category!r}")
+    unlimited = spec["unlimited"].boolean() if "unlimited" in spec else False
+    deny = None
+    if "deny" in spec:
+        deny = _UNIT_SECONDS[spec["deny"].string(choices=tuple(_UNIT_SECONDS))]
+    if sum((category is not None, unlimited, deny is not None)) > 1:
+        raise spec["key"].error("a node has one of 'category', 'unlimited' and 'deny'")
+    shadow = spec["shadow"].boolean() if "shadow" in spec else False
+    if shadow and deny is None:
+        raise spec["shadow"].error("'shadow' goes with 'deny' (a limit's own 'shadow' says it)")
+    share = spec["share"].boolean() if "share" in spec else False
+    name = spec["name"].string() if "name" in spec else None
+    replaces = frozenset(spec["replaces"].strings()) if "replaces" in spec else frozenset()
+    if name is not None and name in replaces:
+        raise spec["replaces"].error(f"a node cannot replace its own name {name!r}")
+    children, wildcards = (
+        _level(spec["descriptors"], categories) if "descriptors" in spec else ({}, ())
+    )
+    return EnvoyNode(
+        category, children, wildcards,
+        shared=value if share else None,
+        unlimited=unlimited, deny=deny, shadow=shadow, name=name, replaces=replaces,
+        metric=spec["metric"].string() if "metric" in spec else None,
+    )  # fmt: skip
+
+
+def _pattern(value: str) -> re.Pattern[str]:
+    """A value with ``*`` (any text, empty included) as one whole-value match."""
+    return re.compile(".*".join(re.escape(part) for part in value.split("*")), re.DOTALL)
 
 
 def _meaning(field_: Field) -> str:

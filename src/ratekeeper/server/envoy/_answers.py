@@ -11,6 +11,7 @@ itself) and ``raw_body`` (the policy's body of a refusal).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from google.protobuf import duration_pb2
 from ...engine import PolicyDecision
 from ...rates import NS_PER_SECOND, Rate
 from ...stores.base import Charge, ChargeResult
+from ._mapping import Fixed, Reading
 
 __all__ = ["response_of", "unit_of"]
 
@@ -28,6 +30,7 @@ _Response = rls_pb2.RateLimitResponse
 _Status = _Response.DescriptorStatus
 _OK = _Response.OK
 _OVER = _Response.OVER_LIMIT
+_MAX_UINT32 = 2**32 - 1
 _UNITS = {
     1: _Response.RateLimit.SECOND, 60: _Response.RateLimit.MINUTE,
     3600: _Response.RateLimit.HOUR, 86400: _Response.RateLimit.DAY,
@@ -43,19 +46,24 @@ def unit_of(window_ns: int) -> Any:
     return _Response.RateLimit.UNKNOWN if unit is None else unit
 
 
-def response_of(decision: PolicyDecision | None, places: Sequence[int | None]) -> Any:
-    """The response to a request whose descriptors became the items of ``decision``.
+def response_of(decision: PolicyDecision | None, reading: Reading) -> Any:
+    """The response to a request read as ``reading`` whose items were decided as ``decision``
+    (``None``: nothing to decide).
 
-    ``places[i]``: which item descriptor ``i`` became, ``None`` when it is not
-    limited (answered OK, no limit). ``decision`` ``None``: nothing was limited.
+    A request a descriptor refuses outright (``requests_per_unit: 0``) gets no
+    header fields and no body: there is no count to report, and no
+    ``Retry-After`` a client could usefully wait for.
     """
-    if decision is None:
-        return _Response(overall_code=_OK, statuses=[_Status(code=_OK) for _ in places])
+    places = reading.places
+    now_ns = decision.decided_at_ns if decision is not None else time.time_ns()
+    statuses = [
+        _status(decision, place) if isinstance(place, int) else _fixed(place, now_ns)
+        for place in places
+    ]
+    if decision is None or reading.refused:
+        return _Response(overall_code=_OVER if reading.refused else _OK, statuses=statuses)
     allowed = decision.allowed
-    response = _Response(
-        overall_code=_OK if allowed else _OVER,
-        statuses=[_status(decision, place) for place in places],
-    )
+    response = _Response(overall_code=_OK if allowed else _OVER, statuses=statuses)
     fields = decision.headers
     if not allowed and "Retry-After" not in fields and decision.retry_after > 0:
         fields = {**fields, "Retry-After": str(math.ceil(decision.retry_after))}
@@ -69,10 +77,27 @@ def response_of(decision: PolicyDecision | None, places: Sequence[int | None]) -
     return response
 
 
-def _status(decision: PolicyDecision, place: int | None) -> Any:
-    """One descriptor's status: the tightest of the limits its item was charged."""
+def _fixed(place: Fixed | None, now_ns: int) -> Any:
+    """A descriptor's status without the store: not limited, unlimited, or a limit of 0."""
     if place is None:
         return _Status(code=_OK)
+    if place.window_s is None:  # unlimited: the reference reports the largest uint32 left
+        return _Status(code=_OK, limit_remaining=_MAX_UINT32)
+    window_ns = place.window_s * NS_PER_SECOND
+    left = window_ns - now_ns % window_ns  # to the end of the clock-aligned window
+    return _Status(
+        code=_OVER if place.refuses else _OK,
+        current_limit=_Response.RateLimit(requests_per_unit=0, unit=unit_of(window_ns)),
+        limit_remaining=0,
+        duration_until_reset=duration_pb2.Duration(
+            seconds=left // NS_PER_SECOND, nanos=left % NS_PER_SECOND
+        ),
+    )
+
+
+def _status(decision: PolicyDecision | None, place: int) -> Any:
+    """One descriptor's status: the tightest of the limits its item was charged."""
+    assert decision is not None  # an item's place: its request was decided
     ends, results = decision.item_ends, decision.results
     if not results or not ends:  # refused before any rate (a block, a cap, a 401), or exempt
         return _Status(code=_OK if decision.allowed else _OVER)
@@ -84,9 +109,9 @@ def _status(decision: PolicyDecision, place: int | None) -> Any:
     spec = charges[index][0]
     allowed, remaining, reset_ns, _ = mine[index]
     left = max(0, reset_ns - decision.decided_at_ns)
-    # a shadow limit over its count reports OVER_LIMIT on its descriptor, never denies
+    # a shadow limit over its count says OK with nothing left, as the reference's does
     return _Status(
-        code=_OK if allowed else _OVER,
+        code=_OK if allowed or charges[index][3] else _OVER,
         current_limit=_Response.RateLimit(
             requests_per_unit=spec.limit,
             unit=unit_of(spec.window_ns),

@@ -32,7 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ...engine import UNAVAILABLE, PolicyDecision
 from ...policy import Policy
 from ._answers import response_of
-from ._mapping import DescriptorMap, Item
+from ._mapping import DescriptorMap, Reading
 
 __all__ = ["RATE_LIMIT_SERVICE", "GrpcServer", "RateLimitServicer", "decide_on"]
 
@@ -86,38 +86,31 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         ]
         peer = _peer_ip(context.peer()) if context is not None else ""
         try:
-            decision, places = await self._submit(self._decide(request.domain, descriptors, peer))
+            decision, reading = await self._submit(self._decide(request.domain, descriptors, peer))
         except _UnavailableError:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the store cannot decide")
         except ValueError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        return response_of(decision, places)
+        return response_of(decision, reading)
 
     async def _decide(
         self, domain: str, descriptors: list[tuple[list[tuple[str, str]], int]], peer: str
-    ) -> tuple[PolicyDecision | None, list[int | None]]:
-        """Runs where the service lives: the policy and limiter in force now."""
+    ) -> tuple[PolicyDecision | None, Reading]:
+        """Runs where the service lives: the policy and limiter in force now.
+
+        A request with a descriptor that refuses every hit is refused whatever
+        the others say: theirs are only looked at (peeks), never charged.
+        """
         service = self._service
         limiter = service.limiter
-        mapped = self._map(service.policy)
-        places: list[int | None] = []
-        items: list[Item] = []
-        costs: list[int] = []
-        serves = mapped.serves(domain)
-        for entries, cost in descriptors:
-            item = mapped.item(entries) if serves else None
-            if item is None:
-                places.append(None)
-                continue
-            places.append(len(items))
-            items.append(item)
-            costs.append(cost)
-        if not items:
-            return None, places
-        decision: PolicyDecision = await limiter.check_items(items, costs=costs)
+        reading = self._map(service.policy).read(domain, descriptors)
+        if not reading.items:
+            return None, reading
+        costs = [0] * len(reading.costs) if reading.refused else reading.costs
+        decision: PolicyDecision = await limiter.check_items(reading.items, costs=costs)
         if decision.outcome == UNAVAILABLE:
             raise _UnavailableError
-        return decision, places
+        return decision, reading
 
 
 def _peer_ip(peer: str) -> str:

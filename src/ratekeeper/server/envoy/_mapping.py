@@ -1,27 +1,61 @@
 """Envoy's descriptors as the engine's (category, caller) items: no gRPC, no I/O.
 
 The policy's ``envoy:`` section (:mod:`ratekeeper.policy.envoy`) says what
-each entry means; :class:`DescriptorMap` reads one request's descriptors
-with it. Descriptors are plain ``(key, value)`` tuples here, so this module is
-tested and measured without protobuf.
+each entry means; :meth:`DescriptorMap.read` reads one request's descriptors
+with it into a :class:`Reading`: the items to decide in one step, and where
+each descriptor's answer comes from. Descriptors are plain ``(key, value)``
+tuples here, so this module is tested and measured without protobuf.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ...identity import Caller
 from ...policy import Policy, compile_policy
-from ...policy.envoy import EnvoyMapping
+from ...policy.envoy import EnvoyMapping, EnvoyNode
 from ...policy.router import RouteMemo
 
-__all__ = ["DescriptorMap", "Entries", "Item"]
+__all__ = ["UNLIMITED", "DescriptorMap", "Entries", "Fixed", "Item", "Reading"]
 
 #: one descriptor: its ``(key, value)`` entries, in order
 Entries = Sequence[tuple[str, str]]
 #: a descriptor read as the engine's item: (category, caller)
 Item = tuple[str, Caller]
+
+
+class Fixed(NamedTuple):
+    """A descriptor answered without the store: ``unlimited``, or a node refusing every hit."""
+
+    #: OVER_LIMIT (a ``requests_per_unit: 0`` node, not in shadow mode)
+    refuses: bool
+    #: the refusing node's unit in seconds (reported as a limit of 0); ``None``: unlimited
+    window_s: int | None = None
+
+
+#: an ``unlimited`` descriptor: OK, with the largest ``limit_remaining``
+UNLIMITED = Fixed(False)
+
+
+class Reading:
+    """One request's descriptors read: what to decide, and where each answer comes from.
+
+    ``places[i]``, for descriptor ``i``: the index of its item in ``items``,
+    a :class:`Fixed` answer, or ``None`` (not limited: OK, no limit).
+    ``refused``: a descriptor refuses every hit, so the request is refused
+    whatever the items say (they are then only looked at, never charged).
+    ``rules[i]``: the name metrics give descriptor ``i``'s rule (``None``: none).
+    """
+
+    __slots__ = ("costs", "items", "places", "refused", "rules")
+
+    def __init__(self) -> None:
+        self.items: list[Item] = []
+        self.costs: list[int] = []
+        self.places: list[int | Fixed | None] = []
+        self.refused = False
+        self.rules: list[str | None] = []
 
 
 class DescriptorMap:
@@ -37,6 +71,7 @@ class DescriptorMap:
         self._entries = self.mapping.entries
         self._rules = self.mapping.rules
         self._tree = self.mapping.tree
+        self._trees = self.mapping.trees
         self._routes: RouteMemo[Any] | None = None
         if self.mapping.route is not None:
             self._routes = RouteMemo(compile_policy(policy).router)
@@ -46,23 +81,87 @@ class DescriptorMap:
         wanted = self.mapping.domain
         return wanted is None or wanted == domain
 
+    def read(self, domain: str, descriptors: Sequence[tuple[Entries, int]]) -> Reading:
+        """The items of a request's ``(entries, hits)`` descriptors, decided as one."""
+        reading = Reading()
+        tree = self._trees.get(domain) if self._trees else None
+        if tree is None and self._tree is not None and self.serves(domain):
+            tree = self._tree
+        if tree is not None:
+            self._read_tree(tree, descriptors, reading)
+            return reading
+        serves = self.serves(domain)
+        for entries, cost in descriptors:
+            item = self.item(entries) if serves else None
+            reading.rules.append(None)
+            if item is None:
+                reading.places.append(None)
+                continue
+            reading.places.append(len(reading.items))
+            reading.items.append(item)
+            reading.costs.append(cost)
+        return reading
+
+    def _read_tree(
+        self, tree: EnvoyNode, descriptors: Sequence[tuple[Entries, int]], reading: Reading
+    ) -> None:
+        """The reference's reading: each descriptor walked, then ``replaces`` applied."""
+        walked = [self._walk(tree, entries) for entries, _ in descriptors]
+        replaced: set[str] = set()
+        for found in walked:
+            if found is not None and found[0].replaces:
+                replaced |= found[0].replaces
+        for (entries, cost), found in zip(descriptors, walked, strict=True):
+            node = found[0] if found is not None else None
+            reading.rules.append(node.metric if node is not None else None)
+            if found is None or node is None or (node.name is not None and node.name in replaced):
+                reading.places.append(None)
+            elif node.unlimited:
+                reading.places.append(UNLIMITED)
+            elif node.deny is not None:
+                refuses = not node.shadow
+                reading.refused = reading.refused or refuses
+                reading.places.append(Fixed(refuses, node.deny))
+            elif node.category is None:
+                reading.places.append(None)
+            else:
+                reading.places.append(len(reading.items))
+                reading.items.append((node.category, self._caller(entries, {}, found[1])))
+                reading.costs.append(cost)
+
     def item(self, entries: Entries, client_ip: str = "") -> Item | None:
         """The (category, caller) ``entries`` are charged to; ``None``: not limited.
 
         ``client_ip``: the address a ``client_ip`` entry does not give (none).
         """
-        routed = self._walk(entries) if self._tree is not None else self._category(dict(entries))
+        if self._tree is not None:
+            found = self._walk(self._tree, entries)
+            if found is None or found[0].category is None:
+                return None
+            return found[0].category, self._caller(entries, {}, found[1], client_ip)
+        routed = self._category(dict(entries))
         if routed is None:
             return None
-        category, params = routed
+        return routed[0], self._caller(entries, routed[1], None, client_ip)
+
+    def _caller(
+        self,
+        entries: Entries,
+        params: dict[str, str],
+        shared: dict[int, str] | None,
+        client_ip: str = "",
+    ) -> Caller:
+        """The caller the entries describe; ``shared``: entries counted as their pattern."""
         meanings = self._entries
         api_key = user = node = None
         headers: dict[str, str] | None = None
         params = dict(params)
-        for key, value in entries:
+        for index, (key, value) in enumerate(entries):
             meaning = meanings.get(key)
             if meaning is None:
                 continue
+            if shared is not None and index in shared:
+                value = shared[index]
             if meaning == "client_ip":
                 client_ip = value
             elif meaning == "api_key":
@@ -77,19 +176,32 @@ class DescriptorMap:
                 headers[meaning[7:]] = value
             else:  # path:NAME
                 params[meaning[5:]] = value
-        return category, Caller(client_ip, api_key, user, node, headers, params)
+        return Caller(client_ip, api_key, user, node, headers, params)
 
-    def _walk(self, entries: Entries) -> tuple[str, dict[str, str]] | None:
-        """The reference's walk: entry by entry, key and value first, else key; never back."""
-        node = self._tree
-        assert node is not None
-        for key, value in entries:
-            children = node.children
-            step = children.get((key, value)) or children.get((key, None))
+    @staticmethod
+    def _walk(tree: EnvoyNode, entries: Entries) -> tuple[EnvoyNode, dict[int, str] | None] | None:
+        """The reference's walk: entry by entry, key and value first, then the value patterns in
+        order, else the key alone; never back. The node where the entries end, and the entries
+        a ``share`` pattern matched (counted as the pattern); ``None``: no node there."""
+        node = tree
+        shared: dict[int, str] | None = None
+        for index, (key, value) in enumerate(entries):
+            step = node.children.get((key, value))
+            if step is None and node.wildcards:
+                for wild_key, pattern, wild in node.wildcards:
+                    if wild_key == key and pattern.fullmatch(value) is not None:
+                        step = wild
+                        if wild.shared is not None:
+                            if shared is None:
+                                shared = {}
+                            shared[index] = wild.shared
+                        break
             if step is None:
-                return None
+                step = node.children.get((key, None))
+                if step is None:
+                    return None
             node = step
-        return None if node.category is None else (node.category, {})
+        return node, shared
 
     def _category(self, found: dict[str, str]) -> tuple[str, dict[str, str]] | None:
         for rule in self._rules:

@@ -110,6 +110,10 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         A request with a descriptor that refuses every hit is refused whatever
         the others say: theirs are only looked at (peeks), never charged.
         """
+        if not domain:  # the reference's own two refusals, in its words
+            raise ValueError("rate limit domain must not be empty")
+        if not descriptors:
+            raise ValueError("rate limit descriptor list must not be empty")
         service = self._service
         limiter = service.limiter
         reading = self._map(service.policy).read(domain, descriptors)

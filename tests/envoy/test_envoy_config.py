@@ -374,6 +374,37 @@ async def test_an_unlimited_descriptor_is_ok_with_the_largest_remaining_and_no_l
     assert unknown.statuses[0].limit_remaining == 0  # not in the config: no limit, nothing more
 
 
+async def test_rule_stats_count_shadow_mode_black_list_and_not_unlimited_or_peeks(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    from prometheus_client import generate_latest
+
+    from ratekeeper.server.metrics import ServiceMetrics
+
+    config = (
+        PER_IP.replace("domain: edge_proxy_per_ip", "domain: d")
+        + SHADOW.split("descriptors:\n", 1)[1]
+        + INTERNAL.split("descriptors:\n", 1)[1]
+    )
+    rls = await served(rls_factory, config, tmp_path)
+    metrics = ServiceMetrics(lambda: rls.holder.limiter.store)
+    rls.holder.metrics = metrics  # type: ignore[attr-defined]
+    user_a = descriptor(("service", "s"), ("user", "user-a"))
+    for _ in range(11):
+        await rls.ask("d", user_a)
+    await rls.ask("d", descriptor(("remote_address", "50.0.0.5")), hits=3)
+    await rls.ask("d", descriptor(("ldap", "x")))
+    await rls.ask("d", descriptor(("remote_address", "50.0.0.1"), hits=0))
+    text = generate_latest(metrics.registry).decode()
+    rule = 'ratekeeper_envoy_rule_hits_total{rule="d.%s",stat="%s"} %s'
+    assert rule % ("service.user_user-a", "total_hits", "11.0") in text
+    assert rule % ("service.user_user-a", "within_limit", "10.0") in text
+    assert rule % ("service.user_user-a", "shadow_mode", "1.0") in text
+    assert rule % ("remote_address_50.0.0.5", "over_limit", "3.0") in text
+    assert "d.ldap" not in text
+    assert 'rule="d.remote_address"' not in text  # a peek is no hit
+
+
 async def test_the_window_is_a_clock_aligned_fixed_window(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:
@@ -542,8 +573,11 @@ def test_a_config_ratekeeper_cannot_serve_is_refused_with_the_reason(
         policy_from_dict(envoy_config_policy(yaml.safe_load(config)))
 
 
-def test_ratekeeper_serve_envoy_config_serves_the_reference_config(tmp_path: Path) -> None:
+def test_ratekeeper_serve_envoy_config_serves_the_reference_config_and_counts_its_stats(
+    tmp_path: Path,
+) -> None:
     import grpc
+    import httpx
     from envoy.service.ratelimit.v3 import rls_pb2_grpc
     from rls_support import request
 
@@ -551,11 +585,12 @@ def test_ratekeeper_serve_envoy_config_serves_the_reference_config(tmp_path: Pat
 
     config = tmp_path / "config.yaml"
     config.write_text(MESSAGING)
+    http_port = free_port()
 
     def command(port: int, directory: Path) -> list[str]:
         return [
             sys.executable, "-m", "ratekeeper", "serve", "--envoy-config", str(config),
-            "--registry", "none", "--port", str(free_port()), "--grpc-port", str(port),
+            "--registry", "none", "--port", str(http_port), "--grpc-port", str(port),
         ]  # fmt: skip
 
     with (
@@ -565,9 +600,23 @@ def test_ratekeeper_serve_envoy_config_serves_the_reference_config(tmp_path: Pat
         stub = rls_pb2_grpc.RateLimitServiceStub(channel)
         number = descriptor(("to_number", "2061234567"))
         answer = stub.ShouldRateLimit(request("messaging", number))
+        marketing = descriptor(("message_type", "marketing"), ("to_number", "2061234567"))
+        codes = [stub.ShouldRateLimit(request("messaging", marketing)).overall_code
+                 for _ in range(6)]  # fmt: skip
+        metrics = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
     assert answer.overall_code == OK
     assert limit_of(answer.statuses[0]) == (100, Unit.DAY)
     assert answer.statuses[0].limit_remaining == 99
+    assert codes == [OK] * 5 + [OVER]
+    # the reference's stats keys: the values written in the config, not the callers' numbers
+    rule = 'ratekeeper_envoy_rule_hits_total{rule="messaging.%s",stat="%s"} %s'
+    assert rule % ("to_number", "total_hits", "1.0") in metrics
+    assert rule % ("to_number", "within_limit", "1.0") in metrics
+    assert rule % ("message_type_marketing.to_number", "total_hits", "6.0") in metrics
+    assert rule % ("message_type_marketing.to_number", "within_limit", "5.0") in metrics
+    assert rule % ("message_type_marketing.to_number", "near_limit", "1.0") in metrics
+    assert rule % ("message_type_marketing.to_number", "over_limit", "1.0") in metrics
+    assert "2061234567" not in metrics
 
 
 def test_serve_refuses_a_policy_and_an_envoy_config_together(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ entries is routed by the policy's own routes.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import grpc
 import pytest
@@ -211,3 +212,19 @@ async def test_a_store_failing_closed_is_grpc_unavailable_so_envoy_decides(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await rls.ask("flowtriq", heartbeat())
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("domain", "descriptors", "message"),
+    [
+        ("", [descriptor(("remote_address", "192.0.2.1"))], "domain must not be empty"),
+        ("flowtriq", [], "descriptor list must not be empty"),
+    ],
+)
+async def test_a_request_without_domain_or_descriptors_is_an_invalid_argument(
+    rls: Rls, domain: str, descriptors: list[Any], message: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rls.ask(domain, *descriptors)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (caught.value.details() or "")

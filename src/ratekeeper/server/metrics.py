@@ -11,6 +11,11 @@ evictions), the service counts:
 name                                type       what
 ==================================  =========  ======================================
 ratekeeper_policy_reloads_total     counter    reloads by ``outcome``: applied, refused
+ratekeeper_envoy_rule_hits_total    counter    Envoy descriptor hits by ``rule`` (the
+                                               reference service's stats key, values
+                                               written in the config only) and ``stat``:
+                                               total_hits, within_limit, near_limit,
+                                               over_limit, shadow_mode
 ==================================  =========  ======================================
 """
 
@@ -37,7 +42,17 @@ class ServiceMetrics(RateLimitMetrics):
             ("outcome",),
             registry=self.registry,
         )
+        self._rule_hits = Counter(
+            "ratekeeper_envoy_rule_hits",
+            "Envoy descriptor hits by rule and stat, as the reference service counts them.",
+            ("rule", "stat"),
+            registry=self.registry,
+        )
         self.watch(store)
+
+    def rule_hits(self, rule: str, stat: str, hits: int) -> None:
+        """``hits`` hits of the Envoy rule ``rule`` counted under ``stat``."""
+        self._rule_hits.labels(rule, stat).inc(hits)
 
     def reloaded(self, applied: bool) -> None:
         self._reloads.labels("applied" if applied else "refused").inc()

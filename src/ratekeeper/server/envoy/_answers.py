@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -22,15 +22,16 @@ from google.protobuf import duration_pb2
 from ...engine import PolicyDecision
 from ...rates import NS_PER_SECOND, Rate
 from ...stores.base import Charge, ChargeResult
-from ._mapping import Fixed, Reading
+from ._mapping import UNLIMITED, Fixed, Reading
 
-__all__ = ["response_of", "unit_of"]
+__all__ = ["response_of", "rule_stats", "unit_of"]
 
 _Response = rls_pb2.RateLimitResponse
 _Status = _Response.DescriptorStatus
 _OK = _Response.OK
 _OVER = _Response.OVER_LIMIT
 _MAX_UINT32 = 2**32 - 1
+_NEAR = 0.8  # the reference's NEAR_LIMIT_RATIO default
 _UNITS = {
     1: _Response.RateLimit.SECOND, 60: _Response.RateLimit.MINUTE,
     3600: _Response.RateLimit.HOUR, 86400: _Response.RateLimit.DAY,
@@ -141,3 +142,42 @@ def _tightest(charges: Sequence[Charge], results: Sequence[ChargeResult]) -> int
         ):
             best = index
     return best
+
+
+def rule_stats(
+    decision: PolicyDecision | None, reading: Reading, hits: Sequence[int]
+) -> Iterator[tuple[str, str, int]]:
+    """``(rule, stat, hits)`` of each limited descriptor, as the reference counts its stats.
+
+    ``hits[i]``: descriptor ``i``'s hits. Every hit is a ``total_hits``; then
+    ``over_limit``, ``shadow_mode`` (over, but its limit only watches),
+    ``within_limit``, and also ``near_limit`` past 80% of the limit (the
+    reference's default ratio). Unlimited and unmatched descriptors and
+    peeks count nothing.
+    """
+    for index, rule in enumerate(reading.rules):
+        place, count = reading.places[index], hits[index]
+        if rule is None or place is None or place is UNLIMITED or count == 0:
+            continue
+        yield rule, "total_hits", count
+        if isinstance(place, Fixed):
+            yield rule, "over_limit" if place.refuses else "shadow_mode", count
+            continue
+        assert decision is not None  # an item's place: its request was decided
+        ends, results, charges = decision.item_ends, decision.results, decision.charges
+        if not results or not ends:  # refused before any rate: a block, a cap, a 401
+            yield rule, "within_limit" if decision.allowed else "over_limit", count
+            continue
+        start = ends[place - 1] if place else 0
+        over = [i for i in range(start, ends[place]) if not results[i][0]]
+        if any(not charges[i][3] for i in over):
+            yield rule, "over_limit", count
+        elif over:
+            yield rule, "shadow_mode", count
+        else:
+            yield rule, "within_limit", count
+            if any(
+                charges[i][0].limit - results[i][1] > charges[i][0].limit * _NEAR
+                for i in range(start, ends[place])
+            ):
+                yield rule, "near_limit", count

@@ -31,7 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ...engine import UNAVAILABLE, PolicyDecision
 from ...policy import Policy
-from ._answers import response_of
+from ._answers import response_of, rule_stats
 from ._mapping import DescriptorMap, Reading
 
 __all__ = ["RATE_LIMIT_SERVICE", "GrpcServer", "RateLimitServicer", "decide_on"]
@@ -91,7 +91,16 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the store cannot decide")
         except ValueError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        if reading.rules:
+            self._count(decision, reading, [cost for _, cost in descriptors])
         return response_of(decision, reading)
+
+    def _count(self, decision: PolicyDecision | None, reading: Reading, hits: list[int]) -> None:
+        """The reference service's stats of each rule, in the service's metrics (if any)."""
+        metrics = getattr(self._service, "metrics", None)
+        if metrics is not None:
+            for rule, stat, count in rule_stats(decision, reading, hits):
+                metrics.rule_hits(rule, stat, count)
 
     async def _decide(
         self, domain: str, descriptors: list[tuple[list[tuple[str, str]], int]], peer: str
@@ -101,6 +110,10 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         A request with a descriptor that refuses every hit is refused whatever
         the others say: theirs are only looked at (peeks), never charged.
         """
+        if not domain:  # the reference's own two refusals, in its words
+            raise ValueError("rate limit domain must not be empty")
+        if not descriptors:
+            raise ValueError("rate limit descriptor list must not be empty")
         service = self._service
         limiter = service.limiter
         reading = self._map(service.policy).read(domain, descriptors)

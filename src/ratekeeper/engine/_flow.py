@@ -89,6 +89,7 @@ from ._decisions import (
 from ._events import BlockEvent, BlockHook, DecisionEvent, DecisionHook, fan_out
 from ._lanes import HookedLane, Lane
 from ._leases import Lease
+from ._overrides import OVERRIDE_NAMES, Override, Overrides
 from ._refusals import RefusalCache
 from ._slots import check_one_slot
 from ._stepping import (
@@ -212,6 +213,8 @@ class LimiterCore:
         self._routes = RouteMemo(compiled.router)
         self._routed = self._routes.answers
         self._categories = {category.name: category for category in compiled.categories}
+        #: ``check_items(overrides=...)``: an item's rate in place of its category's
+        self._overrides = Overrides(policy.name)
         # counters known to be over their limit, and until when
         self._refusals = RefusalCache(self.store)
         self._refused = self._refusals.refused
@@ -374,13 +377,15 @@ class LimiterCore:
         client_ip: str,
         cost: int,
         item: _Item | None = None,
+        override: Charge | None = None,
     ) -> Prepared | PolicyDecision:
         """Route, identify and plan the charges of one request: all but the store.
 
         A decision when there is nothing to ask the store: exempt, 401, 400.
         ``item``: the category already known, with the caller's path
         parameters, headers and API key (:meth:`prepare_items`): no route, no
-        proxies to walk back, ``client_ip`` is the client's.
+        proxies to walk back, ``client_ip`` is the client's. ``override``:
+        the one charge in place of the category's rates (``_overrides``).
         """
         if cost.__class__ is not int or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
@@ -435,10 +440,14 @@ class LimiterCore:
 
         charger = self._charger
         charge_plan = charger.plan(category, record, plan)
+        names = charge_plan.names
         try:
             # the two commonest plans, without a call: every key fixed, or one rate by IP
-            if cost == 1 and charge_plan.fixed is not None:
-                charges: Sequence[Charge] = charge_plan.fixed
+            if override is not None:  # its rates are not charged, so their keys are not needed
+                charges: Sequence[Charge] = (override,)
+                names = OVERRIDE_NAMES
+            elif cost == 1 and charge_plan.fixed is not None:
+                charges = charge_plan.fixed
             elif cost == 1 and charge_plan.by_ip is not None:
                 head, spec, units, shadow = charge_plan.by_ip
                 charges = ((spec, head + counted + "}", units, shadow),)
@@ -451,7 +460,7 @@ class LimiterCore:
             )
             prepared = Prepared(
                 category, plan, record.id if record is not None else None, ip, method, path,
-                charges, charge_plan.names, leases,
+                charges, names, leases,
             )  # fmt: skip
             if leases:
                 prepared.cap_names = charge_plan.cap_names
@@ -469,9 +478,10 @@ class LimiterCore:
 
     def prepare_items(
         self,
-        items: Sequence[tuple[str, Caller]],
+        items: Sequence[tuple[str | None, Caller]],
         cost: int,
         costs: Sequence[int] | None = None,
+        overrides: Sequence[Override] | None = None,
     ) -> Prepared | PolicyDecision:
         """Plan several (category, caller) items as one decision: the flow entered at "plan".
 
@@ -490,6 +500,17 @@ class LimiterCore:
         charges, and refuse the whole decision when they would not pass, but
         are never consumed), never a hit of nothing. The decision's
         ``item_ends`` say where each item's limits end in its ``statuses``.
+
+        ``overrides``, one per item, ``None`` or ``(rate, counter)``: such an
+        item's category's rate limits are not charged; one fixed-window charge
+        of ``rate`` (its cost, or a peek) counted under ``counter`` is
+        (:mod:`ratekeeper.engine._overrides`). All else of the item stays:
+        identity, plan, 401/400, caps, lockouts, the penalty; an exempt
+        category or network still charges nothing. An item with an override
+        may have no category (``None``): it is that charge alone, no identity.
+        The decision reports the first categorised item that is charged
+        (category, plan, key), else the category of the first item naming
+        one, else the policy's first category.
         """
         if cost.__class__ is not int or cost < 1:
             raise ValueError(f"cost must be a positive integer, got {cost!r}")
@@ -501,22 +522,35 @@ class LimiterCore:
             for each in costs:
                 if each.__class__ is not int or each < 0:
                     raise ValueError(f"an item's cost must be a whole number >= 0, got {each!r}")
+        units_of = [cost] * len(items) if costs is None else costs
+        replaced = None if overrides is None else self._overrides.charges(overrides, units_of)
         planned: list[Prepared] = []
         peeked: list[bool] = []
         ends: list[int] = []  # per item, in planned charges counted so far
+        head: int | None = None  # the first planned item with a category of its own
         first: PolicyDecision | None = None
         for index, (name, caller) in enumerate(items):
-            category = self._categories.get(name)
-            if category is None:
-                raise ValueError(f"unknown category {name!r}")
+            override = None if replaced is None else replaced[index]
             ip = peer_text(caller.client_ip)
-            units = cost if costs is None else costs[index]
-            if category.exempt:
-                found: Prepared | PolicyDecision = self._exempt(category.name, ip, "", "")
+            units = units_of[index]
+            if name is None:
+                if override is None:
+                    raise ValueError("an item without a category needs an override")
+                found: Prepared | PolicyDecision = self._override_alone(override, ip, items)
             else:
-                item = (category, dict(caller.params), self._caller_headers(caller), caller.api_key)
-                found = self.prepare("", "", None, ip, units or 1, item)
+                category = self._categories.get(name)
+                if category is None:
+                    raise ValueError(f"unknown category {name!r}")
+                if category.exempt:
+                    found = self._exempt(category.name, ip, "", "")
+                else:
+                    item = (
+                        category, dict(caller.params), self._caller_headers(caller), caller.api_key
+                    )  # fmt: skip
+                    found = self.prepare("", "", None, ip, units or 1, item, override)
             if isinstance(found, Prepared):
+                if head is None and name is not None:
+                    head = len(planned)
                 planned.append(found)
                 peeked.append(units == 0)
                 ends.append(len(found.charges) + (ends[-1] if ends else 0))
@@ -529,7 +563,7 @@ class LimiterCore:
         if not planned:
             assert first is not None
             return first
-        joined = _joined(planned, peeked)
+        joined = _joined(planned, peeked, head or 0)
         joined.item_ends = tuple(ends)
         if self._one_slot:
             tags = {key[key.index("{") :] for key in _keys_of(joined)}
@@ -540,6 +574,22 @@ class LimiterCore:
                     "(Redis Cluster): decide them one by one"
                 )
         return joined
+
+    def _override_alone(
+        self, charge: Charge, ip: str, items: Sequence[tuple[str | None, Caller]]
+    ) -> Prepared:
+        """The plan of an item with no category: its override's charge, nothing else.
+
+        It needs a category to be reported by (headers, bodies, events): the
+        first item's that names one, else the policy's first.
+        """
+        named = next((name for name, _ in items if name is not None), None)
+        category = self._categories.get(named) if named is not None else None
+        if category is None:  # no item names one (an unknown name is refused by the caller)
+            category = self.compiled.categories[0]
+        prepared = Prepared(category, None, None, ip, "", "", (charge,), OVERRIDE_NAMES, ())
+        prepared.one = charge
+        return prepared
 
     def _caller_headers(self, caller: Caller) -> dict[str, str]:
         """What the request headers would say of ``caller``: node and user included."""
@@ -841,14 +891,15 @@ def _keys_of(prepared: Prepared) -> list[str]:
     return keys
 
 
-def _joined(planned: list[Prepared], peeked: list[bool]) -> Prepared:
+def _joined(planned: list[Prepared], peeked: list[bool], head_index: int = 0) -> Prepared:
     """Several items' plans as one: every charge, cap and block, decided together.
 
-    The charges of the items ``peeked`` (in step with ``planned``) are peeks.
+    The charges of the items ``peeked`` (in step with ``planned``) are peeks;
+    the decision reports the category, plan and key of ``planned[head_index]``.
     """
     if len(planned) == 1 and not peeked[0]:
         return planned[0]
-    head = planned[0]
+    head = planned[head_index]
     joined = Prepared(
         head.category, head.plan, head.key_id, head.ip, head.method, head.path,
         [charge for item in planned for charge in item.charges],

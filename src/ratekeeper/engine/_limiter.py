@@ -39,6 +39,7 @@ from ._decisions import PolicyDecision
 from ._events import DecisionHook
 from ._flow import LimiterCore, Prepared
 from ._leases import Lease, held
+from ._overrides import Override
 from ._stepping import run, run_async
 from ._usage import LimitUsage, usage_of
 
@@ -110,14 +111,15 @@ class Limiter(LimiterCore):
             return decision
 
         def checked_items(
-            items: Sequence[tuple[str, Caller]],
+            items: Sequence[tuple[str | None, Caller]],
             *,
             cost: int = 1,
             lease: bool = False,
             costs: Sequence[int] | None = None,
+            overrides: Sequence[Override] | None = None,
         ) -> PolicyDecision:
             started = perf_counter()
-            decision = check_items(items, cost=cost, lease=lease, costs=costs)
+            decision = check_items(items, cost=cost, lease=lease, costs=costs, overrides=overrides)
             hook(event(decision, cost, started))
             return decision
 
@@ -125,11 +127,12 @@ class Limiter(LimiterCore):
 
     def check_items(
         self,
-        items: Sequence[tuple[str, Caller]],
+        items: Sequence[tuple[str | None, Caller]],
         *,
         cost: int = 1,
         lease: bool = False,
         costs: Sequence[int] | None = None,
+        overrides: Sequence[Override] | None = None,
     ) -> PolicyDecision:
         """Decide several (category, caller) items together, all or none.
 
@@ -137,8 +140,13 @@ class Limiter(LimiterCore):
         calling and what for (a service given descriptors, not a method and a
         path): see :meth:`~ratekeeper.engine._flow.LimiterCore.prepare_items`.
         ``costs``: one per item in place of ``cost``, 0 a peek inside the step.
+        ``overrides``: one per item, ``(rate, counter)`` charges that item one
+        fixed-window ``rate`` counted under ``counter`` in place of its
+        category's rates (Envoy's descriptor ``limit``); such an item may have
+        no category (``None``). ``ValueError`` for a rate that cannot be
+        counted exactly, before anything is charged.
         """
-        prepared = self.prepare_items(items, cost, costs)
+        prepared = self.prepare_items(items, cost, costs, overrides)
         if isinstance(prepared, PolicyDecision):
             return prepared
         return self._decide(prepared, lease)
@@ -268,14 +276,17 @@ class AsyncLimiter(LimiterCore):
             return decision
 
         async def checked_items(
-            items: Sequence[tuple[str, Caller]],
+            items: Sequence[tuple[str | None, Caller]],
             *,
             cost: int = 1,
             lease: bool = False,
             costs: Sequence[int] | None = None,
+            overrides: Sequence[Override] | None = None,
         ) -> PolicyDecision:
             started = perf_counter()
-            decision = await check_items(items, cost=cost, lease=lease, costs=costs)
+            decision = await check_items(
+                items, cost=cost, lease=lease, costs=costs, overrides=overrides
+            )
             hook(event(decision, cost, started))
             return decision
 
@@ -283,14 +294,15 @@ class AsyncLimiter(LimiterCore):
 
     async def check_items(
         self,
-        items: Sequence[tuple[str, Caller]],
+        items: Sequence[tuple[str | None, Caller]],
         *,
         cost: int = 1,
         lease: bool = False,
         costs: Sequence[int] | None = None,
+        overrides: Sequence[Override] | None = None,
     ) -> PolicyDecision:
         """Decide several (category, caller) items together; see :meth:`Limiter.check_items`."""
-        prepared = self.prepare_items(items, cost, costs)
+        prepared = self.prepare_items(items, cost, costs, overrides)
         if isinstance(prepared, PolicyDecision):
             return prepared
         return await self._decide(prepared, lease)

@@ -24,7 +24,7 @@ from ...rates import NS_PER_SECOND, Rate
 from ...stores.base import Charge, ChargeResult
 from ._mapping import UNLIMITED, Fixed, Reading
 
-__all__ = ["response_of", "rule_stats", "unit_of"]
+__all__ = ["SECONDS_OF_UNIT", "response_of", "rule_stats", "unit_of"]
 
 _Response = rls_pb2.RateLimitResponse
 _Status = _Response.DescriptorStatus
@@ -38,6 +38,10 @@ _UNITS = {
     604800: _Response.RateLimit.WEEK, 2592000: _Response.RateLimit.MONTH,
     31536000: _Response.RateLimit.YEAR,
 }  # fmt: skip
+
+
+#: Envoy's unit -> its seconds (what a descriptor's ``limit`` override names)
+SECONDS_OF_UNIT = {unit: seconds for seconds, unit in _UNITS.items()}
 
 
 def unit_of(window_ns: int) -> Any:

@@ -31,8 +31,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ...engine import UNAVAILABLE, PolicyDecision
 from ...policy import Policy
-from ._answers import response_of, rule_stats
-from ._mapping import DescriptorMap, Reading
+from ._answers import SECONDS_OF_UNIT, response_of, rule_stats
+from ._mapping import Descriptor, DescriptorMap, Reading
 
 __all__ = ["RATE_LIMIT_SERVICE", "GrpcServer", "RateLimitServicer", "decide_on"]
 
@@ -77,13 +77,17 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
 
     async def ShouldRateLimit(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's)
         base = request.hits_addend or 1
-        descriptors = [
-            (
-                [(entry.key, entry.value) for entry in descriptor.entries],
-                descriptor.hits_addend.value if descriptor.HasField("hits_addend") else base,
-            )
-            for descriptor in request.descriptors
-        ]
+        try:
+            descriptors: list[Descriptor] = [
+                (
+                    [(entry.key, entry.value) for entry in descriptor.entries],
+                    descriptor.hits_addend.value if descriptor.HasField("hits_addend") else base,
+                    _limit(descriptor.limit) if descriptor.HasField("limit") else None,
+                )
+                for descriptor in request.descriptors
+            ]
+        except ValueError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         peer = _peer_ip(context.peer()) if context is not None else ""
         try:
             decision, reading = await self._submit(self._decide(request.domain, descriptors, peer))
@@ -92,7 +96,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         except ValueError as error:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         if reading.rules:
-            self._count(decision, reading, [cost for _, cost in descriptors])
+            self._count(decision, reading, [cost for _, cost, _ in descriptors])
         return response_of(decision, reading)
 
     def _count(self, decision: PolicyDecision | None, reading: Reading, hits: list[int]) -> None:
@@ -103,7 +107,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
                 metrics.rule_hits(rule, stat, count)
 
     async def _decide(
-        self, domain: str, descriptors: list[tuple[list[tuple[str, str]], int]], peer: str
+        self, domain: str, descriptors: list[Descriptor], peer: str
     ) -> tuple[PolicyDecision | None, Reading]:
         """Runs where the service lives: the policy and limiter in force now.
 
@@ -120,10 +124,20 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         if not reading.items:
             return None, reading
         costs = [0] * len(reading.costs) if reading.refused else reading.costs
-        decision: PolicyDecision = await limiter.check_items(reading.items, costs=costs)
+        decision: PolicyDecision = await limiter.check_items(
+            reading.items, costs=costs, overrides=reading.overrides
+        )
         if decision.outcome == UNAVAILABLE:
             raise _UnavailableError
         return decision, reading
+
+
+def _limit(limit: Any) -> tuple[int, int]:
+    """A descriptor's ``limit`` override as (requests per unit, the unit's seconds)."""
+    seconds = SECONDS_OF_UNIT.get(limit.unit)
+    if seconds is None:
+        raise ValueError(f"a descriptor's limit needs a unit of second to year, got {limit.unit}")
+    return limit.requests_per_unit, seconds
 
 
 def _peer_ip(peer: str) -> str:

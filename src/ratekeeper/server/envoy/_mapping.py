@@ -12,17 +12,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from ...engine import Override
 from ...identity import Caller
 from ...policy import Policy, compile_policy
 from ...policy.envoy import EnvoyMapping, EnvoyNode
 from ...policy.router import RouteMemo
+from ...rates import NS_PER_SECOND, Rate
 
-__all__ = ["UNLIMITED", "DescriptorMap", "Entries", "Fixed", "Item", "Reading"]
+__all__ = ["UNLIMITED", "Descriptor", "DescriptorMap", "Entries", "Fixed", "Item", "Reading"]
 
 #: one descriptor: its ``(key, value)`` entries, in order
 Entries = Sequence[tuple[str, str]]
-#: a descriptor read as the engine's item: (category, caller)
-Item = tuple[str, Caller]
+#: a descriptor read as the engine's item: (category, caller); no category: an override alone
+Item = tuple[str | None, Caller]
+#: Envoy's ``limit`` override of a descriptor: (requests per unit, the unit's seconds)
+Limit = tuple[int, int]
+#: one descriptor as the servicer hands it over: its entries, its hits, its ``limit`` or None
+Descriptor = tuple[Entries, int, Limit | None]
 
 
 class Fixed(NamedTuple):
@@ -47,9 +53,12 @@ class Reading:
     whatever the items say (they are then only looked at, never charged).
     ``rules[i]``: the name metrics give descriptor ``i``'s rule (``None``: none; the
     list is empty unless the policy reads descriptors as a ``tree``).
+    ``overrides``, in step with ``items``: the ``(rate, counter)`` of a
+    descriptor's own ``limit`` (``check_items(overrides=...)``), or ``None``
+    when no descriptor of the request has one.
     """
 
-    __slots__ = ("costs", "items", "places", "refused", "rules")
+    __slots__ = ("costs", "items", "overrides", "places", "refused", "rules")
 
     def __init__(self) -> None:
         self.items: list[Item] = []
@@ -57,6 +66,32 @@ class Reading:
         self.places: list[int | Fixed | None] = []
         self.refused = False
         self.rules: list[str | None] = []
+        self.overrides: list[Override] | None = None
+
+    def add(self, item: Item, cost: int, override: Override = None) -> None:
+        """One more item to decide, the place of the descriptor being read."""
+        self.places.append(len(self.items))
+        self.items.append(item)
+        self.costs.append(cost)
+        if override is not None and self.overrides is None:
+            self.overrides = [None] * (len(self.items) - 1)
+        if self.overrides is not None:
+            self.overrides.append(override)
+
+    def limited(
+        self, domain: str, entries: Entries, cost: int, limit: Limit, item: Item | None
+    ) -> None:
+        """A descriptor carrying its own ``limit``: that rate, whatever the policy says of it
+        (the reference's rule); 0 refuses every hit. ``item``: what the policy makes of it."""
+        count, seconds = limit
+        if count == 0:
+            self.refused = True
+            self.places.append(Fixed(True, seconds))
+            return
+        counter = "|".join((domain, *(f"{key}={value}" for key, value in entries)))
+        caller = item[1] if item is not None else Caller("")
+        category = item[0] if item is not None else None
+        self.add((category, caller), cost, (Rate(count, seconds * NS_PER_SECOND), counter))
 
 
 class DescriptorMap:
@@ -82,37 +117,45 @@ class DescriptorMap:
         wanted = self.mapping.domain
         return wanted is None or wanted == domain
 
-    def read(self, domain: str, descriptors: Sequence[tuple[Entries, int]]) -> Reading:
-        """The items of a request's ``(entries, hits)`` descriptors, decided as one."""
+    def read(self, domain: str, descriptors: Sequence[Descriptor]) -> Reading:
+        """The items of a request's descriptors, decided as one."""
         reading = Reading()
         tree = self._trees.get(domain) if self._trees else None
         if tree is None and self._tree is not None and self.serves(domain):
             tree = self._tree
         if tree is not None:
-            self._read_tree(tree, descriptors, reading)
+            self._read_tree(domain, tree, descriptors, reading)
             return reading
         serves = self.serves(domain)
-        for entries, cost in descriptors:
+        for entries, cost, limit in descriptors:
             item = self.item(entries) if serves else None
-            if item is None:
+            if limit is not None:
+                reading.limited(domain, entries, cost, limit, item)
+            elif item is None:
                 reading.places.append(None)
-                continue
-            reading.places.append(len(reading.items))
-            reading.items.append(item)
-            reading.costs.append(cost)
+            else:
+                reading.add(item, cost)
         return reading
 
     def _read_tree(
-        self, tree: EnvoyNode, descriptors: Sequence[tuple[Entries, int]], reading: Reading
+        self, domain: str, tree: EnvoyNode, descriptors: Sequence[Descriptor], reading: Reading
     ) -> None:
-        """The reference's reading: each descriptor walked, then ``replaces`` applied."""
-        walked = [self._walk(tree, entries) for entries, _ in descriptors]
+        """The reference's reading: each descriptor walked, then ``replaces`` applied; a
+        descriptor's own ``limit`` wins over its node (no name, no replaces, no stats)."""
+        walked = [self._walk(tree, entries) for entries, _, _ in descriptors]
         replaced: set[str] = set()
-        for found in walked:
-            if found is not None and found[0].replaces:
+        for found, (_, _, limit) in zip(walked, descriptors, strict=True):
+            if found is not None and found[0].replaces and limit is None:
                 replaced |= found[0].replaces
-        for (entries, cost), found in zip(descriptors, walked, strict=True):
+        for (entries, cost, limit), found in zip(descriptors, walked, strict=True):
             node = found[0] if found is not None else None
+            if limit is not None:
+                reading.rules.append(None)
+                item = None
+                if node is not None and node.category is not None:
+                    item = (node.category, self._caller(entries, {}, found[1] if found else None))
+                reading.limited(domain, entries, cost, limit, item)
+                continue
             reading.rules.append(node.metric if node is not None else None)
             if found is None or node is None or (node.name is not None and node.name in replaced):
                 reading.places.append(None)
@@ -125,9 +168,7 @@ class DescriptorMap:
             elif node.category is None:
                 reading.places.append(None)
             else:
-                reading.places.append(len(reading.items))
-                reading.items.append((node.category, self._caller(entries, {}, found[1])))
-                reading.costs.append(cost)
+                reading.add((node.category, self._caller(entries, {}, found[1])), cost)
 
     def item(self, entries: Entries, client_ip: str = "") -> Item | None:
         """The (category, caller) ``entries`` are charged to; ``None``: not limited.

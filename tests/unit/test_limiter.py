@@ -39,6 +39,26 @@ categories:
 """
 
 
+SHADOW_ONLY = """\
+version: 1
+name: t
+limits:
+  trial: {by: ip, rate: 2/minute, algorithm: fixed_window, shadow: true}
+headers: {style: both}
+categories:
+  - {name: api, match: /api/**, charge: [trial]}
+"""
+
+
+def test_a_request_charged_shadow_limits_only_gets_no_rate_limit_fields() -> None:
+    limiter = make(SHADOW_ONLY)
+    decisions = [limiter.check(path="/api/x", client_ip="192.0.2.1") for _ in range(3)]
+    assert [d.allowed for d in decisions] == [True] * 3
+    assert [d.statuses[0].remaining for d in decisions] == [1, 0, 0]  # counted all the same
+    # no "X-RateLimit-Limit: 0 / Remaining: 0": that reads as a quota used up
+    assert [d.headers for d in decisions] == [{}] * 3
+
+
 def test_plans_and_per_key_overrides_set_the_limit() -> None:
     limiter = make(KEYED)
     limits = {

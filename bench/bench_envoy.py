@@ -6,8 +6,9 @@ of one decision per call (concurrent calls batched by the asyncio Redis path,
 against one call in flight at a time).
 
 The server: ``ratekeeper serve --grpc-port`` in its own process (one
-process: HTTP on uvicorn, gRPC on its own loop and thread, decisions on the
-service's loop), with the memory store or ``RedisStore`` on a
+process: HTTP on uvicorn, gRPC on grpcio's threaded server; memory decisions
+made on gRPC's worker threads, Redis ones on the service's loop), with the
+memory store or ``RedisStore`` on a
 ``redis-server`` the bench starts itself on a free port (``tests/support``'s
 ``RedisServer``, no persistence; never the machine's own Redis). The policy
 (:data:`POLICY`) has an ``envoy:`` section and limits never reached in a
@@ -32,6 +33,11 @@ with one call in flight: one decision per call, the Redis baseline. Rounds
 interleaved in rotating order (the harness): best and median calls/s,
 p50/p99 (median over rounds), the server process's CPU per call (all its
 threads).
+
+Two rows decide nothing, to read the others by: ``grpc ceiling`` (grpcio's
+threaded server, as ``serve`` runs it, answering a prepared response) and
+``grpc.aio ceiling`` (the same on grpc.aio with gRPC's default experiments,
+as ``serve`` ran before: it costs more CPU per call than the threaded server).
 
 Run from the repository root::
 
@@ -64,8 +70,9 @@ from harness.report import heading, ms_text, print_header, print_targets, table,
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("ratekeeper", "grpcio", "xds-protos", "protobuf", "redis", "hiredis", "uvloop")
 SECTIONS = ("one", "two")
-CEILING = "grpc.aio ceiling"
-SAME_LOOP = "memory, no hop"
+CEILING = "grpc ceiling"
+AIO_CEILING = "grpc.aio ceiling"
+FIXED = (CEILING, AIO_CEILING)
 TARGET_RATE = 5_000
 TARGET_CPU_US = 200
 TARGET_BATCHING = 3.0
@@ -163,12 +170,11 @@ async def _client(job: dict[str, object]) -> dict[str, object]:
     return {"calls": counted, "bad": bad, "p50": pick(0.5), "p99": pick(0.99), "cpu": cpu}
 
 
-async def _ceiling(port: int) -> None:
-    import grpc
-    from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+def _fixed_answer() -> object:
+    from envoy.service.ratelimit.v3 import rls_pb2
 
     ok = rls_pb2.RateLimitResponse.OK
-    fixed = rls_pb2.RateLimitResponse(
+    return rls_pb2.RateLimitResponse(
         overall_code=ok,
         statuses=[
             rls_pb2.RateLimitResponse.DescriptorStatus(
@@ -182,6 +188,39 @@ async def _ceiling(port: int) -> None:
         ],
     )
 
+
+def _ceiling(port: int) -> None:
+    """grpcio's threaded server as ``serve`` runs it, answering a prepared response.
+
+    ratekeeper's envoy package is imported first: it sets gRPC's experiments
+    (``ratekeeper.server.envoy``'s docstring), which gRPC reads when imported.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ratekeeper.server.envoy._grpc import WORKERS  # isort: skip  # before grpc
+
+    import grpc
+    from envoy.service.ratelimit.v3 import rls_pb2_grpc
+
+    fixed = _fixed_answer()
+
+    class Fixed(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
+        def ShouldRateLimit(self, request: object, context: object) -> object:  # noqa: N802
+            return fixed
+
+    server = grpc.server(ThreadPoolExecutor(WORKERS))
+    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Fixed(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+async def _aio_ceiling(port: int) -> None:
+    import grpc
+    from envoy.service.ratelimit.v3 import rls_pb2_grpc
+
+    fixed = _fixed_answer()
+
     class Fixed(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
         async def ShouldRateLimit(self, request: object, context: object) -> object:  # noqa: N802
             return fixed
@@ -190,22 +229,6 @@ async def _ceiling(port: int) -> None:
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Fixed(), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    await server.wait_for_termination()
-
-
-async def _same_loop(port: int, policy: str) -> None:
-    """The servicer and the memory store on grpc.aio's own loop: no hop, no HTTP side."""
-    from ratekeeper import AsyncLimiter
-    from ratekeeper.policy import load_policy
-    from ratekeeper.server.envoy._grpc import start_grpc
-    from ratekeeper.stores import MemoryStore
-
-    class Holder:
-        def __init__(self) -> None:
-            self.policy = load_policy(policy)
-            self.limiter = AsyncLimiter(self.policy, MemoryStore())
-
-    server, _port, _health = await start_grpc(Holder(), "127.0.0.1", port)
     await server.wait_for_termination()
 
 
@@ -243,9 +266,9 @@ class Server:
 
 def start_serve(name: str, policy: Path, store: str, cpu: int | None) -> Server:
     grpc_port = free_port()
-    if name in (CEILING, SAME_LOOP):
-        mode = "--ceiling" if name == CEILING else "--same-loop"
-        command = [sys.executable, __file__, mode, str(grpc_port), str(policy)]
+    if name in FIXED:
+        mode = "--ceiling" if name == CEILING else "--aio-ceiling"
+        command = [sys.executable, __file__, mode, str(grpc_port)]
         process = subprocess.Popen(command, cwd=ROOT, preexec_fn=pin(cpu))  # noqa: S603
         return Server(name, grpc_port, process)
     command = [
@@ -275,7 +298,7 @@ def ask(server: Server, section: str, deadline: float) -> list[int]:
             if time.monotonic() > deadline:
                 sys.exit(f"{server.name}: the server did not come up")
             time.sleep(0.1)
-    if server.name in (CEILING, SAME_LOOP):
+    if server.name in FIXED:
         return []
     if answer.overall_code != rls_pb2.RateLimitResponse.OK or not all(
         s.HasField("current_limit") for s in answer.statuses
@@ -423,8 +446,8 @@ def main(argv: list[str] | None = None) -> None:
             "ratekeeper as Envoy's rate limit service: ShouldRateLimit calls per second",
             PACKAGES,
             [
-                "server: ratekeeper serve --grpc-port, one process (gRPC on its own loop and "
-                "thread, decisions on the service's loop)",
+                "server: ratekeeper serve --grpc-port, one process (grpcio's threaded server; "
+                "memory decided on its worker threads, Redis on the service's loop)",
                 "stores: memory; "
                 + (
                     f"Redis: {redis.binary} on {redis.url} (the bench's own, not pinned)"
@@ -458,8 +481,8 @@ def run(settings: EnvoySettings, redis: RedisServer | None, stack: ExitStack) ->
     stack.callback(lambda: [server.stop() for server in reversed(servers)])
     if redis is not None:
         servers.append(start_serve("redis", policy, redis.url, settings.server_cpu))
-    servers.append(start_serve(SAME_LOOP, policy, "", settings.server_cpu))
     servers.append(start_serve(CEILING, policy, "", settings.server_cpu))
+    servers.append(start_serve(AIO_CEILING, policy, "", settings.server_cpu))
     summary: list[str] = []
     for section in SECTIONS:
         if section not in settings.sections:
@@ -481,7 +504,7 @@ def run(settings: EnvoySettings, redis: RedisServer | None, stack: ExitStack) ->
         print_section(section, rows, results)
         print()
         for server in servers:
-            if server.name in (CEILING, SAME_LOOP):
+            if server.name in FIXED:
                 continue
             measured = sum(
                 sum(p.calls for p in m.passes)
@@ -496,18 +519,14 @@ def run(settings: EnvoySettings, redis: RedisServer | None, stack: ExitStack) ->
                 f"{measured:,} measured{note}"
             )
         memory = results[0]
-        ceiling = next(m for r, m in zip(rows, results, strict=True) if r.server.name == CEILING)
-        same = next(m for r, m in zip(rows, results, strict=True) if r.server.name == SAME_LOOP)
-        summary.append(
-            f"{section}: the same servicer and store on grpc.aio's own loop (no hop to the "
-            f"service's loop, no HTTP side) takes {same.median_of('server_us'):.0f} us per call "
-            f"({same.best:,.0f} calls/s)"
-        )
-        summary.append(
-            f"{section}: the grpc.aio ceiling (a fixed answer, no decision) takes "
-            f"{ceiling.median_of('server_us'):.0f} us server CPU per call "
-            f"({ceiling.best:,.0f} calls/s); memory is {memory.best / ceiling.best:.0%} of it"
-        )
+        by_name = {r.server.name: m for r, m in zip(rows, results, strict=True)}
+        for name in FIXED:
+            fixed = by_name[name]
+            summary.append(
+                f"{section}: the {name} (a fixed answer, no decision) takes "
+                f"{fixed.median_of('server_us'):.0f} us server CPU per call "
+                f"({fixed.best:,.0f} calls/s); memory is {memory.best / fixed.best:.0%} of it"
+            )
         summary.append(
             f"{section} memory: {memory.best:,.0f} calls/s (target >= {TARGET_RATE:,}): "
             f"{verdict(memory.best >= TARGET_RATE)}; {memory.median_of('server_us'):.0f} us "
@@ -529,13 +548,11 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--client"]:
         client_main(sys.argv[2:])
     elif sys.argv[1:2] == ["--ceiling"]:
+        _ceiling(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--aio-ceiling"]:
         import asyncio
 
-        asyncio.run(_ceiling(int(sys.argv[2])))
-    elif sys.argv[1:2] == ["--same-loop"]:
-        import asyncio
-
-        asyncio.run(_same_loop(int(sys.argv[2]), sys.argv[3]))
+        asyncio.run(_aio_ceiling(int(sys.argv[2])))
     else:
         with suppress(KeyboardInterrupt):
             main()

@@ -1,21 +1,21 @@
-"""Where a ShouldRateLimit call's server CPU goes: the layers measured one by one, in process.
+"""Where a ShouldRateLimit call's server CPU goes: the Python layers measured one by one.
 
-bench_envoy.py measures the whole server; this splits one call (the ``one``
-section's request, memory store, the same policy) into what each layer costs,
-CPU time per call with 32 calls in flight:
+bench_envoy.py measures the whole server, and its ``grpc ceiling`` row what
+gRPC itself costs (a server answering a prepared response, in a process of
+its own: measured in this process beside a client, gRPC's threads and the
+client's would share one GIL, and the figure would be neither's). This
+splits the rest of one call (memory store, bench_envoy's policy), CPU time
+per call:
 
-- ``decision``: ``AsyncLimiter.check_items`` alone (the engine, memory store);
-- ``servicer``: ``RateLimitServicer.ShouldRateLimit`` called directly on the
-  service's loop (descriptor mapping + decision + the response message);
-- ``hop``: ``asyncio.run_coroutine_threadsafe`` of an empty coroutine from an
-  asyncio loop to a uvloop loop in another thread and back (what ``decide_on``
-  adds per call), the two threads' CPU together;
-- ``servicer + hop``: the servicer from the gRPC-side loop with ``decide_on``;
-- ``grpc.aio``: a whole call over loopback to an in-process grpc.aio server
-  with the servicer, service on its own loop (as ``ratekeeper serve``), minus
-  nothing: the server's and the client's CPU together, so an upper bound;
-- ``grpc.aio call, fixed answer``: the same with a servicer returning a
-  prepared response (no hop, no decision): grpc.aio's own cost, the ceiling.
+- ``decision``: ``AsyncLimiter.check_items`` alone (the engine, memory store),
+  32 calls in flight on the service's loop;
+- ``servicer, in place``: ``RateLimitServicer.ShouldRateLimit`` called
+  directly (descriptor mapping + the decision driven in place + the response
+  message), as gRPC's worker threads call it for the memory store, with the
+  ``one`` and ``two`` sections' requests;
+- ``hop``: ``decide_on``'s way for a store that waits: an empty coroutine run
+  on a uvloop loop in another thread, the calling thread waiting for it
+  (both threads' CPU), one at a time and from 32 threads at once.
 
 Run from the repository root::
 
@@ -69,15 +69,26 @@ def service_thread() -> asyncio.AbstractEventLoop:
     return loop
 
 
+def sync_per_call(call: Any, n: int = N) -> float:
+    """CPU us per call of ``call()``, one at a time (the whole process)."""
+    for _ in range(n // 10):
+        call()
+    before = cpu()
+    for _ in range(n):
+        call()
+    return (cpu() - before) * 1e6 / n
+
+
 def main() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from ratekeeper import AsyncLimiter
     from ratekeeper.policy import policy_from_text
-    from ratekeeper.server.envoy._grpc import RateLimitServicer, decide_on, start_grpc
+    from ratekeeper.server.envoy._grpc import RateLimitServicer, decide_on
     from ratekeeper.server.envoy._mapping import DescriptorMap
     from ratekeeper.stores import MemoryStore
 
     policy = policy_from_text(POLICY)
-    request = rls_request("one")
     service_loop = service_thread()
 
     def on_service(coroutine: Any) -> Any:
@@ -92,49 +103,30 @@ def main() -> None:
     servicer = RateLimitServicer(holder)
     rows: list[tuple[str, float]] = []
     rows.append(("decision", on_service(per_call(lambda: holder.limiter.check_items([item])))))
-    rows.append(("servicer", on_service(per_call(lambda: servicer.ShouldRateLimit(request, None)))))
+    for section in ("one", "two"):
+        request = rls_request(section)
+        rows.append(
+            (
+                f"servicer, in place ({section})",
+                sync_per_call(lambda request=request: servicer.ShouldRateLimit(request, None)),
+            )
+        )
 
     async def nothing() -> None:
         return None
 
-    async def grpc_side() -> None:
-        submit = decide_on(service_loop)
-        rows.append(("hop", await per_call(lambda: submit(nothing()))))
-        hopped = RateLimitServicer(holder, submit)
-        rows.append(
-            ("servicer + hop", await per_call(lambda: hopped.ShouldRateLimit(request, None)))
-        )
-        import grpc
-        from envoy.service.ratelimit.v3 import rls_pb2_grpc
+    hop = decide_on(service_loop)
+    rows.append(("hop, one at a time", sync_per_call(lambda: hop(nothing()), N // 4)))
 
-        server, port, _ = await start_grpc(holder, "127.0.0.1", 0, submit)
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit
-            rows.append(
-                ("grpc.aio call (server + client)", await per_call(lambda: call(request), 10_000))
-            )
-        await server.stop(None)
-        fixed = await hopped.ShouldRateLimit(request, None)
+    def hops(count: int) -> None:
+        for _ in range(count):
+            hop(nothing())
 
-        class Fixed(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]
-            async def ShouldRateLimit(self, request: Any, context: Any) -> Any:  # noqa: N802
-                return fixed
-
-        bare = grpc.aio.server()
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(Fixed(), bare)
-        port = bare.add_insecure_port("127.0.0.1:0")
-        await bare.start()
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = rls_pb2_grpc.RateLimitServiceStub(channel).ShouldRateLimit
-            rows.append(
-                (
-                    "grpc.aio call, fixed answer (server + client)",
-                    await per_call(lambda: call(request), 10_000),
-                )
-            )
-        await bare.stop(None)
-
-    asyncio.run(grpc_side())
+    with ThreadPoolExecutor(IN_FLIGHT) as pool:
+        list(pool.map(hops, [100] * IN_FLIGHT))  # warm-up: every thread started
+        before = cpu()
+        list(pool.map(hops, [N // IN_FLIGHT] * IN_FLIGHT))
+        rows.append((f"hop, {IN_FLIGHT} threads", (cpu() - before) * 1e6 / N))
     print("| layer | CPU us per call |\n|---|---|")
     for name, us in rows:
         print(f"| {name} | {us:.0f} |")

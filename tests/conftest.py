@@ -35,6 +35,15 @@ Should one be down anyway, the function fixtures start it again first.
 
 from __future__ import annotations
 
+import os
+
+# Before any test imports grpc: its fork handlers off. The loopback processes are started
+# with fork + exec (a preexec_fn ties them to this process), and with gRPC's fork support
+# on, a child forked while gRPC's threads run restarts gRPC's poller before exec and can
+# abort on the poller's closed epoll fd ("epoll_wait error: Bad file descriptor",
+# grpc/grpc#43055), so a test server sometimes died before it started.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -118,7 +118,7 @@ async def serve(
             return 1
         if settings.grpc_port is not None:  # once HTTP listens: ready when both are
             try:
-                envoy = _start_grpc(service, settings.host, settings.grpc_port)
+                envoy = await _start_grpc(service, settings.host, settings.grpc_port)
             except SettingsError:
                 server.should_exit = True
                 await running
@@ -147,23 +147,22 @@ async def serve(
     finally:
         with contextlib.suppress(NotImplementedError, AttributeError, RuntimeError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if envoy is not None:  # its calls in flight decide on this loop: stop it from a thread
-            await asyncio.to_thread(envoy.stop, GRACE)
+        if envoy is not None:  # its calls in flight may decide on this loop: stop waits in a thread
+            await envoy.stop(GRACE)
         await service.close()
         quiet.close()
 
 
-def _start_grpc(service: Service, host: str, port: int) -> GrpcServer:
-    """Envoy's rate limit service on its own loop and thread, deciding on this loop."""
+async def _start_grpc(service: Service, host: str, port: int) -> GrpcServer:
+    """Envoy's rate limit service on gRPC's threads; a store that waits decides on this loop."""
     try:
-        from .envoy import GrpcServer
+        from .envoy import start_grpc
     except ModuleNotFoundError as error:
         raise SettingsError(
             f"--grpc-port needs the envoy extra (pip install 'ratekeeper[envoy]'): {error}"
         ) from None
-    grpc_server = GrpcServer(service, host, port)
     try:
-        grpc_server.start(asyncio.get_running_loop())
+        grpc_server, _port, _health = await start_grpc(service, host, port)
     except OSError as error:
         raise SettingsError(str(error)) from None
     return grpc_server

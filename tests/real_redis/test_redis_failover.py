@@ -301,9 +301,12 @@ async def test_a_cluster_failover_answers_per_on_error_then_limits_exactly_on_th
         assert all(face.failed for face in faces), _summary(faces)
         for face in faces:
             await face.until_through(f"{{{hot[0]}}}:probe:{face.name}", known + RECOVERY)
+        # timed to the last face through, not including the checks below (on a loaded
+        # machine they alone took longer than the recovery they check)
+        assert time.monotonic() - known < RECOVERY
+        for face in faces:
             for tag in hot + cold:
                 assert await face.pattern(f"{{{tag}}}:after:{face.name}") == EXACT
-        assert time.monotonic() - known < RECOVERY
         with promoted[0].client() as new_master:  # the failed master's slots live here now
             counters = [_counter(f"{{{tag}}}:after:{face.name}") for tag in hot for face in faces]
             assert all(new_master.exists(counter) for counter in counters)

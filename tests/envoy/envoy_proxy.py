@@ -15,6 +15,7 @@ import shutil
 import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -184,3 +185,23 @@ def envoy_process(
         ]  # fmt: skip
 
     return LoopbackProcess("envoy", command, directory, startup_timeout=30.0)
+
+
+def assert_passed_then_refused(
+    passed: Any, refused: Any, limit: int, window: int | None = None
+) -> int:
+    """``passed`` reached the upstream with ``limit`` and ``limit - 1`` left in its headers;
+    ``refused`` is Envoy's 429 of ratekeeper's OVER_LIMIT: ``x-envoy-ratelimited``, not sent
+    upstream, a ``Retry-After`` within ``window`` seconds and a reset on a ``window``
+    boundary (clock-aligned) when given. Returns the Retry-After."""
+    assert passed.headers["x-upstream"] == "yes"
+    assert passed.headers["x-ratelimit-limit"] == str(limit)
+    assert passed.headers["x-ratelimit-remaining"] == str(limit - 1)
+    assert refused.status_code == 429
+    assert refused.headers["x-envoy-ratelimited"] == "true"
+    assert "x-upstream" not in refused.headers
+    retry = int(refused.headers["retry-after"])
+    if window is not None:
+        assert 1 <= retry <= window
+        assert int(refused.headers["x-ratelimit-reset"]) % window == 0
+    return retry

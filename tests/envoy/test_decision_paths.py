@@ -61,3 +61,14 @@ def test_a_decision_that_waits_is_refused_in_place_not_left_half_done() -> None:
     assert in_place(never_waits()) == 1
     with pytest.raises(RuntimeError, match="waited"):
         in_place(waits())
+
+
+async def test_a_port_another_service_listens_on_is_refused_not_shared(
+    rls_factory: RlsFactory,
+) -> None:
+    from ratekeeper.server.envoy import start_grpc
+
+    first = await rls_factory()
+    with pytest.raises(OSError, match="cannot listen"):
+        # grpcio shares a port by default (SO_REUSEPORT): two services would split the calls
+        await start_grpc(first.holder, "127.0.0.1", first.port)

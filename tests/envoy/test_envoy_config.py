@@ -399,6 +399,7 @@ async def test_rule_stats_count_shadow_mode_black_list_and_not_unlimited_or_peek
     rule = 'ratekeeper_envoy_rule_hits_total{rule="d.%s",stat="%s"} %s'
     assert rule % ("service.user_user-a", "total_hits", "11.0") in text
     assert rule % ("service.user_user-a", "within_limit", "10.0") in text
+    assert rule % ("service.user_user-a", "over_limit", "1.0") in text  # and in shadow mode:
     assert rule % ("service.user_user-a", "shadow_mode", "1.0") in text
     assert rule % ("remote_address_50.0.0.5", "over_limit", "3.0") in text
     assert "d.ldap" not in text
@@ -560,6 +561,42 @@ async def test_an_override_without_a_unit_is_an_invalid_argument(
     assert "needs a unit" in (caught.value.details() or "")
 
 
+async def test_empty_and_long_values_are_counted_as_the_reference_counts_them(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    config = (
+        "domain: d\ndescriptors:\n"
+        "  - {key: user, rate_limit: {unit: minute, requests_per_unit: 2}}\n"
+    )
+    rls = await served(rls_factory, config, tmp_path)
+    for value in ("", "x" * 300, "y" * 300):  # an HTTP header like these would be a 400
+        codes = [(await rls.ask("d", descriptor(("user", value)))).overall_code for _ in range(3)]
+        assert codes == [OK, OK, OVER], len(value)
+
+
+async def test_a_yaml_true_value_matches_the_text_envoy_sends(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    config = (
+        "domain: d\ndescriptors:\n"
+        "  - {key: beta, value: true, rate_limit: {unit: minute, requests_per_unit: 1}}\n"
+        "  - {key: beta, rate_limit: {unit: minute, requests_per_unit: 9}}\n"
+    )
+    rls = await served(rls_factory, config, tmp_path)
+    answer = await rls.ask("d", descriptor(("beta", "true")))
+    assert limit_of(answer.statuses[0]) == (1, Unit.MINUTE)
+
+
+async def test_an_override_for_a_domain_the_config_does_not_serve_is_not_limited(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    rls = await served(rls_factory, MONGO, tmp_path)
+    other = descriptor(("database", "users"), limit=(1, Unit.MINUTE))
+    answers = [await rls.ask("another_domain", other) for _ in range(2)]
+    assert [a.overall_code for a in answers] == [OK, OK]
+    assert limit_of(answers[1].statuses[0]) is None
+
+
 async def test_a_directory_serves_one_domain_per_file(
     rls_factory: RlsFactory, tmp_path: Path
 ) -> None:
@@ -623,6 +660,14 @@ def test_rules_are_named_as_the_reference_names_its_stats() -> None:
         ("domain: d\ndescriptors: [{key: a}, {key: a}]", "a second node for 'a'"),
         ("domain: d\ndescriptors: [{key: a, rate_limit: {unit: second, requests_per_unit: -1}}]",
          "whole number"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {}}]", "unit ''"),
+        ("domain: d\ndescriptors: [{key: a, shadow_mode: 'false'}]",
+         "'shadow_mode' must be true or false"),
+        ("domain: d\ndescriptors: [{key: a, rate_limit: {unlimited: 'no'}}]",
+         "'unlimited' must be true or false"),
+        ("domain: d\ndescriptors: [{key: a, value: [1, 2]}]", "'value' must be text"),
+        ("domain: d\ndescriptors: [{key: A, descriptors: [{key: a}]}]",
+         "keys 'A' and 'a' differ only in case"),
     ],
 )  # fmt: skip
 def test_a_config_ratekeeper_cannot_serve_is_refused_with_the_reason(

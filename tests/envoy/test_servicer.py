@@ -246,3 +246,30 @@ async def test_a_descriptor_limit_override_replaces_the_policy_rate_and_keeps_th
     assert unknown.overall_code == OVER
     assert json.loads(unknown.raw_body)["error"] == "unauthorized"
     assert policy_count.statuses[0].limit_remaining == 4
+
+
+TWO_RATES_POLICY = """
+version: 1
+limits:
+  strict: {by: ip, rate: 1/minute, algorithm: fixed_window}
+  watched: {by: ip, rate: 1/hour, algorithm: fixed_window, shadow: true}
+categories:
+  - {name: api, match: /api/**, charge: [strict, watched]}
+envoy:
+  entries: {remote_address: client_ip}
+  descriptors: [{match: {remote_address: "*"}, category: api}]
+"""
+
+
+async def test_a_refused_descriptor_reports_its_enforced_limit_not_a_shadow_one(
+    rls_factory: RlsFactory,
+) -> None:
+    rls = await rls_factory(TWO_RATES_POLICY)
+    ip = descriptor(("remote_address", "192.0.2.1"))
+    await rls.ask("any", ip)
+    second = await rls.ask("any", ip)  # over both: the hour's wait is longer, but only watched
+
+    assert second.overall_code == OVER
+    assert second.statuses[0].code == OVER
+    assert second.statuses[0].current_limit.requests_per_unit == 1
+    assert second.statuses[0].current_limit.unit == rls_pb2.RateLimitResponse.RateLimit.MINUTE

@@ -62,7 +62,7 @@ class RefusalCache:
                 continue
             now = now or store.now_ns()
             if now >= until:
-                del refused[slot_key]
+                refused.pop(slot_key, None)  # another thread may have dropped it
                 continue
             return index, until, now
         return None

@@ -156,12 +156,21 @@ class _Compiler:
             hint = " (not in the reference's documentation)" if "quota_mode" in unknown else ""
             raise EnvoyConfigError(f"unknown field(s) {sorted(unknown)} under {_where(path)}{hint}")
         key = item["key"]
-        value = None if item.get("value") in (None, "") else str(item["value"])
+        value = _text(item.get("value"), "value", path)
+        for flag in ("shadow_mode", "detailed_metric", "value_to_metric", "share_threshold"):
+            _flag(item, flag, path)
         final = key if value is None else f"{key}_{value}"
         here = (*path, key if value is None else f"{key}={value}")
         if not _TOKEN.match(key):
             raise EnvoyConfigError(f"{_where(here)}: key {key!r} has characters ratekeeper refuses")
-        self.entries[key] = f"header:{key.lower()}"
+        meaning = f"header:{key.lower()}"
+        other = next((k for k, m in self.entries.items() if m == meaning and k != key), None)
+        if other is not None:  # the limits count by header-like names, which ignore case
+            raise EnvoyConfigError(
+                f"{_where(here)}: keys {other!r} and {key!r} differ only in case, "
+                "which ratekeeper cannot count apart"
+            )
+        self.entries[key] = meaning
         node: dict[str, Any] = {"key": key, "metric": f"{metric}.{final}"}
         if value is not None:
             node["value"] = value
@@ -203,8 +212,8 @@ def _rates(item: dict[str, Any], here: tuple[str, ...]) -> tuple[list[str] | str
     and its ``name``/``replaces`` for the tree."""
     if "rate_limit" in item and "rate_limits" in item:
         raise EnvoyConfigError(f"{_where(here)}: give 'rate_limit' or 'rate_limits', not both")
-    single = "rate_limit" in item
-    specs = item.get("rate_limits") or ([item["rate_limit"]] if item.get("rate_limit") else [])
+    single = item.get("rate_limit") is not None  # `rate_limit:` left empty: none, as there
+    specs = item.get("rate_limits") or ([item["rate_limit"]] if single else [])
     if not isinstance(specs, list):
         raise EnvoyConfigError(f"{_where(here)}: 'rate_limits' must be a list")
     rates: list[str] = []
@@ -220,8 +229,8 @@ def _rates(item: dict[str, Any], here: tuple[str, ...]) -> tuple[list[str] | str
                 f"{_where(here)}: 'name' and 'replaces' go in a single 'rate_limit'"
             )
         named.update(_names(spec, here))
-        unit = str(spec.get("unit") or "").lower()
-        if spec.get("unlimited"):
+        unit = (_text(spec.get("unit"), "unit", here) or "").lower()
+        if _flag(spec, "unlimited", here):
             if unit:
                 raise EnvoyConfigError(f"{_where(here)}: an unlimited rate limit has no unit")
             if not single:
@@ -243,22 +252,43 @@ def _rates(item: dict[str, Any], here: tuple[str, ...]) -> tuple[list[str] | str
 def _names(spec: dict[str, Any], here: tuple[str, ...]) -> dict[str, Any]:
     """The tree's ``name``/``replaces`` of a rate limit (the reference's ``replaces: [{name}]``)."""
     out: dict[str, Any] = {}
-    name = spec.get("name")
-    if name not in (None, ""):
-        out["name"] = str(name)
+    name = _text(spec.get("name"), "name", here)
+    if name is not None:
+        out["name"] = name
     replaces = spec.get("replaces") or []
     if not isinstance(replaces, list):
         raise EnvoyConfigError(f"{_where(here)}: 'replaces' is a list of {{name: ...}}")
     names = []
     for entry in replaces:
-        if not isinstance(entry, dict) or not entry.get("name"):
+        replaced = _text(entry.get("name"), "name", here) if isinstance(entry, dict) else None
+        if replaced is None:
             raise EnvoyConfigError(f"{_where(here)}: a 'replaces' entry needs a 'name'")
-        if entry["name"] == out.get("name"):
+        if replaced == out.get("name"):
             raise EnvoyConfigError(f"{_where(here)}: a rate limit cannot replace its own name")
-        names.append(str(entry["name"]))
+        names.append(replaced)
     if names:
         out["replaces"] = names
     return out
+
+
+def _text(value: Any, field: str, here: tuple[str, ...]) -> str | None:
+    """A scalar as the reference reads it, as text: ``None`` for none or empty; YAML's
+    ``true`` is ``"true"`` (Envoy sends the text); a list or a mapping is refused."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise EnvoyConfigError(f"{_where(here)}: '{field}' must be text, got {type(value).__name__}")
+
+
+def _flag(item: dict[str, Any], field: str, here: tuple[str, ...]) -> bool:
+    """A true/false field; anything else (``'false'`` the text, ``1``) is refused."""
+    value = item.get(field, False)
+    if not isinstance(value, bool):
+        raise EnvoyConfigError(f"{_where(here)}: '{field}' must be true or false, got {value!r}")
+    return value
 
 
 def _where(path: tuple[str, ...]) -> str:

@@ -130,14 +130,20 @@ def _status(decision: PolicyDecision | None, place: int) -> Any:
 
 
 def _tightest(charges: Sequence[Charge], results: Sequence[ChargeResult]) -> int:
-    """The limit a descriptor reports: of those refusing, the longest wait; else the least
-    remaining (ties: the later reset). Shadow limits are counted as enforced ones here."""
+    """The limit a descriptor reports: of those refusing, the longest wait (an enforced one
+    before a shadow one, so a refused descriptor never says OK); else the least remaining
+    (ties: the later reset), shadow limits counted as enforced ones."""
     best = -1
-    if any(not result[0] for result in results):
+    for watching in (False, True):
         for index, result in enumerate(results):
-            if not result[0] and (best < 0 or result[3] > results[best][3]):
+            if (
+                not result[0]
+                and charges[index][3] is watching
+                and (best < 0 or result[3] > results[best][3])
+            ):
                 best = index
-        return best
+        if best >= 0:
+            return best
     for index, result in enumerate(results):
         if (
             best < 0
@@ -154,10 +160,10 @@ def rule_stats(
     """``(rule, stat, hits)`` of each limited descriptor, as the reference counts its stats.
 
     ``hits[i]``: descriptor ``i``'s hits. Every hit is a ``total_hits``; then
-    ``over_limit``, ``shadow_mode`` (over, but its limit only watches),
-    ``within_limit``, and also ``near_limit`` past 80% of the limit (the
-    reference's default ratio). Unlimited and unmatched descriptors and
-    peeks count nothing.
+    ``over_limit`` (and also ``shadow_mode`` when its limit only watches: the
+    reference's additional statistic), or ``within_limit``, and also
+    ``near_limit`` past 80% of the limit (the reference's default ratio).
+    Unlimited and unmatched descriptors and peeks count nothing.
     """
     for index, rule in enumerate(reading.rules):
         place, count = reading.places[index], hits[index]
@@ -165,7 +171,9 @@ def rule_stats(
             continue
         yield rule, "total_hits", count
         if isinstance(place, Fixed):
-            yield rule, "over_limit" if place.refuses else "shadow_mode", count
+            yield rule, "over_limit", count
+            if not place.refuses:
+                yield rule, "shadow_mode", count
             continue
         assert decision is not None  # an item's place: its request was decided
         ends, results, charges = decision.item_ends, decision.results, decision.charges
@@ -174,10 +182,10 @@ def rule_stats(
             continue
         start = ends[place - 1] if place else 0
         over = [i for i in range(start, ends[place]) if not results[i][0]]
-        if any(not charges[i][3] for i in over):
+        if over:
             yield rule, "over_limit", count
-        elif over:
-            yield rule, "shadow_mode", count
+            if all(charges[i][3] for i in over):
+                yield rule, "shadow_mode", count
         else:
             yield rule, "within_limit", count
             if any(

@@ -245,7 +245,12 @@ async def start_grpc(
     """
     if submit is None:
         submit = decide_on(asyncio.get_running_loop())
-    server = grpc.server(ThreadPoolExecutor(WORKERS, thread_name_prefix="ratekeeper-grpc"))
+    server = grpc.server(
+        ThreadPoolExecutor(WORKERS, thread_name_prefix="ratekeeper-grpc"),
+        # a port another process holds is an error, not shared: two services on one port
+        # would split Envoy's calls between two memory stores (twice the limits)
+        options=[("grpc.so_reuseport", 0)],
+    )
     rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitServicer(service, submit), server)
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)

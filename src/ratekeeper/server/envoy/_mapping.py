@@ -9,11 +9,13 @@ tuples here, so this module is tested and measured without protobuf.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from ...engine import Override
-from ...identity import Caller
+from ...identity import MAX_IDENTITY, Caller
 from ...policy import Policy, compile_policy
 from ...policy.envoy import EnvoyMapping, EnvoyNode
 from ...policy.router import RouteMemo
@@ -88,7 +90,7 @@ class Reading:
             self.refused = True
             self.places.append(Fixed(True, seconds))
             return
-        counter = "|".join((domain, *(f"{key}={value}" for key, value in entries)))
+        counter = json.dumps((domain, entries), ensure_ascii=False)  # one text, one descriptor
         caller = item[1] if item is not None else Caller("")
         category = item[0] if item is not None else None
         self.add((category, caller), cost, (Rate(count, seconds * NS_PER_SECOND), counter))
@@ -120,16 +122,17 @@ class DescriptorMap:
     def read(self, domain: str, descriptors: Sequence[Descriptor]) -> Reading:
         """The items of a request's descriptors, decided as one."""
         reading = Reading()
-        tree = self._trees.get(domain) if self._trees else None
-        if tree is None and self._tree is not None and self.serves(domain):
-            tree = self._tree
+        if self._trees:
+            tree = self._trees.get(domain)
+        else:
+            tree = self._tree if self._tree is not None and self.serves(domain) else None
         if tree is not None:
             self._read_tree(domain, tree, descriptors, reading)
             return reading
-        serves = self.serves(domain)
+        serves = self.serves(domain) and not self._trees and self._tree is None
         for entries, cost, limit in descriptors:
             item = self.item(entries) if serves else None
-            if limit is not None:
+            if limit is not None and serves:  # another domain: not limited, its limit neither
                 reading.limited(domain, entries, cost, limit, item)
             elif item is None:
                 reading.places.append(None)
@@ -214,7 +217,7 @@ class DescriptorMap:
             elif meaning.startswith("header:"):
                 if headers is None:
                     headers = {}
-                headers[meaning[7:]] = value
+                headers[meaning[7:]] = _counted(value)
             else:  # path:NAME
                 params[meaning[5:]] = value
         return Caller(client_ip, api_key, user, node, headers, params)
@@ -262,3 +265,12 @@ class DescriptorMap:
         if matched is None:
             return None
         return matched[0].name, matched[1]
+
+
+def _counted(value: str) -> str:
+    """An entry's value as a limit counts it: an empty one, or one longer than the engine
+    takes from a header (``MAX_IDENTITY``), by its SHA-256, so that Envoy's entries are
+    counted as the reference counts them where an HTTP header would be a 400."""
+    if value and len(value) <= MAX_IDENTITY:
+        return value
+    return "~" + hashlib.sha256(value.encode()).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -306,3 +307,40 @@ async def test_json_responses_of_the_app_are_not_touched_beyond_headers(
     assert (response.status_code, response.json()) == (201, {"items": [1, 2]})
     assert response.headers["x-trace"] == "abc"
     assert response.headers["x-ratelimit-remaining"] == "2"
+
+
+KEYED_POLICY = """\
+version: 1
+name: t
+limits:
+  api: {by: api_key, rate: 2/minute, algorithm: fixed_window}
+plans:
+  free: {limits: {api: 2/minute}}
+  pro: {limits: {api: 5/minute}}
+categories:
+  - {name: api, match: /api/**, charge: [api]}
+"""
+
+
+@pytest.mark.parametrize("given", [AsyncLimiter, Limiter])
+async def test_keys_pushed_to_the_given_limiter_later_reach_the_middleware(
+    store: MemoryStore, given: type[AsyncLimiter] | type[Limiter]
+) -> None:
+    from ratekeeper.integrations.metrics import RateLimitMetrics
+    from ratekeeper.policy import KeyEntry
+
+    limiter = given(make_policy(KEYED_POLICY), store=store)
+    # metrics= makes the middleware decide with a twin of the limiter (it adds a hook)
+    app = RateLimitMiddleware(starlette_app(), limiter=limiter, metrics=RateLimitMetrics())
+    assert app.limiter is not limiter
+    headers = [(b"x-api-key", b"sk-new")]
+    before = await call_asgi(app, http_scope("/api/hello", headers=headers))
+    limiter.use_keys([KeyEntry("new", hashlib.sha256(b"sk-new").hexdigest(), "pro")])
+    after = await call_asgi(app, http_scope("/api/hello", headers=headers))
+    limiter.use_keys([])  # revoked
+    revoked = await call_asgi(app, http_scope("/api/hello", headers=headers))
+
+    assert before[0]["status"] == 401
+    assert after[0]["status"] == 200
+    assert dict(after[0]["headers"])[b"x-ratelimit-limit"] == b"5"  # the key's plan
+    assert revoked[0]["status"] == 401

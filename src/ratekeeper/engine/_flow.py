@@ -30,6 +30,7 @@ limit that refused (``statuses`` and the IETF fields list that one).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from time import perf_counter
@@ -207,6 +208,8 @@ class LimiterCore:
         self._records: Mapping[str, CompiledKey] = compiled.keys
         #: ``id(entry)`` -> (entry, compiled) of the keys given to ``use_keys``
         self._compiled_entries: dict[int, tuple[KeyEntry, CompiledKey]] = {}
+        #: limiters deciding for this one (``share_keys``): told of every ``use_keys``
+        self._sharers: weakref.WeakSet[LimiterCore] = weakref.WeakSet()
         self._rate_limited_status = compiled.bodies["rate_limited"].status
         self._needs_blocks = not compiled.simple
         # (method, path) as requested -> (METHOD, normalized path, match)
@@ -292,6 +295,20 @@ class LimiterCore:
         # the hot path reads both: either pair answers a request correctly
         self._keys, self._known_keys = keys, keys.known
         self._records = records
+        if self._sharers:
+            given = [entry for entry, _ in kept.values()]
+            for sharer in list(self._sharers):
+                sharer.use_keys(given)
+
+    def share_keys(self, sharer: LimiterCore) -> None:
+        """Let ``sharer`` (a twin deciding for this limiter, on its policy and store: the
+        middleware's, built to add hooks) know this limiter's keys, now and after every
+        :meth:`use_keys`, so that a key pushed here is known there too."""
+        if sharer.policy is not self.policy:
+            raise ValueError("a limiter shares its keys with a limiter of the same policy only")
+        self._sharers.add(sharer)
+        if self._compiled_entries:
+            sharer.use_keys([entry for entry, _ in self._compiled_entries.values()])
 
     # one key's counters (the admin API's usage and reset: ratekeeper.engine._usage)
 

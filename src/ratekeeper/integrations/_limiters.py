@@ -3,7 +3,9 @@
 Both middleware accept either spelling so that one policy file, or one limiter
 already shared with other code, drives everything. A limiter of the other face
 (a ``Limiter`` handed to the ASGI middleware) is rebuilt as its twin on the same
-policy and store: the counters are the store's, so both see the same state.
+policy and store: the counters are the store's, so both see the same state, and
+the keys pushed to the given limiter (``use_keys``, e.g. a registry's) reach the
+twin too (``share_keys``).
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ def _face(
     # a twin on the same policy and store, told what the given limiter was told and more
     hooks = ((core.hook,) if core.hook is not None else ()) + tuple(hooks)
     block_hooks = ((core.block_hook,) if core.block_hook is not None else ()) + tuple(block_hooks)
-    return face(
+    twin = face(
         core.policy, core.store, remember_refusals=core._remember, hooks=hooks,
         block_hooks=block_hooks,
     )  # fmt: skip
+    core.share_keys(twin)  # keys pushed to the given limiter later (use_keys) reach it too
+    return twin
 
 
 def async_limiter(

@@ -573,3 +573,28 @@ def test_the_description_names_every_route_served_and_nothing_else(
     }
     assert served == described
     assert ("DELETE", "/admin/blocks/{block_key}") in served
+
+
+async def test_ten_wrong_tokens_block_the_address_even_for_the_right_one_then_it_ends(
+    service: TinyService, clock: Clock
+) -> None:
+    def from_address(ip: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app_of(service), client=(ip, 50000))
+        return httpx.AsyncClient(transport=transport, base_url="http://admin.test")
+
+    wrong = {"Authorization": "Bearer guess"}
+    async with from_address("203.0.113.9") as guesser, from_address("198.51.100.1") as other:
+        codes = [(await guesser.get("/admin/keys", headers=wrong)).status_code for _ in range(10)]
+        blocked = await guesser.get("/admin/keys", headers=AUTH)  # the right token waits too
+        elsewhere = await other.get("/admin/keys", headers=AUTH)
+        listed = [block.key for block in service.store.lockouts.blocks()]
+        clock.t += 600  # the block's ten minutes
+        after = await guesser.get("/admin/keys", headers=AUTH)
+
+    assert codes == [401] * 10
+    assert blocked.status_code == 429
+    assert blocked.json()["error"]["code"] == "too_many_wrong_tokens"
+    assert blocked.headers["Retry-After"] == "600"
+    assert elsewhere.status_code == 200  # counted per address
+    assert after.status_code == 200
+    assert listed == ["ratekeeper:admin-token:{203.0.113.9}"]  # listed with the others, liftable

@@ -17,6 +17,7 @@ from dashboard_support import BASE, TOKEN, block_a_client, is_login_form, log_in
 from ratekeeper import MemoryStore
 from ratekeeper.server.app import build_app
 from ratekeeper.server.service import Service
+from support.clock import Clock
 
 
 async def test_unblocking_needs_the_csrf_token_of_this_session(
@@ -156,3 +157,22 @@ async def test_the_service_serves_the_dashboard_only_with_an_admin_token(
             assert "<h1>Overview</h1>" in overview.text
             assert "Usage analytics are off" in overview.text  # no registry: nothing counted
     await service.close()
+
+
+async def test_ten_wrong_tokens_block_the_login_even_with_the_right_one_until_it_ends(
+    client: httpx.AsyncClient, clock: Clock
+) -> None:
+    wrong_form = [
+        (await client.post("/dashboard/login", data={"token": "guess"})).status_code
+        for _ in range(5)
+    ]
+    bearer = {"Authorization": "Bearer guess"}
+    wrong_bearer = [(await client.get("/dashboard/", headers=bearer)).status_code for _ in range(5)]
+    blocked = await client.post("/dashboard/login", data={"token": TOKEN})
+    clock.t += 600  # the block's ten minutes
+
+    assert wrong_form + wrong_bearer == [401] * 10
+    assert blocked.status_code == 429
+    assert blocked.headers["Retry-After"] == "600"
+    assert "Too many wrong tokens from this address" in blocked.text
+    assert await log_in(client)  # the block over, the right token lets in again

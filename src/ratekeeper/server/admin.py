@@ -61,6 +61,7 @@ from ..registry import (
 )
 from ..stores import Store, StoreUnavailableError
 from ._auth import error_response, require_admin
+from ._guard import TokenGuard
 
 __all__ = [
     "MAX_BODY",
@@ -130,15 +131,18 @@ def admin_routes(service: AdminService, *, token: str | None = None) -> list[Bas
         _route("/audit", {"GET": _audit}, service),
         _route("/policy/reload", {"POST": _reload}, service),
     ]
-    return [Mount("", app=_AdminApp(routes, current_token))]
+    return [Mount("", app=_AdminApp(routes, current_token, TokenGuard(service)))]
 
 
 class _AdminApp:
     """The admin routes behind the token: authentication before routing, JSON 404 and 405."""
 
-    def __init__(self, routes: list[BaseRoute], token: Callable[[], str | None]) -> None:
+    def __init__(
+        self, routes: list[BaseRoute], token: Callable[[], str | None], guard: TokenGuard
+    ) -> None:
         self.router = Router(routes=routes, default=_not_found)
         self._token = token
+        self._guard = guard
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -146,8 +150,21 @@ class _AdminApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            refused = require_admin(Request(scope), self._token())
+            request = Request(scope)
+            token = self._token()
+            wait = await self._guard.blocked_for(request) if token is not None else 0
+            if wait:  # too many wrong tokens from this address: no token is compared now
+                await error_response(
+                    429,
+                    "too_many_wrong_tokens",
+                    f"too many wrong admin tokens from this address; retry in {wait} s",
+                    {"Retry-After": str(wait)},
+                )(scope, receive, send)
+                return
+            refused = require_admin(request, token)
             if refused is not None:
+                if refused.status_code == 401:
+                    await self._guard.failed(request)
                 await refused(scope, receive, send)
                 return
         try:

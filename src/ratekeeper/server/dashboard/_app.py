@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from .._guard import TokenGuard
 from ._data import Analytics, DashboardService, ServiceAnalytics
 from ._pages import Frame, error_page, login_page
 from ._session import (
@@ -92,6 +93,8 @@ class DashboardApp:
     ) -> None:
         self.service = service
         self.clock = clock
+        #: wrong tokens (a login form's, a bearer's) per client address, into blocks
+        self.guard = TokenGuard(service)
         self.views = Views(service, analytics or ServiceAnalytics(service), clock)
         self.static = _static_files()
         views = self.views
@@ -125,10 +128,20 @@ class DashboardApp:
         if not token:
             return _plain(404, "Not Found: the dashboard is off (no admin token is configured)")
         base = request.scope.get("root_path", "") + "/dashboard"
+        presents = "authorization" in request.headers or (path == "/login" and method == "POST")
+        if presents:  # a token to compare: not from an address that guessed too often
+            wait = await self.guard.blocked_for(request)
+            if wait:
+                message = f"Too many wrong tokens from this address: try again in {wait} s."
+                return html_response(
+                    login_page(base, base, message), 429, {"Retry-After": str(wait)}
+                )
         if path == "/login":
             return await self._login(request, method, token, base)
         caller = self._caller(request, token)
         if caller is None:
+            if "authorization" in request.headers:
+                await self.guard.failed(request)
             return self._login_form(request, method, base)
         session = caller.session
         frame = Frame(base, csrf_token(token, session if session is not None else "bearer"))
@@ -206,6 +219,7 @@ class DashboardApp:
             return form
         next_path = _local(form.get("next", base), base)
         if not token_matches(form.get("token", ""), token):
+            await self.guard.failed(request)
             return html_response(login_page(base, next_path, "That is not the admin token."), 401)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(

@@ -165,3 +165,45 @@ async def test_a_login_lockout_started_by_responses_is_audited_and_so_is_its_end
     finally:
         registry.close()
         app.close()
+
+
+def wsgi_things(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    status = "401 Unauthorized" if environ["PATH_INFO"] == "/login" else "200 OK"
+    start_response(status, [("Content-Type", "text/plain")])
+    return [b"things"]
+
+
+async def test_the_wsgi_middleware_counts_and_records_as_the_asgi_one(tmp_path: Path) -> None:
+    from ratekeeper.integrations.wsgi import RateLimitMiddleware as WsgiMiddleware
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    clock = Clock(T0)
+    metrics = RateLimitMetrics()
+    app = WsgiMiddleware(
+        wsgi_things, policy_from_text(POLICY, name="usage"), MemoryStore(clock=clock),
+        metrics=metrics, usage_registry=url,
+    )  # fmt: skip
+    statuses: Counter[int] = Counter()
+    transport = httpx.WSGITransport(app=app, remote_addr="203.0.113.9")
+    with httpx.Client(transport=transport, base_url="http://app") as client:
+        for headers in [{"X-API-Key": "demo-free"}] * 8 + [{}] * 5 + [{"X-API-Key": "sk-x"}]:
+            statuses[client.get("/api/things", headers=headers).status_code] += 1
+        logins = [client.post("/login").status_code for _ in range(3)]
+    assert statuses == {200: 8, 429: 5, 401: 1}
+    assert logins == [401, 401, 429]
+    app.close()  # flushes; a WSGI app has no shutdown of its own
+    assert app.recorder is None
+
+    service = UsageService(url, clock=clock)
+    try:
+        window = {"from": str(int(T0)), "to": str(int(T0 + 60))}
+        free = (await service.admin("/usage", key="demo-free", **window)).json()["points"]
+        assert [(p["allowed"], p["refused_rate"]) for p in free] == [(5, 3)]
+        (started,) = service.registry.audit(kind="block.start")
+        assert started.detail["lockout"] == "login"
+    finally:
+        await service.close()
+    found = samples(metrics.exposition().decode())
+    assert found['ratekeeper_decisions_total{category="api",outcome="allowed",plan="free"}'] == 5
+    assert found['ratekeeper_decisions_total{category="api",outcome="unknown_key",plan=""}'] == 1
+    assert found["ratekeeper_active_blocks"] == 1  # the login lockout, read at scrape time

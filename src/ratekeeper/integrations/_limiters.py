@@ -77,7 +77,11 @@ def async_limiter(
 
 
 def sync_limiter(
-    policy: PolicyLike | None, store: Store | None, limiter: AnyLimiter | None
+    policy: PolicyLike | None,
+    store: Store | None,
+    limiter: AnyLimiter | None,
+    hooks: Sequence[DecisionHook] = (),
+    block_hooks: Sequence[BlockHook] = (),
 ) -> Limiter:
-    """The :class:`Limiter` a WSGI middleware decides with."""
-    return _face(Limiter, policy, store, limiter)
+    """The :class:`Limiter` a WSGI middleware decides with, told of ``hooks``."""
+    return _face(Limiter, policy, store, limiter, hooks, block_hooks)

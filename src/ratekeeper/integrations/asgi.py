@@ -30,7 +30,6 @@ flushed every second and at the app's shutdown (its lifespan, or
 from __future__ import annotations
 
 import asyncio
-import atexit
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +40,11 @@ from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
 from ._limiters import async_limiter
+from ._observing import Observing
 
 if TYPE_CHECKING:
     from ..analytics import UsageRecorder
     from ..analytics.prometheus import RateLimitMetrics
-    from ..engine import BlockHook, DecisionHook
     from ..registry import Registry
 
 __all__ = ["RateLimitMiddleware"]
@@ -123,21 +122,11 @@ class RateLimitMiddleware:
         usage_registry: str | Registry | None = None,
     ) -> None:
         self.app = app
-        hooks: list[DecisionHook] = []
-        block_hooks: list[BlockHook] = []
-        if metrics is not None:
-            hooks.append(metrics.hook)
-        #: counts decisions into ``usage_registry`` (``None``: analytics off)
-        self.recorder: UsageRecorder | None = None
-        self._owned_registry: Registry | None = None
-        if usage_registry is not None:
-            self.recorder = self._recorder(usage_registry, policy, store, limiter)
-            hooks.append(self.recorder)
-            block_hooks.append(self.recorder.block_hook)
-        self.limiter = async_limiter(policy, store, limiter, hooks, block_hooks)
-        if metrics is not None:
-            decided_by = self.limiter
-            metrics.watch(lambda: decided_by.store)
+        #: the hooks of ``metrics`` and ``usage_registry``, and closing them
+        self.observing = Observing(metrics, usage_registry, store, limiter)
+        observing = self.observing
+        self.limiter = async_limiter(policy, store, limiter, observing.hooks, observing.block_hooks)
+        observing.bind(self.limiter)
         compiled = self.limiter.compiled
         #: reads the request headers the policy reads, and no other
         self._headers = compiled.header_reader
@@ -145,31 +134,10 @@ class RateLimitMiddleware:
         #: writes the answers (the limiter's own renderer: its decisions carry it too)
         self._answers = self.limiter.answers
 
-    def _recorder(
-        self,
-        usage_registry: str | Registry,
-        policy: Policy | str | Path | None,
-        store: Store | None,
-        limiter: AsyncLimiter | Limiter | None,
-    ) -> UsageRecorder:
-        """The usage recorder of ``usage_registry``, its thread started, closed at exit."""
-        from ..analytics import UsageRecorder
-        from ..registry import Registry
-
-        registry = usage_registry
-        if isinstance(registry, str):
-            registry = self._owned_registry = Registry.open(registry)
-        decided = limiter.store if limiter is not None else store
-        if decided is None:  # the limiter makes its own memory store: read its clock later
-            recorder = UsageRecorder(registry, clock=lambda: self.limiter.store.now_ns() / 1e9)
-        else:
-            recorder = UsageRecorder(registry, clock=lambda: decided.now_ns() / 1e9)
-        watch = getattr(getattr(decided, "outage", None), "watch", None)
-        if watch is not None:
-            watch(recorder.store_watcher)
-        recorder.start()
-        atexit.register(self.close)
-        return recorder
+    @property
+    def recorder(self) -> UsageRecorder | None:
+        """Counts decisions into ``usage_registry`` (``None``: analytics off, or closed)."""
+        return self.observing.recorder
 
     def close(self) -> None:
         """Flush the usage counts and close the registry this middleware opened (if any).
@@ -177,13 +145,7 @@ class RateLimitMiddleware:
         Called at the app's lifespan shutdown and at interpreter exit; again, it
         does nothing.
         """
-        recorder, self.recorder = self.recorder, None
-        if recorder is not None:
-            recorder.close()
-            atexit.unregister(self.close)
-        registry, self._owned_registry = self._owned_registry, None
-        if registry is not None:
-            registry.close()
+        self.observing.close()
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app's lifespan, the usage counts flushed when it shuts down."""

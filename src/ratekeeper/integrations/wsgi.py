@@ -24,13 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..http.answers import merge
 from ..limiter import AsyncLimiter, Limiter, PolicyDecision
 from ..policy import Policy
 from ..stores.base import Store
 from ._limiters import sync_limiter
+from ._observing import Observing
+
+if TYPE_CHECKING:
+    from ..analytics import UsageRecorder
+    from ..analytics.prometheus import RateLimitMetrics
+    from ..registry import Registry
 
 __all__ = ["RateLimitMiddleware"]
 
@@ -81,7 +87,14 @@ class RateLimitMiddleware:
     ``policy`` is a path to a policy file or a loaded :class:`Policy`; ``store``
     defaults to a new :class:`MemoryStore`. Or pass ``limiter=``, an existing
     :class:`Limiter` (an :class:`AsyncLimiter` is turned into its sync twin on
-    the same policy and store).
+    the same policy and store; so is any limiter when ``metrics`` or
+    ``usage_registry`` are given, told what it was told and them besides).
+
+    ``metrics`` and ``usage_registry``: as for the ASGI middleware
+    (:mod:`ratekeeper.integrations._observing`): Prometheus counts of every
+    decision, and usage analytics into a registry, flushed every second and
+    at :meth:`close` (called at interpreter exit too: a WSGI app has no
+    shutdown of its own to hook).
     """
 
     def __init__(
@@ -91,12 +104,28 @@ class RateLimitMiddleware:
         store: Store | None = None,
         *,
         limiter: Limiter | AsyncLimiter | None = None,
+        metrics: RateLimitMetrics | None = None,
+        usage_registry: str | Registry | None = None,
     ) -> None:
         self.app = app
-        self.limiter = sync_limiter(policy, store, limiter)
+        #: the hooks of ``metrics`` and ``usage_registry``, and closing them
+        self.observing = Observing(metrics, usage_registry, store, limiter)
+        observing = self.observing
+        self.limiter = sync_limiter(policy, store, limiter, observing.hooks, observing.block_hooks)
+        observing.bind(self.limiter)
         #: reads the request headers the policy reads, and no other
         self._headers = self.limiter.compiled.header_reader
         self._reads_headers = bool(self.limiter.compiled.wanted_headers)
+
+    @property
+    def recorder(self) -> UsageRecorder | None:
+        """Counts decisions into ``usage_registry`` (``None``: analytics off, or closed)."""
+        return self.observing.recorder
+
+    def close(self) -> None:
+        """Flush the usage counts and close the registry this middleware opened (if any);
+        again, it does nothing."""
+        self.observing.close()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         limiter = self.limiter

@@ -710,6 +710,13 @@ class LimiterCore:
         decision = self._decided(prepared, result.admitted, result.results, result.now_ns)
         if result.leases:
             decision.lease = Lease(result.leases)
+        elif result.block is not None and self.block_hook is not None:
+            # a refusal over a rate that took the penalty to its threshold: the block it
+            # started (one in force would have answered BLOCKED: its key is among the blocks)
+            self.tell_block(
+                result.block, lockout="penalty", category=decision.category,
+                key_id=decision.key_id,
+            )  # fmt: skip
         return decision
 
     def _known(self, prepared: Prepared, found: tuple[int, int, int]) -> PolicyDecision:

@@ -308,6 +308,11 @@ def _service_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Bearer token /v1/* requires (or $RATEKEEPER_CHECK_TOKEN); none: open.",
 )
 @click.option(
+    "--metrics-token-file",
+    type=click.Path(dir_okay=False),
+    help="Bearer token /metrics requires (or $RATEKEEPER_METRICS_TOKEN); none: open.",
+)
+@click.option(
     "--secret-file",
     type=click.Path(dir_okay=False),
     help="Secret sealing lease handles (or $RATEKEEPER_SECRET); share it between replicas.",
@@ -320,9 +325,9 @@ def _service_options(command: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option(
     "--envoy-config",
-    type=click.Path(dir_okay=False),
-    help="Serve an envoyproxy/ratelimit YAML config (domain, descriptors) instead of a "
-    "policy (docs/envoy.md).",
+    type=click.Path(exists=True),
+    help="Serve an envoyproxy/ratelimit YAML config (domain, descriptors), or a directory of "
+    "them (one domain each), instead of a policy (docs/envoy.md).",
 )
 @click.option("--smoke", is_flag=True, help="Start on a free port, answer one /v1/check, exit.")
 def serve(
@@ -333,6 +338,7 @@ def serve(
     port: int,
     admin_token_file: str | None,
     check_token_file: str | None,
+    metrics_token_file: str | None,
     secret_file: str | None,
     grpc_port: int | None,
     envoy_config: str | None,
@@ -357,6 +363,7 @@ def serve(
             port=port,
             admin_token_file=admin_token_file,
             check_token_file=check_token_file,
+            metrics_token_file=metrics_token_file,
             secret_file=secret_file,
             grpc_port=grpc_port,
             envoy_config=envoy_config,

@@ -687,8 +687,9 @@ def test_ratekeeper_serve_envoy_config_serves_the_reference_config_and_counts_it
 
     from support.loopback import LoopbackProcess, free_port
 
-    config = tmp_path / "config.yaml"
-    config.write_text(MESSAGING)
+    config = tmp_path / "config"  # a directory, as the reference's runtime directory
+    config.mkdir()
+    (config / "messaging.yaml").write_text(MESSAGING)
     http_port = free_port()
 
     def command(port: int, directory: Path) -> list[str]:

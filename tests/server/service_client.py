@@ -71,6 +71,7 @@ class ServiceClient:
         policy_path: Path | None = None,
         admin_token: str | None = None,
         check_token: str | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         self.clock = clock or Clock(T0)
         self.store = store if store is not None else MemoryStore(clock=self.clock)
@@ -82,7 +83,12 @@ class ServiceClient:
             secret=secret,
             registry=registry,
         )
-        self.app = build_app(self.service, admin_token=admin_token, check_token=check_token)
+        self.app = build_app(
+            self.service,
+            admin_token=admin_token,
+            check_token=check_token,
+            metrics_token=metrics_token,
+        )
         self.http = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://ratekeeper"
         )

@@ -1,4 +1,5 @@
-"""``--check-token``: ``/v1/*`` needs it (Bearer, or X-Ratekeeper-Token); operators' do not."""
+"""``--check-token``: ``/v1/*`` needs it (Bearer, or X-Ratekeeper-Token); operators' do not.
+``--metrics-token``: ``/metrics`` needs it, and nothing else does."""
 
 from __future__ import annotations
 
@@ -39,3 +40,17 @@ async def test_operators_paths_need_no_token(make_service: MakeService) -> None:
 async def test_without_a_check_token_v1_is_open(make_service: MakeService) -> None:
     client = make_service(example("scanner"))
     assert (await client.check(scan())).status_code == 200
+
+
+async def test_with_a_metrics_token_only_metrics_needs_it(make_service: MakeService) -> None:
+    client = make_service(example("scanner"), metrics_token=TOKEN)
+    refused = [
+        (await client.http.get("/metrics", headers=headers)).status_code
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"})
+    ]
+    scraped = await client.http.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert refused == [401] * 3
+    assert scraped.status_code == 200
+    assert "ratekeeper_decisions_total" in scraped.text
+    assert (await client.check(scan())).status_code == 200  # /v1/* stays open
+    assert (await client.http.get("/metricsx")).status_code == 404  # that path, not a prefix

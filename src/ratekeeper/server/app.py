@@ -216,14 +216,25 @@ class DecisionApi:
 
 
 class CheckTokenGuard:
-    """Refuses ``/v1/*`` without the check token (401, JSON); everything else passes."""
+    """Refuses ``/v1/*`` without the check token (401, JSON); everything else passes.
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    ``path``/``what``: the same for another path and token (``/metrics`` and the
+    metrics token: a path ending in ``/`` guards what is under it, else that path).
+    """
+
+    def __init__(
+        self, app: ASGIApp, token: str, path: str = "/v1/", what: str = "check token"
+    ) -> None:
         self.app = app
         self._token = token.encode("utf-8")
+        self._path, self._under = path, path.endswith("/")
+        self._what = what
+
+    def _guards(self, path: str) -> bool:
+        return path.startswith(self._path) if self._under else path == self._path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        if scope["type"] != "http" or not self._guards(scope["path"]):
             await self.app(scope, receive, send)
             return
         if self._presented(scope):
@@ -232,7 +243,7 @@ class CheckTokenGuard:
         response = _error(
             401,
             "unauthorized",
-            "this service needs its check token",
+            f"this service needs its {self._what}",
             **{"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
@@ -283,9 +294,14 @@ def served_routes(app: Starlette) -> set[tuple[str, str]]:
 
 
 def build_app(
-    service: Service, *, admin_token: str | None = None, check_token: str | None = None
+    service: Service,
+    *,
+    admin_token: str | None = None,
+    check_token: str | None = None,
+    metrics_token: str | None = None,
 ) -> Starlette:
     """The service's app. No ``admin_token``: no admin API nor dashboard (both 404).
+    ``check_token``: ``/v1/*`` needs it; ``metrics_token``: ``/metrics`` needs it.
 
     The admin routes (``ratekeeper.server.admin``) read the token from
     ``service.admin_token``, set here.
@@ -317,4 +333,8 @@ def build_app(
     app.state.service = service
     if check_token:
         app.add_middleware(CheckTokenGuard, token=check_token)
+    if metrics_token:  # Prometheus: authorization: {credentials_file: ...} in the scrape job
+        app.add_middleware(
+            CheckTokenGuard, token=metrics_token, path="/metrics", what="metrics token"
+        )
     return app

@@ -56,6 +56,7 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         dashboard = f"{base}/dashboard (log in with the admin token)"
     authorize = f"GET  {base}/v1/authorize" if "/v1/authorize" in served else "not installed"
     check = " (needs the check token)" if settings.check_token else ""
+    scrape = " (needs the metrics token)" if settings.metrics_token else ""
     return [
         f"ratekeeper serve: listening on {base}",
         f"  decision API   POST {base}/v1/check, /v1/check:batch, /v1/release, /v1/report{check}",
@@ -63,7 +64,7 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         f"  admin API      {admin}",
         f"  dashboard      {dashboard}",
         f"  health         GET  {base}/healthz",
-        f"  metrics        GET  {base}/metrics",
+        f"  metrics        GET  {base}/metrics{scrape}",
         f"  OpenAPI        GET  {base}/openapi.json",
         f"  policy         {service.policy.name} ({policy}); reload: SIGHUP",
         f"  store          {settings.shown_store}",
@@ -92,7 +93,12 @@ async def serve(
     quiet = contextlib.ExitStack()
     envoy: GrpcServer | None = None
     try:
-        app = build_app(service, admin_token=settings.admin_token, check_token=settings.check_token)
+        app = build_app(
+            service,
+            admin_token=settings.admin_token,
+            check_token=settings.check_token,
+            metrics_token=settings.metrics_token,
+        )
         config = uvicorn.Config(
             app,
             host=settings.host,

@@ -32,6 +32,8 @@ __all__ = [
 ADMIN_TOKEN_ENV = "RATEKEEPER_ADMIN_TOKEN"  # noqa: S105 (a variable's name)
 #: the bearer token ``/v1/*`` requires (else ``--check-token-file``; neither: open)
 CHECK_TOKEN_ENV = "RATEKEEPER_CHECK_TOKEN"  # noqa: S105 (a variable's name)
+#: the bearer token ``/metrics`` requires (else ``--metrics-token-file``; neither: open)
+METRICS_TOKEN_ENV = "RATEKEEPER_METRICS_TOKEN"  # noqa: S105 (a variable's name)
 #: the secret sealing lease handles (else ``--secret-file``; neither: random per process)
 SECRET_ENV = "RATEKEEPER_SECRET"  # noqa: S105 (a variable's name)
 #: what ``--policy`` names when not given: the built-in policy (docs/service.md)
@@ -95,6 +97,7 @@ class Settings:
     port: int = 8080
     admin_token: str | None = field(default=None, repr=False)
     check_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
     secret: bytes | None = field(default=None, repr=False)
     #: Envoy's rate limit service over gRPC on this port (same host); ``None``: off
     grpc_port: int | None = None
@@ -128,6 +131,7 @@ class Settings:
         port: int = 8080,
         admin_token_file: str | None = None,
         check_token_file: str | None = None,
+        metrics_token_file: str | None = None,
         secret_file: str | None = None,
         grpc_port: int | None = None,
         envoy_config: str | None = None,
@@ -156,6 +160,11 @@ class Settings:
             if check_token_file
             else env.get(CHECK_TOKEN_ENV) or None
         )
+        metrics = (
+            read_secret(metrics_token_file, "metrics token")
+            if metrics_token_file
+            else env.get(METRICS_TOKEN_ENV) or None
+        )
         secret_text = read_secret(secret_file, "secret") if secret_file else env.get(SECRET_ENV)
         secret = secret_text.encode("utf-8") if secret_text else None
         if secret is not None and len(secret) < _SHORTEST_SECRET:
@@ -168,6 +177,7 @@ class Settings:
             port=port,
             admin_token=admin,
             check_token=check,
+            metrics_token=metrics,
             secret=secret,
             grpc_port=grpc_port,
             envoy_config=envoy_config is not None,

@@ -27,56 +27,38 @@ from envoy_proxy import (
     header_route,
     upstream_app,
 )
+from reference_examples import MESSAGING, REPLACES, descriptors_of
 from rls_support import serve_command
 from windows import DAY, HOUR, MINUTE, in_next_second, within_windows
 
 from support.loopback import LoopbackProcess, ThreadedServer, require_binary
 
 DOMAIN = "reference"
-CONFIG = f"""\
-domain: {DOMAIN}
-descriptors:
-  # the reference README's Example 2: 5 marketing messages a day to a number,
-  # 100 messages a day of any type to a number
-  - key: message_type
-    value: marketing
-    descriptors:
-      - key: to_number
-        rate_limit: {{unit: day, requests_per_unit: 5}}
-  - key: to_number
-    rate_limit: {{unit: day, requests_per_unit: 100}}
+CONFIG = (
+    f"domain: {DOMAIN}\ndescriptors:\n"
+    # the reference README's Example 2: 5 marketing messages a day to a number,
+    # 100 messages a day of any type to a number
+    + descriptors_of(MESSAGING)
+    # the reference README's Example 7: a request with both descriptors is limited
+    # by the second's 10/second only, which replaces the first's specific_limit
+    + descriptors_of(REPLACES)
+    + """\
   # ratekeeper's own: two limits of different units on one descriptor
   - key: tenant
     rate_limits:
-      - {{unit: second, requests_per_unit: 2}}
-      - {{unit: hour, requests_per_unit: 3}}
+      - {unit: second, requests_per_unit: 2}
+      - {unit: hour, requests_per_unit: 3}
   - key: watched
-    rate_limit: {{unit: minute, requests_per_unit: 2}}
+    rate_limit: {unit: minute, requests_per_unit: 2}
     shadow_mode: true
   - key: internal
-    rate_limit: {{unlimited: true}}
-  # the reference README's Example 7: a request with both descriptors is limited
-  # by the second's 10/second only, which replaces the first's specific_limit
-  - key: key_1
-    value: value_1
-    descriptors:
-      - key: user
-        value: bkthomps
-        rate_limit: {{name: specific_limit, requests_per_unit: 5, unit: second}}
-  - key: key_2
-    value: value_2
-    descriptors:
-      - key: user
-        value: bkthomps
-        rate_limit:
-          replaces: [{{name: specific_limit}}]
-          requests_per_unit: 10
-          unit: second
+    rate_limit: {unlimited: true}
   # the reference README's Example 3 (a black list), for the address Envoy sees: loopback
   - key: remote_address
     value: 127.0.0.1
-    rate_limit: {{unit: second, requests_per_unit: 0}}
+    rate_limit: {unit: second, requests_per_unit: 0}
 """
+)
 ROUTES = [
     header_route(
         "/ref/",

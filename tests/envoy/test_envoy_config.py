@@ -489,6 +489,8 @@ def test_rules_are_named_as_the_reference_names_its_stats() -> None:
         ("domain: d\ndescriptors: [{key: a, rate_limit: {unit: second, requests_per_unit: -1}}]",
          "whole number"),
         ("domain: d\ndescriptors: [{key: a, rate_limit: {}}]", "unit ''"),
+        ("domain: d\ndescriptors: [{key: a, descriptors: [{key: b, rate_limit: {unit: second,"
+         " requests_per_unit: 99999999999999}}]}]", "a > b: rate 99999999999999/second: limit"),
         ("domain: d\ndescriptors: [{key: a, shadow_mode: 'false'}]",
          "'shadow_mode' must be true or false"),
         ("domain: d\ndescriptors: [{key: a, rate_limit: {unlimited: 'no'}}]",

@@ -40,6 +40,8 @@ from typing import Any
 
 import yaml
 
+from ..algorithms import check_rate, get_algorithm
+from ..rates import parse_rates
 from .errors import PolicyError
 from .model import Policy
 
@@ -245,8 +247,21 @@ def _rates(item: dict[str, Any], here: tuple[str, ...]) -> tuple[list[str] | str
             raise EnvoyConfigError(
                 f"{_where(here)}: requests_per_unit 0 (refuse all) goes in a single 'rate_limit'"
             )
-        rates.append(f"{count}/{unit}")
+        rates.append(_counted(f"{count}/{unit}", here))
     return rates, named
+
+
+def _counted(rate: str, here: tuple[str, ...]) -> str:
+    """``rate``, if a clock-aligned fixed window counts it exactly (else refused here, naming
+    the descriptor, rather than by the compiled policy, naming a limit the file never had)."""
+    if rate.startswith("0/"):
+        return rate
+    try:
+        (parsed,) = parse_rates(rate)
+        check_rate(get_algorithm("fixed_window"), parsed.limit, parsed.window_ns, parsed.limit)
+    except ValueError as error:
+        raise EnvoyConfigError(f"{_where(here)}: {error}") from None
+    return rate
 
 
 def _names(spec: dict[str, Any], here: tuple[str, ...]) -> dict[str, Any]:

@@ -283,6 +283,20 @@ async def test_replaces_drops_the_named_limit_and_leaves_its_count_alone(
     assert only_two == [OK] * 10 + [OVER]
 
 
+async def test_a_replaced_unlimited_descriptor_still_answers_unlimited(
+    rls_factory: RlsFactory, tmp_path: Path
+) -> None:
+    config = (
+        "domain: d\ndescriptors:\n"
+        "  - {key: a, rate_limit: {name: n, unlimited: true}}\n"
+        "  - {key: b, rate_limit: {replaces: [{name: n}], unit: minute, requests_per_unit: 5}}\n"
+    )
+    rls = await served(rls_factory, config, tmp_path)
+    answer = await rls.ask("d", descriptor(("a", "x")), descriptor(("b", "y")))
+    assert answer.statuses[0].limit_remaining == MAX_UINT32  # as the reference's
+    assert limit_of(answer.statuses[1]) == (5, Unit.MINUTE)
+
+
 async def test_each_wildcard_match_counts_apart(rls_factory: RlsFactory, tmp_path: Path) -> None:
     rls = await served(rls_factory, WILDCARDS, tmp_path)
     first = [(await rls.ask("example9", descriptor(("key1", "value1")))).overall_code

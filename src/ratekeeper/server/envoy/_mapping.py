@@ -160,10 +160,12 @@ class DescriptorMap:
                 reading.limited(domain, entries, cost, limit, item)
                 continue
             reading.rules.append(node.metric if node is not None else None)
-            if found is None or node is None or (node.name is not None and node.name in replaced):
+            if found is None or node is None:
                 reading.places.append(None)
-            elif node.unlimited:
+            elif node.unlimited:  # before replaces: the reference answers it unlimited all the same
                 reading.places.append(UNLIMITED)
+            elif node.name is not None and node.name in replaced:
+                reading.places.append(None)
             elif node.deny is not None:
                 refuses = not node.shadow
                 reading.refused = reading.refused or refuses

@@ -329,6 +329,11 @@ def _service_options(command: Callable[..., None]) -> Callable[..., None]:
     help="Serve an envoyproxy/ratelimit YAML config (domain, descriptors), or a directory of "
     "them (one domain each), instead of a policy (docs/envoy.md).",
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Reload the policy (or --envoy-config) when its files change, as SIGHUP does.",
+)
 @click.option("--smoke", is_flag=True, help="Start on a free port, answer one /v1/check, exit.")
 def serve(
     policy_file: str | None,
@@ -342,6 +347,7 @@ def serve(
     secret_file: str | None,
     grpc_port: int | None,
     envoy_config: str | None,
+    watch: bool,
     smoke: bool,
 ) -> None:
     """Run the decision service: /v1/check, /v1/authorize, /admin, /healthz, /metrics."""
@@ -367,6 +373,7 @@ def serve(
             secret_file=secret_file,
             grpc_port=grpc_port,
             envoy_config=envoy_config,
+            watch=watch,
         )
         status = asyncio.run(run_service(settings, smoke=smoke, echo=click.echo))
     except (SettingsError, PolicyError) as error:

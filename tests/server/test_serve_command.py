@@ -130,10 +130,10 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = 20.0) ->
 class Served:
     """``ratekeeper serve`` in a process of its own, its log in files."""
 
-    def __init__(self, tmp_path: Path, port: int, policy: Path) -> None:
+    def __init__(self, tmp_path: Path, port: int, policy: Path, *options: str) -> None:
         self.out, self.err = tmp_path / "stdout", tmp_path / "stderr"
         args = [*RATEKEEPER, "serve", "--policy", str(policy), "--port", str(port)]
-        args += ["--registry", "none"]
+        args += ["--registry", "none", *options]
         with self.out.open("w") as out, self.err.open("w") as err:
             self.process = subprocess.Popen(args, cwd=tmp_path, stdout=out, stderr=err)  # noqa: S603
         self.base = f"http://127.0.0.1:{port}"
@@ -191,3 +191,25 @@ def test_sighup_reloads_the_policy_file_and_refuses_a_bad_one(
 
     assert service.stop() == 0  # SIGTERM: a graceful stop
     assert "Finished server process" in service.err.read_text()
+
+
+def test_watch_reloads_the_policy_when_its_file_changes(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(limit=60))
+    service = Served(tmp_path, unused_tcp_port, policy, "--watch")
+    try:
+        assert service.limit() == "60"
+        assert "or a change of its files (--watch)" in service.out.read_text()
+        policy.write_text(POLICY.format(limit=7))  # no signal: the watcher sees the file change
+        wait_for(lambda: service.limit() == "7", "the changed policy", seconds=10)
+        assert "policy reloaded by watch" in service.err.read_text()
+        policy.write_text("version: 1\nname: [")  # refused, the policy in force stays
+        wait_for(lambda: "refused" in service.err.read_text(), "the refusal in the log")
+        assert service.limit() == "7"
+        assert service.stop() == 0
+    finally:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from ._watch import watch_policy
 from .app import build_app, served_routes
 from .service import Service
 from .settings import Settings, SettingsError
@@ -57,6 +58,7 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
     authorize = f"GET  {base}/v1/authorize" if "/v1/authorize" in served else "not installed"
     check = " (needs the check token)" if settings.check_token else ""
     scrape = " (needs the metrics token)" if settings.metrics_token else ""
+    watched = ", or a change of its files (--watch)" if settings.watch else ""
     return [
         f"ratekeeper serve: listening on {base}",
         f"  decision API   POST {base}/v1/check, /v1/check:batch, /v1/release, /v1/report{check}",
@@ -66,7 +68,7 @@ def endpoints(base: str, settings: Settings, service: Service, served: set[str])
         f"  health         GET  {base}/healthz",
         f"  metrics        GET  {base}/metrics{scrape}",
         f"  OpenAPI        GET  {base}/openapi.json",
-        f"  policy         {service.policy.name} ({policy}); reload: SIGHUP",
+        f"  policy         {service.policy.name} ({policy}); reload: SIGHUP{watched}",
         f"  store          {settings.shown_store}",
         f"  registry       {settings.shown_registry}",
     ]
@@ -148,6 +150,9 @@ async def serve(
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, AttributeError):  # not on Windows
             loop.add_signal_handler(signal.SIGHUP, _reload_on_hangup, service)
+        if settings.watch:
+            watching = asyncio.create_task(watch_policy(service))
+            quiet.callback(watching.cancel)
         await running
         return 0
     finally:

@@ -103,6 +103,8 @@ class Settings:
     grpc_port: int | None = None
     #: ``policy`` is an envoyproxy/ratelimit config (``--envoy-config``), not a policy
     envoy_config: bool = False
+    #: reload the policy when its file (or directory) changes (``--watch``)
+    watch: bool = False
 
     @property
     def shown_store(self) -> str:
@@ -135,6 +137,7 @@ class Settings:
         secret_file: str | None = None,
         grpc_port: int | None = None,
         envoy_config: str | None = None,
+        watch: bool = False,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
         """Settings from command-line options, the files they name and the environment.
@@ -181,4 +184,5 @@ class Settings:
             secret=secret,
             grpc_port=grpc_port,
             envoy_config=envoy_config is not None,
+            watch=watch,
         )

@@ -1,5 +1,5 @@
-"""Fixtures: ratekeeper's Envoy rate limit service on a real grpc.aio server on loopback,
-and ``ratekeeper serve --grpc-port`` in a process of its own."""
+"""Fixtures: ratekeeper's Envoy rate limit service on a real gRPC server on loopback
+(grpc.aio clients), and ``ratekeeper serve --grpc-port`` in a process of its own."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``--envoy-config``: the reference service's YAML (envoyproxy/ratelimit) served as it documents.
 
 The configs are the reference README's examples as it writes them (its
-"Configuration" section, Examples 1 to 11), checked through a real grpc.aio
+"Configuration" section, Examples 1 to 11), checked through a real gRPC
 server with the servicer: which descriptors are limited, at what rate, the
 call that goes over, and what the README says of each feature.
 """

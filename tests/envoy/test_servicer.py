@@ -1,4 +1,4 @@
-"""ShouldRateLimit through a real grpc.aio server on loopback, with the xds-protos stubs.
+"""ShouldRateLimit through a real gRPC server on loopback (a grpc.aio client), xds-protos stubs.
 
 The flowtriq test policy (flowtriq_envoy.yaml) maps Envoy's descriptors to
 its categories: ``generic_key`` names the agent endpoint, ``api_key`` and

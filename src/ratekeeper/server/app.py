@@ -215,6 +215,18 @@ class DecisionApi:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
+def _envoy_json_route(service: Service) -> BaseRoute | None:
+    """``POST /json`` (Envoy's call over HTTP, as the reference serves it) when the policy
+    the service starts with reads Envoy's descriptors and the envoy extra is installed."""
+    if service.policy.envoy is None:
+        return None
+    try:
+        from .envoy import json_route
+    except ModuleNotFoundError:
+        return None
+    return json_route(service)
+
+
 class CheckTokenGuard:
     """Refuses ``/v1/*`` without the check token (401, JSON); everything else passes.
 
@@ -316,11 +328,16 @@ def build_app(
         Route("/metrics", api.metrics, methods=["GET"]),
     ]
     routes.append(authorize_route(service))
+    envoy_json = _envoy_json_route(service)
+    if envoy_json is not None:
+        routes.append(envoy_json)
     service.admin_token = admin_token
     if admin_token:
         routes.append(Mount("/admin", routes=admin_routes(service)))
         routes.append(dashboard_route(service))
-    document = openapi_document(admin_paths=openapi_paths() if admin_token else None)
+    document = openapi_document(
+        admin_paths=openapi_paths() if admin_token else None, envoy_json=envoy_json is not None
+    )
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -333,6 +350,8 @@ def build_app(
     app.state.service = service
     if check_token:
         app.add_middleware(CheckTokenGuard, token=check_token)
+        if envoy_json is not None:  # a decision endpoint too: the same token
+            app.add_middleware(CheckTokenGuard, token=check_token, path="/json")
     if metrics_token:  # Prometheus: authorization: {credentials_file: ...} in the scrape job
         app.add_middleware(
             CheckTokenGuard, token=metrics_token, path="/metrics", what="metrics token"

@@ -135,7 +135,7 @@ _DECISION_API: dict[str, Any] = {
     },
     "/metrics": {
         "get": {
-            "summary": "Prometheus metrics (no token)",
+            "summary": "Prometheus metrics (the metrics token, when one is set)",
             "responses": {
                 "200": {
                     "description": "The Prometheus text format.",
@@ -282,11 +282,38 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def openapi_document(*, admin_paths: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The description of what an app serves: the admin API's paths only when it is mounted."""
+_ENVOY_JSON: dict[str, Any] = {
+    "/json": {
+        "post": {
+            "summary": "Envoy's ShouldRateLimit over HTTP, in protobuf's JSON mapping, as the "
+            "reference service (envoyproxy/ratelimit) serves it (docs/envoy.md)",
+            "security": [{"check": []}, {}],
+            "requestBody": _json(
+                {"type": "object", "description": "a RateLimitRequest: domain, descriptors"},
+                "The request.",
+            ),
+            "responses": {
+                "200": _json({"type": "object"}, "Allowed: the RateLimitResponse."),
+                "429": _json({"type": "object"}, "Over a limit: the RateLimitResponse."),
+                "400": _json({"$ref": "#/components/schemas/Error"}, "Not such a request."),
+                "404": _json({"$ref": "#/components/schemas/Error"}, "No envoy: section."),
+                "503": _json({"$ref": "#/components/schemas/Error"}, "The store cannot decide."),
+            },
+        }
+    }
+}
+
+
+def openapi_document(
+    *, admin_paths: dict[str, Any] | None = None, envoy_json: bool = False
+) -> dict[str, Any]:
+    """The description of what an app serves: the admin API's paths only when it is mounted,
+    ``/json`` only when it is served."""
     paths = {**_DECISION_API, **_AUTHORIZE}
     if admin_paths is not None:
         paths.update(admin_paths)
+    if envoy_json:
+        paths.update(_ENVOY_JSON)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -7,6 +7,7 @@ engine. Modules, each with one job:
 ``_mapping``  descriptors -> (category, caller) items, by the policy's ``envoy:`` section
 ``_answers``  a decision -> ``RateLimitResponse`` (statuses, headers, body)
 ``_grpc``     the servicer, gRPC health, the threaded gRPC server, how a call reaches its decision
+``_json``     ``POST /json``: the same call over HTTP in protobuf's JSON mapping, as the reference
 
 Needs the ``envoy`` extra (grpcio, xds-protos, grpcio-health-checking).
 
@@ -34,6 +35,14 @@ def _listen_on_the_polling_thread() -> None:
 _listen_on_the_polling_thread()  # before gRPC is imported
 
 from ._grpc import RATE_LIMIT_SERVICE, GrpcServer, RateLimitServicer, start_grpc  # noqa: E402
+from ._json import json_route  # noqa: E402
 from ._mapping import DescriptorMap  # noqa: E402
 
-__all__ = ["RATE_LIMIT_SERVICE", "DescriptorMap", "GrpcServer", "RateLimitServicer", "start_grpc"]
+__all__ = [
+    "RATE_LIMIT_SERVICE",
+    "DescriptorMap",
+    "GrpcServer",
+    "RateLimitServicer",
+    "json_route",
+    "start_grpc",
+]

@@ -55,7 +55,9 @@ __all__ = [
     "WORKERS",
     "GrpcServer",
     "RateLimitServicer",
+    "UnavailableError",
     "decide_on",
+    "descriptors_of",
     "in_place",
 ]
 
@@ -138,7 +140,7 @@ def in_place(coroutine: Coroutine[Any, Any, T]) -> T:
     raise RuntimeError("the decision waited: a store that waits decides on the service's loop")
 
 
-class _UnavailableError(Exception):
+class UnavailableError(Exception):
     """The store cannot decide and fails closed."""
 
 
@@ -162,26 +164,24 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         return found[1]
 
     def ShouldRateLimit(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's)
-        base = request.hits_addend or 1
         try:
-            descriptors: list[Descriptor] = [
-                (
-                    [(entry.key, entry.value) for entry in descriptor.entries],
-                    descriptor.hits_addend.value if descriptor.HasField("hits_addend") else base,
-                    _limit(descriptor.limit) if descriptor.HasField("limit") else None,
-                )
-                for descriptor in request.descriptors
-            ]
+            descriptors = descriptors_of(request)
         except ValueError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         peer = _peer_ip(context.peer()) if context is not None else ""
         run = in_place if self._service.limiter.store.never_waits else self._submit
         try:
-            decision, reading = run(self._decide(request.domain, descriptors, peer))
-        except _UnavailableError:
+            decision, reading = run(self.decide(request.domain, descriptors, peer))
+        except UnavailableError:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the store cannot decide")
         except ValueError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return self.answer(decision, reading, descriptors)
+
+    def answer(
+        self, decision: PolicyDecision | None, reading: Reading, descriptors: list[Descriptor]
+    ) -> Any:
+        """The ``RateLimitResponse`` of a decided request, its rules counted in the metrics."""
         if reading.rules:
             self._count(decision, reading, [cost for _, cost, _ in descriptors])
         return response_of(decision, reading)
@@ -193,10 +193,13 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             for rule, stat, count in rule_stats(decision, reading, hits):
                 metrics.rule_hits(rule, stat, count)
 
-    async def _decide(
-        self, domain: str, descriptors: list[Descriptor], peer: str
+    async def decide(
+        self, domain: str, descriptors: list[Descriptor], peer: str = ""
     ) -> tuple[PolicyDecision | None, Reading]:
         """Runs where the service lives: the policy and limiter in force now.
+
+        ``ValueError``: a request the reference refuses too (no domain, no
+        descriptors); ``UnavailableError``: the store cannot decide (fails closed).
 
         A request with a descriptor that refuses every hit is refused whatever
         the others say: theirs are only looked at (peeks), never charged.
@@ -215,8 +218,23 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             reading.items, costs=costs, overrides=reading.overrides
         )
         if decision.outcome == UNAVAILABLE:
-            raise _UnavailableError
+            raise UnavailableError
         return decision, reading
+
+
+def descriptors_of(request: Any) -> list[Descriptor]:
+    """A ``RateLimitRequest``'s descriptors: entries, hits (the request's ``hits_addend``,
+    0 meaning 1, unless the descriptor sets its own) and ``limit`` override; ``ValueError``
+    for a limit without a unit."""
+    base = request.hits_addend or 1
+    return [
+        (
+            [(entry.key, entry.value) for entry in descriptor.entries],
+            descriptor.hits_addend.value if descriptor.HasField("hits_addend") else base,
+            _limit(descriptor.limit) if descriptor.HasField("limit") else None,
+        )
+        for descriptor in request.descriptors
+    ]
 
 
 def _limit(limit: Any) -> tuple[int, int]:
